@@ -1,0 +1,1 @@
+"""Dataset preparation tools for koala (pure Python + numpy + Pillow, no TensorFlow)."""

@@ -1,0 +1,358 @@
+"""Clean a folder of photos and split it into a versioned train/val/test dataset.
+
+Usage::
+
+    python -m data_tools.prepare SRC_DIR OUT_DIR [--val 0.1] [--test 0.1] [--seed 0]
+        [--resize N] [--workers K] [--min-size 32] [--gray-threshold 3.0]
+        [--dup-distance 6]
+
+Every image under SRC_DIR is opened fully and dropped when it is unreadable,
+truncated, tiny, grayscale or nearly grayscale (a colorizer cannot learn colour
+from those), or an exact / near duplicate of an earlier file in sorted path
+order (duplicates leak between splits and inflate validation scores).
+
+Kept files are assigned to a split by hashing ``"{seed}:{relative path}"``, so a
+file's split depends only on its own path: adding files never moves old ones.
+
+OUT_DIR receives ``train.txt``, ``val.txt`` and ``test.txt`` (one image path per
+line), ``rejected.tsv`` (path, reason) and ``manifest.json`` whose ``version`` is
+a content hash: the same input always gives the same version. Without
+``--resize`` the lines are absolute source paths; with ``--resize N`` each kept
+image is re-encoded as ``OUT_DIR/images/<relative path>.jpg`` (longest side at
+most N) and the lines are relative to OUT_DIR, where the koala loader resolves
+them. Nothing under SRC_DIR is ever modified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from functools import partial
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+GRAY_MODES = frozenset({"L", "LA", "1", "I", "I;16", "F"})
+SPLITS = ("train", "val", "test")
+JPEG_QUALITY = 95
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What one worker learned about one file; ``kind`` is None when the image is usable."""
+
+    rel: str
+    sha256: str
+    dhash: int = 0
+    kind: str | None = None
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+# ---------------------------------------------------------------- scanning
+
+
+def scan_images(src: Path) -> list[str]:
+    """Relative POSIX paths of image files under ``src``, sorted so "first" is well defined."""
+    return sorted(
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+
+
+def overlap_error(src: Path, out: Path) -> str | None:
+    """Why writing to ``out`` could touch or rescan ``src``, or None when it is safe."""
+    if not src.is_dir():
+        return f"source directory does not exist: {src}"
+    if out == src or src in out.parents:
+        return f"output directory {out} must not be inside the source directory {src}"
+    images = out / "images"
+    if src == images or images in src.parents:
+        return f"source directory {src} must not be inside the output images folder {images}"
+    return None
+
+
+# ---------------------------------------------------------------- per-image checks
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Decode fully (so truncation surfaces here) with EXIF orientation applied; first frame only."""
+    img = Image.open(io.BytesIO(data))
+    img.seek(0)
+    img.load()
+    return ImageOps.exif_transpose(img)
+
+
+def dhash(img: Image.Image) -> int:
+    """64-bit difference hash: robust to re-encoding and small resizes, cheap to compare."""
+    small = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
+    bits = small[:, 1:] > small[:, :-1]
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def image_problem(img: Image.Image, min_size: int, gray_threshold: float) -> tuple[str, str] | None:
+    """(kind, detail) when the image is too small or carries no useful colour signal, else None."""
+    if min(img.size) < min_size:
+        return "tiny", f"{img.width}x{img.height} px < {min_size}"
+    if img.mode in GRAY_MODES:
+        return "grayscale", f"mode {img.mode}"
+    r, g, b = (np.asarray(band) for band in img.convert("RGB").split())
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)  # uint8, max >= min
+    if not spread.any():
+        return "grayscale", "all channels equal"
+    mean_spread = float(spread.mean())
+    if mean_spread < gray_threshold:
+        return "near-grayscale", f"mean channel spread {mean_spread:.2f} < {gray_threshold}"
+    return None
+
+
+def inspect_file(rel: str, src: Path, min_size: int, gray_threshold: float) -> Inspection:
+    """Hash and vet one file; never raises, so one bad file cannot kill the worker pool."""
+    try:
+        data = (src / rel).read_bytes()
+    except OSError as exc:
+        return Inspection(rel, "", kind="unreadable", detail=str(exc))
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        img = open_image(data)
+        problem = image_problem(img, min_size, gray_threshold)
+        if problem:
+            return Inspection(rel, sha, kind=problem[0], detail=problem[1])
+        return Inspection(rel, sha, dhash(img))
+    except UnidentifiedImageError:
+        return Inspection(rel, sha, kind="unreadable", detail="not a recognised image")
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types on corrupt data
+        kind = "truncated" if "truncated" in str(exc) else "unreadable"
+        return Inspection(rel, sha, kind=kind, detail=f"{type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def popcount64(x: np.ndarray) -> np.ndarray:
+    """Set bits per uint64 (SWAR), vectorised and independent of the numpy version."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+def drop_duplicates(items: Sequence[Inspection], max_distance: int) -> list[Inspection]:
+    """Reject exact (sha256) and near (dHash) duplicates of an earlier kept item.
+
+    Items are compared only against kept ones, so the first file of a group survives
+    and a chain of small edits cannot knock out every member of the chain.
+    """
+    first_with_sha: dict[str, str] = {}
+    kept_hashes = np.zeros(len(items), dtype=np.uint64)
+    kept_rels: list[str] = []
+    result = []
+    for item in items:
+        if item.kind is None and item.sha256 in first_with_sha:
+            item = replace(item, kind="duplicate", detail=f"identical to {first_with_sha[item.sha256]}")
+        elif item.kind is None and kept_rels:
+            distances = popcount64(kept_hashes[: len(kept_rels)] ^ np.uint64(item.dhash))
+            nearest = int(distances.argmin())
+            if distances[nearest] <= max_distance:
+                detail = f"dHash distance {int(distances[nearest])} to {kept_rels[nearest]}"
+                item = replace(item, kind="near-duplicate", detail=detail)
+        if item.kind is None:
+            first_with_sha[item.sha256] = item.rel
+            kept_hashes[len(kept_rels)] = item.dhash
+            kept_rels.append(item.rel)
+        result.append(item)
+    return result
+
+
+def drop_name_clashes(items: Sequence[Inspection]) -> list[Inspection]:
+    """Reject a kept item whose ``--resize`` output name is taken (a.png vs a.jpg) instead of overwriting."""
+    owner: dict[str, str] = {}
+    result = []
+    for item in items:
+        name = output_name(item.rel)
+        if item.kind is None and name in owner:
+            item = replace(item, kind="name-clash", detail=f"{name} is already written for {owner[name]}")
+        elif item.kind is None:
+            owner[name] = item.rel
+        result.append(item)
+    return result
+
+
+# ---------------------------------------------------------------- splitting
+
+
+def split_of(rel: str, seed: int, val: float, test: float) -> str:
+    """Split chosen from a hash of the path alone, so it never changes when files are added."""
+    digest = hashlib.sha256(f"{seed}:{rel}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < 1.0 - val - test:
+        return "train"
+    return "val" if u < 1.0 - test else "test"
+
+
+def output_name(rel: str) -> str:
+    """Where ``--resize`` writes ``rel``: same relative layout, JPEG extension."""
+    return f"images/{Path(rel).with_suffix('.jpg').as_posix()}"
+
+
+def dataset_version(splits: dict[str, list[tuple[str, str]]], resize: int | None) -> str:
+    """Short hash of what a consumer reads (lines, source bytes, resize), so equal input -> equal version."""
+    content = {"resize": resize, "splits": splits}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder so readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def export_image(rel: str, src: Path, out: Path, size: int) -> None:
+    """Re-encode one source image as RGB JPEG with its longest side at most ``size``."""
+    img = open_image((src / rel).read_bytes()).convert("RGB")
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=JPEG_QUALITY)
+    write_atomic(out / output_name(rel), buf.getvalue())
+
+
+def lines_bytes(lines: Iterable[str]) -> bytes:
+    """Newline-terminated UTF-8 text, the format the koala loader reads."""
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: str) -> Iterator[R]:
+    """Ordered map with a progress bar on stderr, in a process pool when ``workers > 1``."""
+    bar = partial(tqdm, total=len(items), desc=desc, unit="img", file=sys.stderr)
+    if workers <= 1:
+        yield from bar(map(fn, items))
+        return
+    chunksize = max(1, min(64, len(items) // (workers * 8)))
+    with Pool(workers) as pool:
+        yield from bar(pool.imap(fn, items, chunksize=chunksize))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m data_tools.prepare", description=__doc__.split("\n")[0])
+    p.add_argument("src", type=Path, metavar="SRC_DIR", help="folder of source photos (read only)")
+    p.add_argument("out", type=Path, metavar="OUT_DIR", help="where split lists and manifest go")
+    p.add_argument("--val", type=float, default=0.1, help="validation fraction")
+    p.add_argument("--test", type=float, default=0.1, help="test fraction")
+    p.add_argument("--seed", type=int, default=0, help="salt for the split hash")
+    p.add_argument("--resize", type=int, default=None, metavar="N",
+                   help="write JPEG copies with longest side at most N under OUT_DIR/images")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
+    p.add_argument("--min-size", type=int, default=32, help="drop images whose short side is smaller")
+    p.add_argument("--gray-threshold", type=float, default=3.0,
+                   help="drop images whose mean channel spread (0..255) is below this")
+    p.add_argument("--dup-distance", type=int, default=6, help="max dHash Hamming distance of a near duplicate")
+    args = p.parse_args(argv)
+    if not (0 <= args.val and 0 <= args.test and args.val + args.test < 1):
+        p.error("--val and --test must be >= 0 and sum to less than 1")
+    if args.resize is not None and args.resize < 1:
+        p.error("--resize must be a positive number of pixels")
+    return args
+
+
+def summary(counts: dict, version: str, out: Path, elapsed: float) -> str:
+    """Human-readable end-of-run report."""
+    rows = [
+        f"scanned   {counts['scanned']}",
+        f"kept      {counts['kept']}  (train {counts['train']}, val {counts['val']}, test {counts['test']})",
+        f"rejected  {counts['scanned'] - counts['kept']}",
+        *(f"  {kind:<16}{n}" for kind, n in counts["rejected_by_reason"].items()),
+        f"version   {version}",
+        f"output    {out}",
+        f"elapsed   {elapsed:.1f} s",
+    ]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    src, out = args.src.resolve(), args.out.resolve()
+    error = overlap_error(src, out)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    check = partial(inspect_file, src=src, min_size=args.min_size, gray_threshold=args.gray_threshold)
+    rels = scan_images(src)
+    items = drop_duplicates(list(parallel_map(check, rels, args.workers, "inspect")), args.dup_distance)
+    if args.resize:
+        items = drop_name_clashes(items)
+    kept = [item for item in items if item.kind is None]
+    rejected = [item for item in items if item.kind is not None]
+
+    if args.resize:
+        export = partial(export_image, src=src, out=out, size=args.resize)
+        for _ in parallel_map(export, [item.rel for item in kept], args.workers, "resize"):
+            pass
+    splits: dict[str, list[tuple[str, str]]] = {name: [] for name in SPLITS}
+    for item in kept:
+        line = output_name(item.rel) if args.resize else str(src / item.rel)
+        splits[split_of(item.rel, args.seed, args.val, args.test)].append((line, item.sha256))
+    version = dataset_version(splits, args.resize)
+
+    counts = {
+        "scanned": len(items),
+        "kept": len(kept),
+        **{name: len(entries) for name, entries in splits.items()},
+        "rejected_by_reason": dict(sorted(Counter(item.kind for item in rejected).items())),
+    }
+    manifest = {
+        "version": version,
+        "source": str(src),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "counts": counts,
+    }
+    for name, entries in splits.items():
+        write_atomic(out / f"{name}.txt", lines_bytes(line for line, _ in entries))
+    rows = ["path\treason", *(f"{item.rel}\t{item.reason}" for item in rejected)]
+    write_atomic(out / "rejected.tsv", lines_bytes(rows))
+    write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+
+    for item in rejected:
+        print(f"SKIP {item.rel}: {item.reason}")
+    print(summary(counts, version, out, time.perf_counter() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

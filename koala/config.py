@@ -1,0 +1,133 @@
+"""One typed configuration for training, with presets; YAML files override a preset.
+
+A config file may name a ``preset`` to start from and override any field::
+
+    preset: smoke
+    model: cunet
+    data: {image_size: 64}
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from koala.data.pipeline import Augment
+
+
+@dataclass
+class DataConfig:
+    """train/val: folder, split file (.txt) or "" for scikit-image's bundled colour photos."""
+
+    train: str = ""
+    val: str = ""
+    image_size: int = 128
+    batch_size: int = 16
+    cache: bool = True
+    max_train_images: int | None = None
+    max_val_images: int | None = None
+    augment: Augment = field(default_factory=Augment)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation. precision: auto | float32 | mixed_float16 | mixed_bfloat16;
+    jit_compile: auto | true | false (auto = XLA on GPU only); strategy: default | mirrored | multiworker."""
+
+    epochs: int = 30
+    steps_per_epoch: int | None = None
+    learning_rate: float = 1e-3
+    loss: str = "l1"
+    early_stopping_patience: int = 6
+    reduce_lr_patience: int = 3
+    reduce_lr_factor: float = 0.5
+    min_learning_rate: float = 1e-5
+    precision: str = "auto"
+    jit_compile: Any = "auto"
+    strategy: str = "default"
+    sample_images: int = 4
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    out_dir: str = "runs"
+    model: str = "cunet"
+    model_args: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "smoke": {
+        "name": "smoke",
+        "model_args": {"base_filters": 8},
+        "data": {"image_size": 32, "batch_size": 4, "max_val_images": 4},
+        "train": {"epochs": 2, "steps_per_epoch": 4, "sample_images": 2},
+    },
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "model_args":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_NESTED = {(Config, "data"): DataConfig, (Config, "train"): TrainConfig, (DataConfig, "augment"): Augment}
+
+
+def _build(cls, values: dict, where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown} in {where}; known: {sorted(known)}")
+    kwargs = {}
+    for key, value in values.items():
+        nested = _NESTED.get((cls, key))
+        kwargs[key] = _build(nested, value or {}, f"{where}.{key}") if nested else value
+    return cls(**kwargs)
+
+
+def from_dict(values: dict, preset: str | None = None) -> Config:
+    """A Config from a preset name plus overrides (a file's content or ``--set`` values)."""
+    values = dict(values)
+    preset = values.pop("preset", None) or preset or "default"
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    return _build(Config, _merge(PRESETS[preset], values), "config")
+
+
+def load(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML/JSON config; ``overrides`` are ``dotted.key=value`` strings parsed as YAML."""
+    values = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        if not _:
+            raise ValueError(f"override {item!r} must look like key=value")
+        node = values
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return from_dict(values, preset)
+
+
+def save(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,152 @@
+"""tf.data input pipelines: photos -> (normalised L, normalised ab) batches.
+
+Decoding goes through :func:`koala.images.load_rgb` (every format, EXIF orientation, 16-bit),
+images are shrunk once and cached as uint8, then each epoch takes random crops, applies the
+geometric augmentation to the RGB image *before* the Lab split (so L and ab share one random
+draw and stay aligned) and converts to Lab with the TF ops of :mod:`koala.color`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from koala.color import rgb_to_lab, split_lab
+from koala.images import ImageError, list_images, load_rgb
+
+log = logging.getLogger(__name__)
+
+CROP_MARGIN = 1.15  # cached images are a little larger than the crop, so crops vary
+
+
+@dataclass
+class Augment:
+    """Runtime augmentation, after Keras' old ImageDataGenerator.
+
+    flip: random horizontal flip. rotation: max degrees either way. zoom, shear, shift:
+    max fractions of the image size (shear as a fraction, as Keras' RandomShear takes it).
+    """
+
+    flip: bool = True
+    rotation: float = 10.0
+    zoom: float = 0.1
+    shear: float = 0.05
+    shift: float = 0.05
+
+
+def load_shrunk(path: bytes | str, short_side: int) -> np.ndarray:
+    """Decode a photo and shrink its short side to ``short_side`` (uint8 RGB).
+
+    Unusable files give a 0x0 image, which the pipeline filters out with a warning, so one
+    bad file never stops a training run.
+    """
+    path = path.decode() if isinstance(path, bytes) else path
+    try:
+        rgb = load_rgb(path)
+    except ImageError as e:
+        log.warning("skipping %s", e)
+        return np.zeros((0, 0, 3), np.uint8)
+    img = Image.fromarray(np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8))
+    scale = short_side / min(img.size)
+    if scale < 1:
+        size = (max(short_side, round(img.width * scale)), max(short_side, round(img.height * scale)))
+        img = img.resize(size, Image.BILINEAR, reducing_gap=2.0)
+    return np.asarray(img)
+
+
+def build_augmenter(augment: Augment | None, seed: int | None = None) -> keras.Sequential | None:
+    """Keras core geometric layers for a batch of RGB images; None when nothing is enabled."""
+    if augment is None:
+        return None
+    layers = []
+    if augment.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if augment.rotation:
+        layers.append(keras.layers.RandomRotation(augment.rotation / 360.0, fill_mode="reflect", seed=seed))
+    if augment.zoom:
+        layers.append(keras.layers.RandomZoom(augment.zoom, fill_mode="reflect", seed=seed))
+    if augment.shear:
+        layers.append(keras.layers.RandomShear(augment.shear, augment.shear, fill_mode="reflect", seed=seed))
+    if augment.shift:
+        layers.append(keras.layers.RandomTranslation(augment.shift, augment.shift, fill_mode="reflect", seed=seed))
+    return keras.Sequential(layers, name="augment") if layers else None
+
+
+def rgb_to_pair(rgb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Float RGB in [0, 1] -> (normalised L, normalised ab): the model's input and target."""
+    return split_lab(rgb_to_lab(rgb))
+
+
+def _decoded(paths: list[str], short_side: int, cache: bool) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices(paths)
+    ds = ds.map(
+        lambda p: tf.numpy_function(load_shrunk, [p, short_side], tf.uint8, stateful=False),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    ds = ds.filter(lambda img: tf.size(img) > 0)
+    ds = ds.map(lambda img: tf.ensure_shape(img, [None, None, 3]))
+    return ds.cache() if cache else ds
+
+
+def make_dataset(
+    source: str | list[str],
+    image_size: int,
+    batch_size: int,
+    training: bool,
+    augment: Augment | None = None,
+    cache: bool = True,
+    seed: int = 0,
+    max_images: int | None = None,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (L, ab) from a folder, a split file or a list of paths.
+
+    Training takes random crops (images are cached ``CROP_MARGIN`` larger than the crop) and augments;
+    evaluation takes centre crops so every epoch sees the same pixels.
+    """
+    paths = list_images(source) if isinstance(source, str) else list(source)
+    if max_images:
+        paths = paths[:max_images]
+    if not paths:
+        raise ValueError(f"{source}: no images found")
+    short_side = int(round(image_size * CROP_MARGIN)) if training else image_size
+    ds = _decoded(paths, short_side, cache)
+    if training:
+        ds = ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.map(lambda img: _random_crop(img, image_size, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda img: _center_crop(img, image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    augmenter = build_augmenter(augment, seed) if training else None
+    if augmenter is not None:
+        ds = ds.map(lambda x: augmenter(x, training=True), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x: rgb_to_pair(tf.clip_by_value(x, 0.0, 1.0)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _random_crop(img: tf.Tensor, size: int, seed: int) -> tf.Tensor:
+    img = tf.image.convert_image_dtype(img, tf.float32)
+    img = _ensure_min_side(img, size)
+    return tf.image.random_crop(img, [size, size, 3])
+
+
+def _center_crop(img: tf.Tensor, size: int) -> tf.Tensor:
+    img = _ensure_min_side(tf.image.convert_image_dtype(img, tf.float32), size)
+    shape = tf.shape(img)
+    top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
+    return img[top : top + size, left : left + size, :]
+
+
+def _ensure_min_side(img: tf.Tensor, size: int) -> tf.Tensor:
+    """Upscale images smaller than the crop (tiny photos), keeping the aspect ratio."""
+    shape = tf.cast(tf.shape(img)[:2], tf.float32)
+    scale = tf.maximum(1.0, size / tf.reduce_min(shape))
+    new = tf.cast(tf.math.ceil(shape * scale), tf.int32)
+    return tf.cond(scale > 1.0, lambda: tf.image.resize(img, new, antialias=True), lambda: img)

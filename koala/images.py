@@ -1,0 +1,145 @@
+"""Reading and writing image files: one place for decoding, validation and atomic writes.
+
+Every entry point (CLI, training data, web app) reads photos through :func:`load_rgb`, so a
+broken file gets the same one-line reason everywhere.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 100_000_000  # beyond this a file is treated as a decompression bomb
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La", "RGBa"}
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a photo; ``str()`` is the one-line message for users."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+def _open(source: str | os.PathLike | bytes) -> tuple[Image.Image, str]:
+    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    if not isinstance(source, (bytes, bytearray)):
+        if not os.path.isfile(source):
+            raise ImageError(name, "no such file")
+        if os.path.getsize(source) == 0:
+            raise ImageError(name, "empty file (0 bytes)")
+    elif len(source) == 0:
+        raise ImageError(name, "empty file (0 bytes)")
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(name, _reason(e)) from None
+    except OSError as e:
+        raise ImageError(name, f"cannot read: {e}") from None
+    return img, name
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image (unrecognised format)"
+    return "too many pixels (possible decompression bomb)"
+
+
+def _to_float_rgb(img: Image.Image, name: str) -> np.ndarray:
+    mode = img.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        gray = np.asarray(img, dtype=np.float32)
+        scale = 65535.0 if gray.max(initial=0) > 255 or mode != "I" else 255.0
+        gray = np.clip(gray / scale, 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if mode not in _EIGHT_BIT_MODES:
+        raise ImageError(name, f"unsupported image mode {mode!r}")
+    if "A" in mode or "a" in mode or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_rgb(source: str | os.PathLike | bytes) -> np.ndarray:
+    """Decode a photo to float32 RGB in [0, 1], shape (H, W, 3), EXIF orientation applied.
+
+    Accepts a path or encoded bytes. GIFs give their first frame, 16-bit grayscale keeps its
+    precision, transparent pixels are composited on white. Raises :class:`ImageError` with a
+    one-line reason (empty, truncated, not an image, unsupported mode, too many pixels).
+    """
+    img, name = _open(source)
+    with img:
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise ImageError(name, f"too many pixels ({width}x{height}; limit {MAX_PIXELS:,})")
+        if width < 1 or height < 1:
+            raise ImageError(name, "image has no pixels")
+        try:
+            img.seek(0)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageError(name, f"truncated or corrupt image data ({e})") from None
+        return _to_float_rgb(img, name)
+
+
+def list_images(source: str | os.PathLike) -> list[str]:
+    """Image paths from a folder (recursive, sorted), a split file (one path per line,
+    relative lines resolved against the file's folder) or a single image file."""
+    path = Path(source)
+    if path.is_dir():
+        return sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if path.suffix.lower() == ".txt":
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        return [str(path.parent / ln) for ln in lines if ln and not ln.startswith("#")]
+    if path.is_file():
+        return [str(path)]
+    raise FileNotFoundError(f"{source}: no such file or folder")
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Float RGB in [0, 1] to uint8 with rounding (not truncation), so round trips are exact."""
+    return np.clip(np.rint(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
+
+
+def encode_png(rgb_uint8: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb_uint8).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> None:
+    """Write bytes so that readers never see a partial file and existing files survive.
+
+    The data goes to a temporary file in the same folder and is renamed into place; without
+    ``overwrite`` an existing file is left untouched and ``FileExistsError`` is raised.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the file appeared meanwhile: never clobber
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

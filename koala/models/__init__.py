@@ -1,0 +1,56 @@
+"""The model registry: every architecture behind one name.
+
+``get_model(name, **config)`` builds a Keras model whose input is normalised L (named "L")
+and whose output is described by its :class:`ModelSpec` ("ab": normalised ab in [-1, 1]).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+
+from koala.models.cunet import build_cunet
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the rest of koala needs to know about an architecture.
+
+    build: the builder. paper: citation. default_size: training/working size in px.
+    multiple: inputs are padded to a multiple of this. output: "ab" for regression models.
+    """
+
+    build: Callable[..., keras.Model]
+    paper: str
+    default_size: int
+    multiple: int
+    output: str = "ab"
+
+
+MODELS: dict[str, ModelSpec] = {
+    "cunet": ModelSpec(
+        build_cunet,
+        "Wang, Chen & Tian 2022, Colorization of images using U-Net with dilated convolutions (Symmetry)",
+        default_size=128,
+        multiple=8,
+    ),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def get_model(name: str, **config) -> keras.Model:
+    """Build a registered model: ``get_model("cunet", base_filters=32)``."""
+    return get_spec(name).build(**config)
+
+
+def trainable_params(model: keras.Model) -> int:
+    return int(sum(keras.ops.size(w) for w in model.trainable_weights))
+
+
+__all__ = ["MODELS", "ModelSpec", "get_model", "get_spec", "trainable_params"]

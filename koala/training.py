@@ -1,0 +1,150 @@
+"""Training with Keras `fit` and Keras callbacks: one run folder per config.
+
+A run folder holds ``config.yaml``, ``koala.json`` (what inference needs), ``best.keras``,
+``history.csv``, ``samples/`` and, while training, ``backup/``: start the same config again
+after a crash or a kill and it resumes from the last finished epoch.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from koala import config as config_lib
+from koala.callbacks import SampleGrid
+from koala.data import make_dataset
+from koala.data.samples import write_sample_photos
+from koala.losses import get_loss
+from koala.models import get_model, get_spec
+
+log = logging.getLogger(__name__)
+
+TENSOR_CORE_CAPABILITY = (7, 0)
+BF16_CAPABILITY = (8, 0)
+
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """Compute capabilities of the visible GPUs (empty on a CPU-only machine)."""
+    caps = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        caps.append(tuple(details.get("compute_capability", (0, 0))))
+    return caps
+
+
+def resolve_precision(requested: str, capabilities: list[tuple[int, int]]) -> str:
+    """Pick the dtype policy. ``auto``: float32 on CPU (mixed precision is ~100x slower there),
+    mixed_float16 on GPUs with tensor cores. Explicit choices are honoured."""
+    choices = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+    if requested not in choices:
+        raise ValueError(f"unknown precision {requested!r}; choose from {choices}")
+    if requested != "auto":
+        return requested
+    if capabilities and min(capabilities) >= TENSOR_CORE_CAPABILITY:
+        return "mixed_float16"
+    return "float32"
+
+
+def resolve_jit(requested, capabilities: list[tuple[int, int]]) -> bool:
+    """XLA only pays off on a GPU; on this CPU float32 without XLA is fastest."""
+    if requested == "auto":
+        return bool(capabilities)
+    return bool(requested)
+
+
+def get_strategy(name: str) -> tf.distribute.Strategy:
+    strategies = {
+        "default": tf.distribute.get_strategy,
+        "mirrored": tf.distribute.MirroredStrategy,
+    }
+    if name not in strategies:
+        raise ValueError(f"unknown strategy {name!r}; choose from {sorted(strategies)}")
+    return strategies[name]()
+
+
+def data_source(path: str) -> str:
+    """A configured data path, or scikit-image's colour photos when none is given."""
+    if path:
+        return path
+    cache = Path(os.environ.get("KOALA_CACHE", "~/.cache/koala")).expanduser()
+    return write_sample_photos(cache / "skimage-photos")
+
+
+def run_metadata(cfg: config_lib.Config) -> dict:
+    """What inference needs to use a trained model: read back by :mod:`koala.inference`."""
+    spec = get_spec(cfg.model)
+    return {"model": cfg.model, "model_args": cfg.model_args, "image_size": cfg.data.image_size,
+            "output": spec.output, "multiple": spec.multiple}
+
+
+def build_datasets(cfg: config_lib.Config):
+    d, t = cfg.data, cfg.train
+    train = make_dataset(data_source(d.train), d.image_size, d.batch_size, training=True,
+                         augment=d.augment, cache=d.cache, seed=t.seed,
+                         max_images=d.max_train_images, repeat=t.steps_per_epoch is not None)
+    val = make_dataset(data_source(d.val), d.image_size, d.batch_size, training=False,
+                       cache=d.cache, max_images=d.max_val_images)
+    return train, val
+
+
+def make_callbacks(cfg: config_lib.Config, val, resuming: bool) -> list[keras.callbacks.Callback]:
+    t, run = cfg.train, cfg.run_dir
+    l_batch, ab_batch = next(iter(val.unbatch().batch(t.sample_images)))
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.BackupAndRestore(str(run / "backup")),
+        keras.callbacks.ModelCheckpoint(str(run / "best.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor,
+                                          patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
+        keras.callbacks.CSVLogger(str(run / "history.csv"), append=resuming),
+        SampleGrid(l_batch.numpy(), ab_batch.numpy(), run / "samples"),
+    ]
+
+
+def compile_model(cfg: config_lib.Config, capabilities) -> keras.Model:
+    model = get_model(cfg.model, **cfg.model_args)
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
+        loss=get_loss(cfg.train.loss),
+        jit_compile=resolve_jit(cfg.train.jit_compile, capabilities),
+    )
+    return model
+
+
+def train(cfg: config_lib.Config, overwrite: bool = False) -> Path:
+    """Train ``cfg`` into ``cfg.run_dir`` (resuming if a backup is there); returns the folder."""
+    run = cfg.run_dir
+    resuming = (run / "backup").exists()
+    if (run / "best.keras").exists() and not resuming and not overwrite:
+        raise FileExistsError(f"{run}: a finished run is there; choose another name or use --overwrite")
+    run.mkdir(parents=True, exist_ok=True)
+    config_lib.save(cfg, run / "config.yaml")
+    if not resuming:
+        (run / "koala.json").write_text(json.dumps(run_metadata(cfg), indent=2))
+    keras.utils.set_random_seed(cfg.train.seed)
+    capabilities = gpu_capabilities()
+    keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.train.precision, capabilities))
+    train_ds, val_ds = build_datasets(cfg)
+    with get_strategy(cfg.train.strategy).scope():
+        model = compile_model(cfg, capabilities)
+    start = time.time()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
+                        steps_per_epoch=cfg.train.steps_per_epoch,
+                        callbacks=make_callbacks(cfg, val_ds, resuming), verbose=2)
+    _record_time(run, time.time() - start, len(history.epoch))
+    return run
+
+
+def _record_time(run: Path, seconds: float, epochs: int) -> None:
+    meta_path = run / "koala.json"
+    meta = json.loads(meta_path.read_text())
+    meta["train_seconds"] = meta.get("train_seconds", 0.0) + seconds
+    meta["epochs_run"] = meta.get("epochs_run", 0) + epochs
+    meta_path.write_text(json.dumps(meta, indent=2))
