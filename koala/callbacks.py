@@ -15,9 +15,13 @@ class SampleGrid(keras.callbacks.Callback):
     Looking at colours is the quickest check that a run is learning more than sepia.
     """
 
-    def __init__(self, l_batch: np.ndarray, ab_batch: np.ndarray, folder: str | Path, to_ab=None):
+    def __init__(self, inputs, ab_batch: np.ndarray, folder: str | Path, to_ab=None):
+        """inputs: the model's input batch (L, or a dict with "L" and extra inputs);
+        ab_batch: the true normalised ab; to_ab: turns the model's outputs into ab."""
         super().__init__()
-        self.l_batch, self.ab_batch = np.asarray(l_batch), np.asarray(ab_batch)
+        self.inputs = inputs
+        self.l_batch = np.asarray(inputs["L"] if isinstance(inputs, dict) else inputs)
+        self.ab_batch = np.asarray(ab_batch)
         self.folder = Path(folder)
         self.to_ab = to_ab or (lambda out: out)
 
@@ -27,7 +31,7 @@ class SampleGrid(keras.callbacks.Callback):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        pred_ab = np.asarray(self.to_ab(self.model.predict(self.l_batch, verbose=0)))
+        pred_ab = np.asarray(self.to_ab(self.model.predict(self.inputs, verbose=0)))
         rows = [
             colorize_lab(self.l_batch, np.zeros_like(self.ab_batch)).numpy(),
             colorize_lab(self.l_batch, pred_ab).numpy(),

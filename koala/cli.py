@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -33,6 +35,59 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(source, output path relative to OUT_DIR) pairs; folders keep their sub-folder layout.
+
+    Returns the pairs and the error lines for inputs that match nothing.
+    """
+    from koala.images import list_images
+
+    pairs, errors = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pairs += [(f, Path(f).relative_to(path).with_suffix(".png")) for f in list_images(path)]
+        elif path.is_file():
+            pairs.append((item, Path(path.stem + ".png")))
+        elif matches := sorted(glob.glob(item, recursive=True)):
+            pairs += [(f, Path(Path(f).stem + ".png")) for f in matches if Path(f).is_file()]
+        else:
+            errors.append(f"{item}: no such file, folder or matching glob")
+    return pairs, errors
+
+
+def _cmd_colorize(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from koala.images import ImageError, encode_png, write_atomic
+    from koala.inference import Colorizer
+
+    pairs, errors = _expand_inputs(args.inputs)
+    for line in errors:
+        print(f"koala colorize: {line}", file=sys.stderr)
+    colorizer = Colorizer.load(args.model, saturation=args.saturation)
+    out_dir, claimed, failed = Path(args.out_dir), {}, len(errors)
+    for source, relative in tqdm(pairs, disable=len(pairs) < 2, unit="image", file=sys.stderr):
+        target = out_dir / relative
+        if target in claimed:
+            print(f"koala colorize: {source}: same output name as {claimed[target]}; skipped", file=sys.stderr)
+            failed += 1
+            continue
+        claimed[target] = source
+        if target.exists() and not args.overwrite:
+            print(f"koala colorize: {source}: {target} exists (use --overwrite to replace it)", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            write_atomic(target, encode_png(colorizer.colorize(source)), overwrite=args.overwrite)
+        except (ImageError, OSError) as e:
+            print(f"koala colorize: {e if isinstance(e, ImageError) else f'{source}: {e}'}", file=sys.stderr)
+            failed += 1
+    done = len(pairs) - (failed - len(errors))
+    print(f"colorized {done} of {len(pairs)} image(s) into {out_dir}/", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="koala", description="Colorize grayscale photos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("colorize", help="colorize photos at full resolution")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs")
+    p.add_argument("-o", "--out-dir", required=True, help="folder for the colorized PNGs")
+    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=_cmd_colorize)
     return parser
 
 

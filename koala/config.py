@@ -20,7 +20,8 @@ from koala.data.pipeline import Augment
 
 @dataclass
 class DataConfig:
-    """train/val: folder, split file (.txt) or "" for scikit-image's bundled colour photos."""
+    """train/val: folder, split file (.txt) or "" for scikit-image's bundled colour photos.
+    embeddings: an HDF5 embedding cache (models that fuse a global embedding)."""
 
     train: str = ""
     val: str = ""
@@ -29,6 +30,7 @@ class DataConfig:
     cache: bool = True
     max_train_images: int | None = None
     max_val_images: int | None = None
+    embeddings: str = ""
     augment: Augment = field(default_factory=Augment)
 
 
@@ -41,6 +43,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     learning_rate: float = 1e-3
     loss: str = "l1"
+    loss_args: dict = field(default_factory=dict)
     early_stopping_patience: int = 6
     reduce_lr_patience: int = 3
     reduce_lr_factor: float = 0.5
@@ -83,7 +86,7 @@ PRESETS: dict[str, dict] = {
 def _merge(base: dict, override: dict) -> dict:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "model_args":
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("model_args", "loss_args"):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value

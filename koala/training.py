@@ -83,18 +83,22 @@ def run_metadata(cfg: config_lib.Config) -> dict:
 
 
 def build_datasets(cfg: config_lib.Config):
+    """Train and validation datasets of (L, ab), adapted by the model's hook if it has one."""
     d, t = cfg.data, cfg.train
     train = make_dataset(data_source(d.train), d.image_size, d.batch_size, training=True,
                          augment=d.augment, cache=d.cache, seed=t.seed,
                          max_images=d.max_train_images, repeat=t.steps_per_epoch is not None)
     val = make_dataset(data_source(d.val), d.image_size, d.batch_size, training=False,
                        cache=d.cache, max_images=d.max_val_images)
-    return train, val
+    adapt = get_spec(cfg.model).adapt_datasets
+    return adapt(cfg, train, val) if adapt else (train, val)
 
 
 def make_callbacks(cfg: config_lib.Config, val, resuming: bool) -> list[keras.callbacks.Callback]:
     t, run = cfg.train, cfg.run_dir
-    l_batch, ab_batch = next(iter(val.unbatch().batch(t.sample_images)))
+    spec = get_spec(cfg.model)
+    inputs, ab_batch = next(iter(val.unbatch().batch(t.sample_images)))
+    to_ab = (lambda out: spec.decode(out, None)) if spec.decode else None
     return [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.BackupAndRestore(str(run / "backup")),
@@ -104,15 +108,17 @@ def make_callbacks(cfg: config_lib.Config, val, resuming: bool) -> list[keras.ca
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor,
                                           patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
         keras.callbacks.CSVLogger(str(run / "history.csv"), append=resuming),
-        SampleGrid(l_batch.numpy(), ab_batch.numpy(), run / "samples"),
+        SampleGrid(inputs, ab_batch.numpy(), run / "samples", to_ab),
     ]
 
 
 def compile_model(cfg: config_lib.Config, capabilities) -> keras.Model:
+    spec = get_spec(cfg.model)
     model = get_model(cfg.model, **cfg.model_args)
+    loss = spec.make_loss(cfg) if spec.make_loss else get_loss(cfg.train.loss)
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
-        loss=get_loss(cfg.train.loss),
+        loss=loss,
         jit_compile=resolve_jit(cfg.train.jit_compile, capabilities),
     )
     return model

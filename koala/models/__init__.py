@@ -18,7 +18,15 @@ class ModelSpec:
     """What the rest of koala needs to know about an architecture.
 
     build: the builder. paper: citation. default_size: training/working size in px.
-    multiple: inputs are padded to a multiple of this. output: "ab" for regression models.
+    multiple: the working shape is rounded to a multiple of this. output: "ab" when the
+    network returns normalised ab, else the name of what it returns (e.g. "logits").
+    Optional hooks, for architectures that need more than L -> ab regression:
+    make_loss(cfg) -> loss fn (default: ``koala.losses.get_loss(cfg.train.loss)``);
+    adapt_datasets(cfg, train, val) -> (train, val) (e.g. add cached embeddings);
+    decode(outputs, temperature) -> normalised ab (for output != "ab");
+    inference_network(model, metadata) -> callable L -> network outputs (e.g. compute an
+    embedding on the fly); the count of trainable parameters ``koala models`` shows may
+    come from count_params(model).
     """
 
     build: Callable[..., keras.Model]
@@ -26,6 +34,11 @@ class ModelSpec:
     default_size: int
     multiple: int
     output: str = "ab"
+    make_loss: Callable | None = None
+    adapt_datasets: Callable | None = None
+    decode: Callable | None = None
+    inference_network: Callable | None = None
+    count_params: Callable | None = None
 
 
 MODELS: dict[str, ModelSpec] = {
