@@ -65,7 +65,7 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     pairs, errors = _expand_inputs(args.inputs)
     for line in errors:
         print(f"koala colorize: {line}", file=sys.stderr)
-    colorizer = Colorizer.load(args.model, saturation=args.saturation)
+    colorizer = Colorizer.load(args.model, saturation=args.saturation, temperature=args.temperature)
     out_dir, claimed, failed = Path(args.out_dir), {}, len(errors)
     for source, relative in tqdm(pairs, disable=len(pairs) < 2, unit="image", file=sys.stderr):
         target = out_dir / relative
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out-dir", required=True, help="folder for the colorized PNGs")
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
+    p.add_argument("--temperature", type=float,
+                   help="annealed-mean temperature for models that predict colour distributions (zhang16)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_colorize)
     return parser

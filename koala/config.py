@@ -80,6 +80,32 @@ PRESETS: dict[str, dict] = {
         "data": {"image_size": 32, "batch_size": 4, "max_val_images": 4},
         "train": {"epochs": 2, "steps_per_epoch": 4, "sample_images": 2},
     },
+    "koalarization": {  # Baldassarre et al. 2017: 224 px, MSE, Adam 1e-3, Inception-ResNet-v2 embedding
+        "name": "koalarization",
+        "model": "koalarization",
+        "model_args": {"extractor": "inception_resnet_v2", "extractor_weights": "imagenet"},
+        "data": {"image_size": 224},
+        "train": {"loss": "mse", "learning_rate": 1e-3},
+    },
+    "resunet34": {  # ResNet-34 U-Net: 256 px, L1 + 1e-3 * (1 - SSIM)
+        "name": "resunet34",
+        "model": "resunet34",
+        "data": {"image_size": 256},
+        "train": {"loss": "l1_ssim", "learning_rate": 1e-3},
+    },
+    "resunet34_gan": {  # the same with a pix2pix PatchGAN critic; pix2pix's learning rate 2e-4
+        "name": "resunet34_gan",
+        "model": "resunet34",
+        "model_args": {"adversarial": True, "adv_weight": 0.01},
+        "data": {"image_size": 256},
+        "train": {"loss": "l1_ssim", "learning_rate": 2e-4},
+    },
+    "resnet18ae": {  # Melas-Kyriazi 2018: 224 px crops, MSE, Adam 1e-2
+        "name": "resnet18ae",
+        "model": "resnet18ae",
+        "data": {"image_size": 224},
+        "train": {"loss": "mse", "learning_rate": 1e-2},
+    },
 }
 
 

@@ -10,7 +10,11 @@ from typing import Callable
 
 import keras
 
+from koala.models import koalarization
+from koala.models.adversarial import generator_params
 from koala.models.cunet import build_cunet
+from koala.models.resnet18ae import build_resnet18ae
+from koala.models.resunet34 import build_resunet34
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,30 @@ MODELS: dict[str, ModelSpec] = {
         build_cunet,
         "Wang, Chen & Tian 2022, Colorization of images using U-Net with dilated convolutions (Symmetry)",
         default_size=128,
+        multiple=8,
+    ),
+    "koalarization": ModelSpec(
+        koalarization.build_koalarization,
+        "Baldassarre, Gonzalez Moran & Rodes-Guirao 2017, Deep Koalarization: Image Colorization "
+        "using CNNs and Inception-ResNet-v2 (arXiv:1712.03400)",
+        default_size=224,  # the paper's encoder size; the extractor resizes to its own (299 for Inception)
+        multiple=8,
+        adapt_datasets=koalarization.adapt_datasets,
+        inference_network=koalarization.inference_network,
+        count_params=koalarization.count_params,
+    ),
+    "resunet34": ModelSpec(
+        build_resunet34,
+        "He et al. 2016 (ResNet-34 encoder) + Ronneberger et al. 2015 (U-Net decoder); adversarial "
+        "mode: Isola et al. 2017, pix2pix PatchGAN (CVPR)",
+        default_size=256,
+        multiple=32,
+        count_params=generator_params,  # adversarial mode: the generator, not the critic
+    ),
+    "resnet18ae": ModelSpec(
+        build_resnet18ae,
+        "Melas-Kyriazi 2018, Image Colorization with Convolutional Neural Networks (ResNet-18 autoencoder)",
+        default_size=224,
         multiple=8,
     ),
 }

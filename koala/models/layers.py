@@ -42,3 +42,48 @@ def ab_head(x, name: str = "ab"):
     """1x1 convolution to two channels with tanh: normalised ab, kept in float32 under mixed precision."""
     x = layers.Conv2D(2, 1, padding="same", name=f"{name}_conv")(x)
     return layers.Activation("tanh", dtype="float32", name=name)(x)
+
+
+# ResNet blocks with torchvision's padding (explicit zero padding, then "valid"), so feature maps
+# line up pixel for pixel with torchvision's and its weights could be ported; BatchNorm takes
+# PyTorch's epsilon and momentum (keras-hub's ResNet does the same).
+RESNET_BN = {"epsilon": 1e-5, "momentum": 0.9}
+
+
+def resnet_stem(x, filters: int = 64, name: str = "stem"):
+    """ResNet's stem: 7x7/2 conv, BN, ReLU, then 3x3/2 max pooling.
+
+    Returns ``(features, pooled)``: the ReLU output at H/2 (a U-Net skip) and the pooled map at H/4.
+    """
+    x = layers.ZeroPadding2D(3, name=f"{name}_pad")(x)
+    x = layers.Conv2D(filters, 7, strides=2, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(**RESNET_BN, name=f"{name}_bn")(x)
+    features = layers.ReLU(name=f"{name}_relu")(x)
+    # Zero padding equals torchvision's -inf padding here: the input is a ReLU output (>= 0).
+    x = layers.ZeroPadding2D(1, name=f"{name}_pool_pad")(features)
+    return features, layers.MaxPooling2D(3, strides=2, name=f"{name}_pool")(x)
+
+
+def basic_block(x, filters: int, strides: int, name: str):
+    """ResNet's basic block (He et al. 2016): two 3x3 conv + BN, identity or 1x1/stride projection shortcut."""
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_down_conv")(x)
+        shortcut = layers.BatchNormalization(**RESNET_BN, name=f"{name}_down_bn")(shortcut)
+    if strides != 1:
+        x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+    x = layers.Conv2D(filters, 3, strides=strides, padding="valid" if strides != 1 else "same",
+                      use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.BatchNormalization(**RESNET_BN, name=f"{name}_bn1")(x)
+    x = layers.ReLU(name=f"{name}_relu1")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.BatchNormalization(**RESNET_BN, name=f"{name}_bn2")(x)
+    x = layers.Add(name=f"{name}_add")([x, shortcut])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+def resnet_stage(x, filters: int, blocks: int, strides: int, name: str):
+    """``blocks`` basic blocks; the first one downsamples by ``strides``."""
+    for i in range(blocks):
+        x = basic_block(x, filters, strides if i == 0 else 1, f"{name}_block{i + 1}")
+    return x

@@ -1,0 +1,148 @@
+"""The HDF5 embedding cache: its format, its checks, and the tf.data pipeline that trains from it.
+
+``python -m data_tools.embed`` writes the cache once (as the paper did: one embedding per image,
+computed offline); training reads it here. Layout of the file:
+
+* ``keys``: (N,) utf-8 image paths, as the manifest gave them (relative ones are relative to the
+  ``base_dir`` attribute, the folder the tool ran in);
+* ``embeddings``: (N, D) float32, row i belongs to ``keys[i]``;
+* attributes ``extractor``, ``weights``, ``fingerprint`` (see :func:`koala.models.extractors.fingerprint`),
+  ``dim``, ``created``, ``base_dir`` and ``rows``: the rows fully written (both datasets may be
+  longer after a kill; readers and the resuming writer ignore what lies beyond ``rows``).
+
+A cache is refused, with a one-line reason, when its extractor or weights differ from the config's or
+when images of the training data are missing from it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import tensorflow as tf
+
+from koala.data.pipeline import CROP_MARGIN, Augment, _center_crop, _random_crop, build_augmenter, load_shrunk, rgb_to_pair
+
+KEYS = "keys"
+EMBEDDINGS = "embeddings"
+ATTRS = ("extractor", "weights", "fingerprint", "dim", "created", "base_dir", "rows")
+
+
+class CacheError(ValueError):
+    """A cache that cannot be used; ``str()`` is the one-line reason."""
+
+
+def resolve_key(key: str, base_dir: str) -> str:
+    """A cache key or data path as a normalised absolute path, so caches work from any folder."""
+    return os.path.normpath(os.path.join(base_dir, key))
+
+
+@dataclass
+class EmbeddingCache:
+    """An embedding cache read into memory (12k images x 1000 floats is 48 MB)."""
+
+    path: str
+    extractor: str
+    weights: str
+    fingerprint: str
+    base_dir: str
+    keys: list[str]
+    embeddings: np.ndarray
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "EmbeddingCache":
+        path = str(path)
+        if not os.path.isfile(path):
+            raise CacheError(f"{path}: no such embedding cache (build one with python -m data_tools.embed)")
+        try:
+            with h5py.File(path, "r") as f:
+                missing = [name for name in (KEYS, EMBEDDINGS) if name not in f]
+                missing += [name for name in ATTRS if name not in f.attrs]
+                if missing:
+                    raise CacheError(f"{path}: not an embedding cache (no {', '.join(missing)})")
+                rows = int(f.attrs["rows"])
+                keys = [k.decode() if isinstance(k, bytes) else k for k in f[KEYS][:rows]]
+                embeddings = np.asarray(f[EMBEDDINGS][:rows], np.float32)
+                attrs = {name: f.attrs[name] for name in ATTRS}
+        except OSError as e:
+            raise CacheError(f"{path}: cannot read the embedding cache ({e})") from None
+        return cls(path, str(attrs["extractor"]), str(attrs["weights"]), str(attrs["fingerprint"]),
+                   str(attrs["base_dir"]), keys, embeddings)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def check(self, extractor: str, weights: str, fingerprint: str) -> None:
+        """Refuse a cache written by another extractor or other weights than the config asks for."""
+        if extractor != self.extractor:
+            raise CacheError(f"{self.path}: built with extractor {self.extractor}, config asks for {extractor}")
+        if fingerprint != self.fingerprint:
+            raise CacheError(
+                f"{self.path}: built with {self.extractor} weights {self.weights} (fingerprint "
+                f"{self.fingerprint[:12]}), config's weights {weights} have fingerprint {fingerprint[:12]}"
+            )
+
+    def lookup(self, paths: list[str], source: str) -> np.ndarray:
+        """Embeddings in the order of ``paths`` (as the data source lists them, relative to the
+        current folder); refuses when any is missing, naming how many and one example."""
+        index = {resolve_key(key, self.base_dir): row for row, key in enumerate(self.keys)}
+        cwd = os.getcwd()
+        rows = [index.get(resolve_key(p, cwd)) for p in paths]
+        missing = [p for p, row in zip(paths, rows) if row is None]
+        if missing:
+            raise CacheError(
+                f"{self.path}: {len(missing)} images of {source} are missing from the cache, e.g. {missing[0]}"
+            )
+        return self.embeddings[np.asarray(rows, dtype=np.int64)]
+
+
+def make_embedding_dataset(
+    paths: list[str],
+    embeddings: np.ndarray,
+    image_size: int,
+    batch_size: int,
+    training: bool,
+    augment: Augment | None = None,
+    cache: bool = True,
+    seed: int = 0,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batches of ({"L", "embedding"}, ab): :func:`koala.data.make_dataset`'s steps with each image's
+    cached embedding carried alongside, so shuffling and skipped bad files cannot misalign them.
+
+    The embedding is of the whole image; the L the network sees is a crop of it, then the config's
+    geometric augmentation (flip, small rotation, zoom, shear, shift), which hardly changes what
+    a classifier sees in the photo.
+    """
+    if len(paths) != len(embeddings):
+        raise ValueError(f"{len(paths)} paths but {len(embeddings)} embeddings")
+    short_side = int(round(image_size * CROP_MARGIN)) if training else image_size
+    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(embeddings, np.float32)))
+    ds = ds.map(
+        lambda p, e: (tf.numpy_function(load_shrunk, [p, short_side], tf.uint8, stateful=False), e),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    ds = ds.filter(lambda img, e: tf.size(img) > 0)
+    ds = ds.map(lambda img, e: (tf.ensure_shape(img, [None, None, 3]), e))
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.map(lambda img, e: (_random_crop(img, image_size, seed), e), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda img, e: (_center_crop(img, image_size), e), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    augmenter = build_augmenter(augment, seed) if training else None
+    if augmenter is not None:
+        ds = ds.map(lambda x, e: (augmenter(x, training=True), e), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def to_inputs(rgb, e):
+        l_norm, ab = rgb_to_pair(tf.clip_by_value(rgb, 0.0, 1.0))
+        return {"L": l_norm, "embedding": e}, ab
+
+    return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

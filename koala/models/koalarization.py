@@ -1,0 +1,144 @@
+"""Deep Koalarization: an encoder-decoder fused with a classifier's global embedding.
+
+Baldassarre, Gonzalez Moran & Rodes-Guirao (2017), "Deep Koalarization: Image Colorization using
+CNNs and Inception-ResNet-v2" (arXiv:1712.03400).
+
+Encoder: eight 3x3 ReLU convolutions (64 s2, 128, 128 s2, 256, 256 s2, 512, 512, 256) take L to
+H/8 x W/8 x 256. Fusion: the image's global embedding (by default the 1000-way softmax of a frozen
+Inception-ResNet-v2 fed the gray image at 299 px) is tiled over every H/8 x W/8 position,
+concatenated, and mixed by a 1x1 ReLU convolution to 256. Decoder: 3x3 ReLU convolutions 128, x2
+nearest upsampling, 64, 64, x2, 32, then 2 with tanh, x2: normalised ab at full size. 6,573,794
+trainable parameters with a 1000-d embedding.
+
+The saved ``.keras`` model is only this trainable network, with inputs {"L": (H, W, 1),
+"embedding": (D,)}; the 55M-parameter extractor is rebuilt at inference from the ``extractor`` and
+``extractor_weights`` model arguments (kept in the run's metadata). Training takes embeddings from an
+HDF5 cache (``data.embeddings``, built once by ``python -m data_tools.embed``, as the paper computed
+them once per image) or, without one, computes them on the fly from the same augmented L.
+
+Deviations: the paper trains at 224 px and feeds Inception 299 px; here the working size is the
+config's ``image_size`` (default 224) and any H, W that are multiples of 8 work, since the fusion
+tiles over whatever grid the encoder gives. The paper's loss is MSE (the ``koalarization`` preset).
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from koala.models.extractors import (
+    DEFAULT_EXTRACTOR,
+    DEFAULT_WEIGHTS,
+    Extractor,
+    fingerprint,
+    get_extractor,
+    get_extractor_spec,
+    parse_weights,
+    weights_label,
+)
+from koala.models.layers import conv_block, l_input
+
+ENCODER = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))  # (filters, stride)
+FUSION_FILTERS = 256
+DECODER = (128, "up", 64, 64, "up", 32)  # 3x3 ReLU convolutions and x2 upsamplings before the ab head
+EMBEDDING_INPUT_NAME = "embedding"
+
+
+@keras.saving.register_keras_serializable(package="koala")
+class FusionLayer(layers.Layer):
+    """Tile a global embedding (N, D) over a feature map (N, h, w, C) of any size and concatenate:
+    (N, h, w, C + D)."""
+
+    def call(self, inputs):
+        features, embedding = inputs
+        embedding = ops.cast(embedding, features.dtype)[:, None, None, :]
+        tiled = embedding * ops.ones_like(features[..., :1])  # broadcasts to the dynamic h x w
+        return ops.concatenate([features, tiled], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        features, embedding = input_shapes
+        return (*features[:-1], features[-1] + embedding[-1])
+
+
+def build_koalarization(
+    extractor: str = DEFAULT_EXTRACTOR,
+    extractor_weights: str | None = DEFAULT_WEIGHTS,
+    input_size: int | None = None,
+) -> keras.Model:
+    """Build the trainable network. ``extractor`` (default "inception_resnet_v2") sets the
+    embedding size without building the classifier; ``extractor_weights`` (default "imagenet";
+    "none" or a file path) is only checked here and used when embeddings are computed.
+
+    Example: ``build_koalarization()({"L": np.zeros([1, 64, 96, 1]), "embedding": np.zeros([1, 1000])})``
+    has shape (1, 64, 96, 2).
+    """
+    dim = get_extractor_spec(extractor).dim
+    parse_weights(extractor_weights)
+    l_in = l_input(input_size)
+    embedding = keras.Input(shape=(dim,), name=EMBEDDING_INPUT_NAME)
+    x = l_in
+    for i, (filters, stride) in enumerate(ENCODER):
+        x = conv_block(x, filters, f"enc{i}", batch_norm=False, strides=stride)
+    x = FusionLayer(name="fusion")([x, embedding])
+    x = conv_block(x, FUSION_FILTERS, "fusion_mix", batch_norm=False, kernel_size=1)
+    for i, step in enumerate(DECODER):
+        if step == "up":
+            x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
+        else:
+            x = conv_block(x, step, f"dec{i}", batch_norm=False)
+    x = layers.Conv2D(2, 3, padding="same", name="ab_conv")(x)
+    x = layers.Activation("tanh", dtype="float32", name="ab_tanh")(x)
+    ab = layers.UpSampling2D(2, dtype="float32", name="ab")(x)
+    return keras.Model({"L": l_in, EMBEDDING_INPUT_NAME: embedding}, ab, name="koalarization")
+
+
+def extractor_from_args(model_args: dict) -> Extractor:
+    """The (cached) frozen extractor that a run's ``model_args`` name."""
+    return get_extractor(
+        model_args.get("extractor", DEFAULT_EXTRACTOR),
+        parse_weights(model_args.get("extractor_weights", DEFAULT_WEIGHTS)),
+    )
+
+
+def with_embeddings(dataset, extractor: Extractor):
+    """(L, ab) batches -> ({"L", "embedding"}, ab), the embedding computed from that very L."""
+    return dataset.map(lambda l_norm, ab: ({"L": l_norm, EMBEDDING_INPUT_NAME: extractor(l_norm)}, ab))
+
+
+def adapt_datasets(cfg, train, val):
+    """Join embeddings to the pipeline's batches: from ``cfg.data.embeddings`` when set (the cache is
+    checked against the config's extractor and weights and must hold every train and val image),
+    else computed on the fly from the same augmented L (exact, but the extractor runs every step)."""
+    extractor = extractor_from_args(cfg.model_args)
+    if not cfg.data.embeddings:
+        return with_embeddings(train, extractor), with_embeddings(val, extractor)
+    from koala.data.embeddings import EmbeddingCache, make_embedding_dataset
+    from koala.images import list_images
+    from koala.training import data_source  # imported here: koala.training imports the registry
+
+    d, t = cfg.data, cfg.train
+    cache = EmbeddingCache.open(d.embeddings)
+    cache.check(extractor.name, weights_label(extractor.weights), fingerprint(extractor.model))
+    datasets = []
+    for source, limit, training in ((d.train, d.max_train_images, True), (d.val, d.max_val_images, False)):
+        paths = list_images(data_source(source))[:limit]
+        embeddings = cache.lookup(paths, source or "the sample photos")
+        datasets.append(make_embedding_dataset(
+            paths, embeddings, d.image_size, d.batch_size, training, augment=d.augment if training else None,
+            cache=d.cache, seed=t.seed, repeat=training and t.steps_per_epoch is not None,
+        ))
+    return tuple(datasets)
+
+
+def inference_network(model: keras.Model, metadata: dict):
+    """L at working size -> ab: the embedding is computed on the fly from that L by the extractor
+    the run's metadata names."""
+    extractor = extractor_from_args(metadata.get("model_args") or {})
+    expected = model.get_layer(EMBEDDING_INPUT_NAME).batch_shape[-1]
+    if extractor.dim != expected:
+        raise ValueError(f"model expects {expected}-d embeddings, extractor {extractor.name} gives {extractor.dim}")
+    return lambda l_small: model({"L": l_small, EMBEDDING_INPUT_NAME: extractor(l_small)}, training=False)
+
+
+def count_params(model: keras.Model) -> int:
+    """Trainable parameters; the frozen extractor is never part of the saved network."""
+    return int(sum(ops.size(w) for w in model.trainable_weights))

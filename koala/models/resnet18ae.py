@@ -1,0 +1,52 @@
+"""ResNet-18 autoencoder: mid-level ResNet-18 features, upsampled back to ab.
+
+After Luke Melas-Kyriazi (2018), "Image Colorization with Convolutional Neural Networks", the
+tutorial's ``ColorizationNet`` (lukemelas.github.io/image-colorization.html; its repository
+github.com/lukemelas/Automatic-Image-Colorization trains the same encoder with MSE on 224 px crops).
+Encoder: the first six children of torchvision's ResNet-18 (He et al. 2016) with a one-channel
+conv1: conv1 7x7/2, bn1, relu, maxpool 3x3/2, layer1 (2 basic blocks, 64) and layer2 (2 basic
+blocks, 128): 128 channels at H/8. Decoder: conv 128 -> up -> conv 64 -> conv 64 -> up ->
+conv 32 -> conv 2 -> up, each conv 3x3 (+ BN + ReLU except the last), nearest-neighbour x2
+upsampling.
+
+Deviations: the original's output is linear and regresses (ab + 128) / 255 in [0, 1] with MSE;
+here it ends in tanh because koala's targets are normalised ab in [-1, 1] (so the final layer is
+not the shared 1x1 ``ab_head``: the original's last conv is 3x3 at H/2, kept, then upsampled,
+then tanh). The original feeds grayscale from ``rgb2gray``; here normalised L. Convolutions
+followed by BN have no bias (BN cancels it). The original starts from a Places365 ResNet-18 whose
+conv1 sums the RGB filters; no such weights ship here, so it trains from scratch. The preset
+keeps the original's MSE loss, Adam at 1e-2 and 224 px crops.
+Input sides must be multiples of 8; :mod:`koala.inference` rounds the working shape to that.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from koala.models.layers import conv_block, l_input, resnet_stage, resnet_stem
+
+RESNET18_MIDLEVEL = ((64, 2), (128, 2))  # layer1 and layer2 of ResNet-18: (filters, blocks)
+# (filters, upsample after) for each conv + BN + ReLU of the original decoder
+DECODER = ((128, True), (64, False), (64, True), (32, False))
+DOWNSAMPLINGS = 3
+
+
+def build_resnet18ae(input_size: int | None = None) -> keras.Model:
+    """Build the ResNet-18 colorization autoencoder (about 0.9M parameters).
+
+    input_size: fixed side, or None (default) for any multiple of 8.
+
+    Example: ``build_resnet18ae()(np.zeros([1, 64, 96, 1]))`` has shape (1, 64, 96, 2).
+    """
+    inputs = l_input(input_size)
+    _, x = resnet_stem(inputs)
+    for i, (filters, blocks) in enumerate(RESNET18_MIDLEVEL):
+        x = resnet_stage(x, filters, blocks, strides=1 if i == 0 else 2, name=f"stage{i + 1}")
+    for i, (filters, upsample) in enumerate(DECODER):
+        x = conv_block(x, filters, f"dec{i + 1}")
+        if upsample:
+            x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{i + 1}_up")(x)
+    x = layers.Conv2D(2, 3, padding="same", name="ab_conv")(x)
+    x = layers.UpSampling2D(2, interpolation="nearest", name="ab_up")(x)
+    ab = layers.Activation("tanh", dtype="float32", name="ab")(x)
+    return keras.Model(inputs, ab, name="resnet18ae")

@@ -1,0 +1,77 @@
+"""ResUNet-34: a U-Net whose encoder is a full ResNet-34, with an optional PatchGAN critic.
+
+Encoder: ResNet-34 (He, Zhang, Ren & Sun 2016, "Deep Residual Learning for Image Recognition",
+CVPR), not truncated: the 7x7/2 stem with BN, ReLU and 3x3/2 max pooling, then basic-block
+stages of [3, 4, 6, 3] blocks with 64, 128, 256 and 512 filters (five downsamplings, H/32),
+taking one channel (normalised L) instead of RGB. Decoder: a U-Net decoder (Ronneberger et al.
+2015) as in segmentation_models' ``Unet("resnet34")`` (five blocks of 256, 128, 64, 32, 16
+filters): each block upsamples x2 and concatenates the encoder map of that scale (stage 3,
+stage 2, stage 1, the stem's ReLU at H/2, then the input L at full resolution), followed by two
+3x3 conv + BN + ReLU; a 1x1 conv with tanh gives normalised ab.
+
+Training: L1 + 1e-3 * (1 - SSIM) (``koala.losses.l1_ssim``, preset ``resunet34``). Adversarial
+mode (``adversarial=True``, preset ``resunet34_gan``) wraps the network with a pix2pix 70x70
+PatchGAN critic conditioned on L (:mod:`koala.models.critic`, :mod:`koala.models.adversarial`);
+the generator's loss becomes l1_ssim + ``adv_weight`` * adversarial.
+Fine-tuning with ``koala.losses.mse_ssim`` (``--set train.loss=mse_ssim`` and a lower
+learning rate) needs the trained weights loaded first, which ``koala train`` cannot do yet.
+
+Deviations: upsampling is bilinear ``UpSampling2D`` (segmentation_models uses nearest; no
+transposed convolutions, whose checkerboard artefacts show in flat colour regions); the last
+block concatenates the input L (segmentation_models has no skip at full resolution) so edges
+stay sharp in ab; trained from scratch (no ImageNet weights exist for one-channel input).
+Input sides must be multiples of 32; :mod:`koala.inference` rounds the working shape to that.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from koala.models.adversarial import ADV_WEIGHT, AdversarialColorizer
+from koala.models.critic import build_patchgan
+from koala.models.layers import ab_head, conv_block, l_input, resnet_stage, resnet_stem
+
+RESNET34_STAGES = ((64, 3), (128, 4), (256, 6), (512, 3))  # (filters, basic blocks) per stage
+DECODER_FILTERS = (256, 128, 64, 32, 16)
+DOWNSAMPLINGS = 5
+
+
+def decoder_block(x, skip, filters: int, name: str):
+    """Bilinear x2 upsampling, concatenate the skip, two 3x3 conv + BN + ReLU."""
+    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+    x = layers.Concatenate(name=f"{name}_skip")([x, skip])
+    x = conv_block(x, filters, f"{name}a")
+    return conv_block(x, filters, f"{name}b")
+
+
+def build_resunet34(
+    decoder_filters: tuple[int, ...] = DECODER_FILTERS,
+    adversarial: bool = False,
+    adv_weight: float = ADV_WEIGHT,
+    critic_filters: int = 64,
+    input_size: int | None = None,
+) -> keras.Model:
+    """Build ResUNet-34 (about 24.4M parameters with the default decoder).
+
+    decoder_filters: widths of the five decoder blocks, deepest first (default 256, 128, 64, 32, 16).
+    adversarial: wrap it in an :class:`AdversarialColorizer` with a PatchGAN critic of
+    ``critic_filters`` (default 64) base width, weighting the adversarial loss by ``adv_weight``
+    (default 0.01). input_size: fixed side, or None (default) for any multiple of 32.
+
+    Example: ``build_resunet34()(np.zeros([1, 64, 96, 1]))`` has shape (1, 64, 96, 2).
+    """
+    if len(decoder_filters) != DOWNSAMPLINGS:
+        raise ValueError(f"decoder_filters needs {DOWNSAMPLINGS} widths, one per upsampling; got {decoder_filters}")
+    inputs = l_input(input_size)
+    stem, x = resnet_stem(inputs)
+    skips = [inputs, stem]
+    for i, (filters, blocks) in enumerate(RESNET34_STAGES):
+        x = resnet_stage(x, filters, blocks, strides=1 if i == 0 else 2, name=f"stage{i + 1}")
+        skips.append(x)
+    skips.pop()  # stage 4 is the bottleneck, not a skip
+    for i, filters in enumerate(decoder_filters):
+        x = decoder_block(x, skips[-1 - i], filters, f"dec{i + 1}")
+    generator = keras.Model(inputs, ab_head(x), name="resunet34")
+    if not adversarial:
+        return generator
+    return AdversarialColorizer(generator, build_patchgan(critic_filters, input_size), adv_weight=adv_weight)
