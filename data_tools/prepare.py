@@ -4,7 +4,7 @@ Usage::
 
     python -m data_tools.prepare SRC_DIR OUT_DIR [--val 0.1] [--test 0.1] [--seed 0]
         [--resize N] [--workers K] [--min-size 32] [--gray-threshold 3.0]
-        [--dup-distance 6]
+        [--dup-distance 2]
 
 Every image under SRC_DIR is opened fully and dropped when it is unreadable,
 truncated, tiny, grayscale or nearly grayscale (a colorizer cannot learn colour
@@ -279,7 +279,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-size", type=int, default=32, help="drop images whose short side is smaller")
     p.add_argument("--gray-threshold", type=float, default=3.0,
                    help="drop images whose mean channel spread (0..255) is below this")
-    p.add_argument("--dup-distance", type=int, default=6, help="max dHash Hamming distance of a near duplicate")
+    p.add_argument("--dup-distance", type=int, default=2,
+                   help="max Hamming distance of two 64-bit dHashes for a near duplicate (default 2: at 5-6 different photos on plain backgrounds collide)")
     args = p.parse_args(argv)
     if not (0 <= args.val and 0 <= args.test and args.val + args.test < 1):
         p.error("--val and --test must be >= 0 and sum to less than 1")

@@ -88,6 +88,36 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from koala.export import export
+
+    target = export(args.model, args.out, version=args.version, fmt=args.format)
+    print(f"exported {args.format}: {target}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from koala.inference import Colorizer
+    from koala.serving.app import create_app, make_server
+
+    colorizer = Colorizer.load(args.model)
+    app = create_app(colorizer, workers=args.workers, queue=args.queue,
+                     max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels)
+    try:
+        server = make_server(app, args.host, args.port)
+    except OSError as e:
+        raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    print(f"serving {colorizer.metadata['model']} on http://{args.host}:{server.effective_port}/ "
+          f"(waitress; {args.workers} worker(s), queue {args.queue}); Ctrl-C stops", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="koala", description="Colorize grayscale photos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +143,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annealed-mean temperature for models that predict colour distributions (zhang16)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_colorize)
+
+    p = sub.add_parser("export", help="export a model for TF Serving (SavedModel) or ONNX runtimes")
+    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--out", required=True, help="base folder; the model goes to OUT/VERSION/")
+    p.add_argument("--version", type=int, help="version number (default: the next free one, from 1)")
+    p.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel",
+                   help="savedmodel: bytes-in/PNG-out and L-in/ab-out signatures; onnx: the network alone")
+    p.set_defaults(func=_cmd_export)
+
+    from koala import serving  # constants only: no Flask or TensorFlow import here
+
+    p = sub.add_parser("serve", help="serve a web page and API that colorize photos")
+    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--workers", type=int, default=serving.DEFAULT_WORKERS,
+                   help=f"photos colorized at once (default {serving.DEFAULT_WORKERS})")
+    p.add_argument("--queue", type=int, default=serving.DEFAULT_QUEUE,
+                   help=f"requests that may wait; more get 503 (default {serving.DEFAULT_QUEUE})")
+    p.add_argument("--max-upload-mb", type=float, default=serving.DEFAULT_MAX_UPLOAD_MB,
+                   help=f"largest upload in MB, else 413 (default {serving.DEFAULT_MAX_UPLOAD_MB:g})")
+    p.add_argument("--max-pixels", type=int, default=serving.DEFAULT_MAX_PIXELS,
+                   help=f"largest photo in pixels, else 413 (default {serving.DEFAULT_MAX_PIXELS:,})")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

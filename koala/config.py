@@ -106,6 +106,20 @@ PRESETS: dict[str, dict] = {
         "data": {"image_size": 224},
         "train": {"loss": "mse", "learning_rate": 1e-2},
     },
+    "zhang16": {  # Zhang et al. 2016: the authors' 176 px crops, batch 40, Adam 3e-5; rebalanced CE
+        "name": "zhang16",
+        "model": "zhang16",
+        "model_args": {"width": 1.0},
+        "data": {"image_size": 176, "batch_size": 40},
+        "train": {"learning_rate": 3e-5},
+    },
+    "zhang16_small": {  # the seeds' CPU variant: half width at 128 px, koala's Adam 1e-3
+        "name": "zhang16_small",
+        "model": "zhang16",
+        "model_args": {"width": 0.5},
+        "data": {"image_size": 128, "batch_size": 16},
+        "train": {"learning_rate": 1e-3},
+    },
 }
 
 

@@ -30,12 +30,9 @@ import keras
 import tensorflow as tf
 
 from koala.inference import Colorizer, colorize_tensor, predict_ab
+from koala.serving import AB_OUTPUT, BYTES_SIGNATURE, IMAGE_INPUT, L_INPUT, L_SIGNATURE, PNG_OUTPUT
 
 FORMATS = ("savedmodel", "onnx")
-IMAGE_INPUT = "image_bytes"
-PNG_OUTPUT = "png_bytes"
-L_INPUT = "L"
-AB_OUTPUT = "ab"
 ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
 
@@ -81,8 +78,8 @@ def build_archive(colorizer: Colorizer) -> keras.export.ExportArchive:
 
     archive = keras.export.ExportArchive()
     archive.track(colorizer.network)
-    archive.add_endpoint("serving_default", serve_bytes, [tf.TensorSpec([None], tf.string, name=IMAGE_INPUT)])
-    archive.add_endpoint("colorize_l", serve_l, [tf.TensorSpec([None, None, None, 1], tf.float32, name=L_INPUT)])
+    archive.add_endpoint(BYTES_SIGNATURE, serve_bytes, [tf.TensorSpec([None], tf.string, name=IMAGE_INPUT)])
+    archive.add_endpoint(L_SIGNATURE, serve_l, [tf.TensorSpec([None, None, None, 1], tf.float32, name=L_INPUT)])
     return archive
 
 

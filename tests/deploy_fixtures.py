@@ -1,8 +1,12 @@
-"""Shared helpers for the deploy tests: a tiny colorizer saved the way `koala train` saves one.
+"""Shared helpers and fixtures for the deploy tests (export, TF Serving client, web app, browser).
 
 The bundled default model may not exist yet, so these tests build their own: a 4-filter CU-Net
-whose ab head is biased towards orange, so its output is clearly coloured (a freshly initialised
-net predicts ab near 0, which would make "the result is colourful" untestable).
+saved as a run folder (``best.keras`` + ``koala.json``, as ``koala train`` writes them) whose ab
+head is biased towards orange, so its output is clearly coloured (a freshly initialised net
+predicts ab near 0, which would make "the result is colourful" untestable).
+
+Import the fixtures into a test module with ``from deploy_fixtures import tiny_model, ...``;
+each is built once per session whichever modules use it.
 """
 from __future__ import annotations
 
@@ -11,10 +15,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 TINY_SIZE = 32
 AB_BIAS = (0.25, 0.35)  # normalised a, b: about +28, +39 Lab units, a warm sepia-orange
+PHOTO_SIZE = (48, 40)  # width, height
+_BUILT: dict[str, Path] = {}
 
 
 def make_tiny_model(folder: str | Path) -> Path:
@@ -37,7 +44,7 @@ def make_tiny_model(folder: str | Path) -> Path:
     return folder
 
 
-def photo(size: tuple[int, int] = (48, 40), gray: bool = False) -> np.ndarray:
+def photo(size: tuple[int, int] = PHOTO_SIZE, gray: bool = False) -> np.ndarray:
     """scikit-image's chelsea, shrunk to ``size`` (width, height): uint8 (H, W, 3) or (H, W)."""
     from skimage import data
 
@@ -52,5 +59,45 @@ def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
 
 
 def decode(data: bytes) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 RGB array."""
     with Image.open(io.BytesIO(data)) as img:
         return np.asarray(img.convert("RGB"))
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Mean spread between an image's channels: 0 for gray."""
+    rgb = rgb.astype(np.int32)
+    return float(np.mean(rgb.max(axis=-1) - rgb.min(axis=-1)))
+
+
+def _once(key: str, tmp_path_factory, build) -> Path:
+    if key not in _BUILT:
+        _BUILT[key] = build(tmp_path_factory.mktemp(key))
+    return _BUILT[key]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A run folder with the tiny orange-biased CU-Net."""
+    return _once("tiny-model", tmp_path_factory, make_tiny_model)
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model exported with ``koala export``: the base folder (version 1 inside)."""
+    from koala.export import export
+
+    return _once("exported", tmp_path_factory, lambda base: export(tiny_model, base).parent)
+
+
+@pytest.fixture(scope="session")
+def photo_files(tmp_path_factory) -> dict[str, Path]:
+    """chelsea as colour/gray JPEG/PNG files, keyed ``colour_jpg.jpg``, ``gray_png.png``, ..."""
+    def build(folder: Path) -> Path:
+        for gray in (False, True):
+            for fmt, ext in (("JPEG", "jpg"), ("PNG", "png")):
+                (folder / f"{'gray' if gray else 'colour'}_{ext}.{ext}").write_bytes(encode(photo(gray=gray), fmt))
+        return folder
+
+    folder = _once("photos", tmp_path_factory, build)
+    return {p.name: p for p in sorted(folder.iterdir())}

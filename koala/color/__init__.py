@@ -10,8 +10,25 @@ from koala.color.lab import (
     rgb_to_lab,
     split_lab,
 )
+from koala.color.gamut import (
+    GRID,
+    NEIGHBOURS,
+    PRIOR_LAMBDA,
+    SIGMA,
+    TEMPERATURE,
+    ab_bins,
+    ab_histogram,
+    annealed_mean,
+    nearest_bins,
+    pixel_weights,
+    rebalance_weights,
+    smooth_prior,
+    soft_encode,
+)
 
 __all__ = [
     "AB_NORM", "L_CENT", "L_NORM", "colorize_lab", "join_lab", "lab_to_rgb",
     "rgb_to_l", "rgb_to_lab", "split_lab",
+    "GRID", "NEIGHBOURS", "PRIOR_LAMBDA", "SIGMA", "TEMPERATURE", "ab_bins", "ab_histogram",
+    "annealed_mean", "nearest_bins", "pixel_weights", "rebalance_weights", "smooth_prior", "soft_encode",
 ]

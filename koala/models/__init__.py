@@ -10,7 +10,7 @@ from typing import Callable
 
 import keras
 
-from koala.models import koalarization
+from koala.models import koalarization, zhang16
 from koala.models.adversarial import generator_params
 from koala.models.cunet import build_cunet
 from koala.models.resnet18ae import build_resnet18ae
@@ -75,6 +75,15 @@ MODELS: dict[str, ModelSpec] = {
         "Melas-Kyriazi 2018, Image Colorization with Convolutional Neural Networks (ResNet-18 autoencoder)",
         default_size=224,
         multiple=8,
+    ),
+    "zhang16": ModelSpec(
+        zhang16.build_zhang16,
+        "Zhang, Isola & Efros 2016, Colorful Image Colorization (ECCV, arXiv:1603.08511)",
+        default_size=256,  # the authors' test size; they trained on 176 px crops (the zhang16 preset)
+        multiple=8,  # three stride-2 blocks
+        output="logits",
+        make_loss=zhang16.make_loss,
+        decode=zhang16.decode,
     ),
 }
 

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from koala.losses import get_loss
+from koala.losses import LOSSES, get_loss
 
 ADV_WEIGHT = 0.01  # pix2pix weighs L1 by 100 against an adversarial weight of 1
 CRITIC_BETA_1 = 0.5
@@ -128,12 +128,18 @@ class AdversarialColorizer(keras.Model):
     def get_compile_config(self):
         return {
             "optimizer": keras.saving.serialize_keras_object(self.optimizer),
-            "loss": keras.saving.serialize_keras_object(self.reconstruction_loss),
+            "loss": _loss_name(self.reconstruction_loss),
             "critic_optimizer": keras.saving.serialize_keras_object(self.critic_optimizer),
         } if self.compiled else {}
 
     def compile_from_config(self, config):
         self.compile(**keras.saving.deserialize_keras_object(config))
+
+
+def _loss_name(loss):
+    """A koala loss by its registry name (plain functions do not deserialise by themselves)."""
+    names = [name for name, fn in LOSSES.items() if fn is loss]
+    return names[0] if names else keras.saving.serialize_keras_object(loss)
 
 
 def generator_params(model: keras.Model) -> int:

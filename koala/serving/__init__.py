@@ -1,0 +1,19 @@
+"""Serving koala: the web app (:mod:`koala.serving.app`) and the TF Serving client
+(:mod:`koala.serving.client`).
+
+The names below are the contract of the SavedModel that :mod:`koala.export` writes, kept here so
+the client can use them without importing Keras. TF Serving's REST API base64-wraps tensors whose
+names end in ``_bytes``, hence the suffixes.
+"""
+BYTES_SIGNATURE = "serving_default"
+IMAGE_INPUT = "image_bytes"
+PNG_OUTPUT = "png_bytes"
+L_SIGNATURE = "colorize_l"
+L_INPUT = "L"
+AB_OUTPUT = "ab"
+
+# Defaults of `koala serve`, shared by the CLI and :func:`koala.serving.app.create_app`.
+DEFAULT_WORKERS = 1
+DEFAULT_QUEUE = 8
+DEFAULT_MAX_UPLOAD_MB = 20.0
+DEFAULT_MAX_PIXELS = 25_000_000  # a 25-megapixel photo needs about 2 GB of float tensors at full size

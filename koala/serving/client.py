@@ -1,0 +1,182 @@
+"""A client for TF Serving running `koala export`'s SavedModel: REST and gRPC requests and answers.
+
+REST follows TF Serving's documented JSON ("row" format): binary tensors travel base64-encoded
+in ``{"b64": ...}`` objects, both ways, because the signature's tensor names end in ``_bytes``::
+
+    POST http://HOST:8501/v1/models/koala[/versions/N]:predict
+    {"signature_name": "serving_default", "instances": [{"b64": "iVBORw0..."}]}
+    -> {"predictions": [{"b64": "iVBORw0..."}]}
+
+gRPC sends a ``tensorflow_serving.apis.predict_pb2.PredictRequest`` to port 8500.
+
+Example::
+
+    client = TFServingClient("http://localhost:8501", model="koala")
+    png = client.colorize([read_image_bytes("old_photo.jpg")])[0]
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from koala.serving import AB_OUTPUT, BYTES_SIGNATURE, IMAGE_INPUT, L_INPUT, L_SIGNATURE, PNG_OUTPUT
+
+DEFAULT_MODEL = "koala"
+REST_PORT = 8501
+GRPC_PORT = 8500
+EXIF_ORIENTATION = 0x0112
+
+
+class ServingError(RuntimeError):
+    """TF Serving answered with an error (its ``{"error": ...}`` body, or a gRPC status)."""
+
+
+def read_image_bytes(source: str | os.PathLike | bytes) -> bytes:
+    """Encoded photo bytes ready to send. TensorFlow's decoders ignore EXIF orientation, which
+    ``koala colorize`` applies, so a rotated photo is turned upright here and sent as PNG."""
+    data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.getexif().get(EXIF_ORIENTATION, 1) == 1:
+                return data
+            upright, buffer = ImageOps.exif_transpose(img), io.BytesIO()
+            upright.save(buffer, format="PNG")
+            return buffer.getvalue()
+    except OSError:
+        return data  # not something PIL reads: let the server give its reason
+
+
+def predict_url(base_url: str, model: str = DEFAULT_MODEL, version: int | None = None,
+                label: str | None = None) -> str:
+    """``http://host:8501`` -> ``http://host:8501/v1/models/MODEL[/versions/N|/labels/L]:predict``."""
+    if version is not None and label is not None:
+        raise ValueError(f"give a version or a label, not both (got {version} and {label!r})")
+    which = f"/versions/{int(version)}" if version is not None else f"/labels/{label}" if label else ""
+    return f"{base_url.rstrip('/')}/v1/models/{model}{which}:predict"
+
+
+def rest_request(images: list[bytes]) -> dict[str, Any]:
+    """JSON body for ``serving_default``: one ``{"b64": ...}`` instance per encoded photo."""
+    return {"signature_name": BYTES_SIGNATURE,
+            "instances": [{"b64": base64.b64encode(data).decode("ascii")} for data in images]}
+
+
+def rest_l_request(l_norm: np.ndarray) -> dict[str, Any]:
+    """JSON body for ``colorize_l``: normalised L, (N, H, W, 1), one nested list per instance."""
+    l_norm = np.asarray(l_norm, np.float32)
+    if l_norm.ndim != 4 or l_norm.shape[-1] != 1:
+        raise ValueError(f"expected normalised L of shape (N, H, W, 1); got {l_norm.shape}")
+    return {"signature_name": L_SIGNATURE, "instances": l_norm.tolist()}
+
+
+def _predictions(body: dict | str | bytes) -> list:
+    if isinstance(body, (str, bytes)):
+        body = json.loads(body)
+    if "error" in body:
+        raise ServingError(body["error"])
+    if "predictions" not in body:
+        raise ServingError(f"unexpected answer: no 'predictions' (keys: {sorted(body)})")
+    return body["predictions"]
+
+
+def parse_rest_response(body: dict | str | bytes) -> list[bytes]:
+    """``{"predictions": [{"b64": ...}, ...]}`` -> the PNG bytes of each photo."""
+    return [base64.b64decode(item["b64"]) for item in _predictions(body)]
+
+
+def parse_rest_ab(body: dict | str | bytes) -> np.ndarray:
+    """``colorize_l``'s answer -> normalised ab, (N, H, W, 2)."""
+    return np.asarray(_predictions(body), np.float32)
+
+
+def grpc_request(images: list[bytes], model: str = DEFAULT_MODEL, version: int | None = None,
+                 label: str | None = None):
+    """A ``PredictRequest`` for ``serving_default`` with the photos as a string tensor (N,)."""
+    return _grpc_request(model, version, label, BYTES_SIGNATURE, IMAGE_INPUT, np.array(list(images), dtype=object))
+
+
+def grpc_l_request(l_norm: np.ndarray, model: str = DEFAULT_MODEL, version: int | None = None,
+                   label: str | None = None):
+    """A ``PredictRequest`` for ``colorize_l`` with normalised L, (N, H, W, 1)."""
+    return _grpc_request(model, version, label, L_SIGNATURE, L_INPUT, np.asarray(l_norm, np.float32))
+
+
+def _grpc_request(model: str, version: int | None, label: str | None, signature: str, key: str,
+                  value: np.ndarray):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    if version is not None and label is not None:
+        raise ValueError(f"give a version or a label, not both (got {version} and {label!r})")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = int(version)
+    elif label:
+        request.model_spec.version_label = label
+    request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def parse_grpc_response(response) -> list[bytes] | np.ndarray:
+    """A ``PredictResponse`` -> PNG bytes per photo (``serving_default``) or ab (``colorize_l``)."""
+    import tensorflow as tf
+
+    if PNG_OUTPUT in response.outputs:
+        return [bytes(b) for b in tf.make_ndarray(response.outputs[PNG_OUTPUT])]
+    if AB_OUTPUT in response.outputs:
+        return tf.make_ndarray(response.outputs[AB_OUTPUT])
+    raise ServingError(f"unexpected answer: outputs {sorted(response.outputs)}")
+
+
+class TFServingClient:
+    """Send photos to a TF Serving model over REST (``colorize``) or gRPC (``colorize_grpc``)."""
+
+    def __init__(self, rest_url: str = f"http://localhost:{REST_PORT}", grpc_target: str = f"localhost:{GRPC_PORT}",
+                 model: str = DEFAULT_MODEL, version: int | None = None, label: str | None = None,
+                 timeout: float = 60.0):
+        self.rest_url, self.grpc_target = rest_url, grpc_target
+        self.model, self.version, self.label, self.timeout = model, version, label, timeout
+
+    def post(self, body: dict[str, Any]) -> dict:
+        """POST a predict body; TF Serving's ``{"error": ...}`` answers raise :class:`ServingError`."""
+        request = urllib.request.Request(predict_url(self.rest_url, self.model, self.version, self.label),
+                                         data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as e:
+            text = e.read().decode(errors="replace")
+            try:
+                message = json.loads(text).get("error", text)
+            except ValueError:
+                message = text
+            raise ServingError(f"HTTP {e.code}: {message}") from None
+
+    def colorize(self, images: list[str | os.PathLike | bytes]) -> list[bytes]:
+        """Photos (paths or bytes) -> colorized PNG bytes, through REST."""
+        return parse_rest_response(self.post(rest_request([read_image_bytes(i) for i in images])))
+
+    def colorize_grpc(self, images: list[str | os.PathLike | bytes]) -> list[bytes]:
+        """Photos (paths or bytes) -> colorized PNG bytes, through gRPC."""
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        request = grpc_request([read_image_bytes(i) for i in images], self.model, self.version, self.label)
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            try:
+                return parse_grpc_response(stub.Predict(request, timeout=self.timeout))
+            except grpc.RpcError as e:
+                raise ServingError(f"{e.code().name}: {e.details()}") from None

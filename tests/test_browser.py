@@ -1,0 +1,134 @@
+"""End to end in headless Chromium: `koala serve` runs, a person uploads a gray photo on the page,
+the colour result appears (the Colorizer's exact pixels), the sliders work, errors show.
+
+Needs Debian's chromium and chromium-driver (``bash scripts/install_browser.sh``, which ``make test``
+runs) and selenium; skipped without them.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy_fixtures import colourfulness, decode, encode, photo, tiny_model  # noqa: F401 (fixtures)
+from koala.inference import Colorizer
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1200,1000")
+READ_IMAGE_JS = """
+const [selector, done] = arguments;
+fetch(document.querySelector(selector).src).then(r => r.arrayBuffer()).then(buffer => {
+  let text = ""; new Uint8Array(buffer).forEach(b => text += String.fromCharCode(b)); done(btoa(text));
+}).catch(e => done("error: " + e));
+"""
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                       reason="no Chromium: run scripts/install_browser.sh"),
+]
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model):
+    """`koala serve` on a free loopback port; yields its URL."""
+    command = [sys.executable, "-m", "koala.cli", "serve", "--model", str(tiny_model), "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        line = process.stdout.readline()  # printed once it listens
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, f"koala serve said {line!r}"
+        yield f"http://127.0.0.1:{match.group(1)}/"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def image_of(driver, selector: str) -> np.ndarray:
+    encoded = driver.execute_async_script(READ_IMAGE_JS, selector)
+    assert not encoded.startswith("error"), encoded
+    return decode(base64.b64decode(encoded))
+
+
+def wait_for_new_result(driver, previous: str | None) -> str:
+    WebDriverWait(driver, 60).until(
+        lambda d: (src := d.find_element(By.ID, "result-img").get_attribute("src")) and src != previous
+        and d.execute_script("return document.getElementById('result-img').naturalWidth") > 0)
+    return driver.find_element(By.ID, "result-img").get_attribute("src")
+
+
+def test_upload_colorize_compare_and_download(served, browser, tiny_model, tmp_path):
+    gray = photo((240, 200), gray=True)
+    upload = tmp_path / "old_cat.jpg"
+    upload.write_bytes(encode(gray, "JPEG"))
+    browser.get(served)
+    assert "koala" in browser.title
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    src = wait_for_new_result(browser, None)
+
+    result, shown_input = image_of(browser, "#result-img"), image_of(browser, "#input-img")
+    expected = Colorizer.load(tiny_model).colorize(str(upload))
+    assert np.array_equal(result, expected)  # the page shows the Colorizer's pixels
+    assert colourfulness(shown_input) < 1.0 and colourfulness(result) > 20
+    assert np.abs(result.astype(int) - shown_input).mean() > 10
+
+    link = browser.find_element(By.ID, "download")
+    assert link.is_displayed() and link.get_attribute("href") == src
+    assert link.get_attribute("download") == "old_cat_color.png"
+
+    browser.execute_script("const r = document.getElementById('compare-range');"
+                           "r.value = 30; r.dispatchEvent(new Event('input'));")
+    assert browser.execute_script(
+        "return document.getElementById('compare').style.getPropertyValue('--pos')") == "30%"
+
+    shot = tmp_path / "koala_page.png"
+    browser.save_screenshot(str(shot))
+    assert colourfulness(decode(shot.read_bytes())) > 1.0  # colour reached the screen
+    print(f"screenshot: {shot}")
+    if os.environ.get("KOALA_SCREENSHOT"):
+        Path(os.environ["KOALA_SCREENSHOT"]).write_bytes(shot.read_bytes())
+
+    browser.execute_script("const s = document.getElementById('saturation');"
+                           "s.value = 0; s.dispatchEvent(new Event('input'));")
+    wait_for_new_result(browser, src)
+    assert browser.find_element(By.ID, "saturation-value").text == "0.00"
+    assert colourfulness(image_of(browser, "#result-img")) < 1.0
+
+
+def test_a_broken_file_shows_the_servers_reason(served, browser, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("these are notes, not a photo")
+    browser.get(served)
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert browser.find_element(By.ID, "error").text == "notes.jpg: not an image (unrecognised format)"
+    assert browser.find_element(By.ID, "results").is_displayed() is False

@@ -1,0 +1,91 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from koala.cli import main
+from koala.color import rgb_to_lab
+from koala.inference import Colorizer
+from tests.conftest import smooth_colour_image
+
+EXPECTED_AB = np.array([0.3, -0.2]) * 110  # what the constant_ab_run model predicts, in Lab units
+
+
+def lab_of(path) -> np.ndarray:
+    return rgb_to_lab(np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0).numpy()
+
+
+def test_python_api_keeps_size_and_full_resolution_l(constant_ab_run):
+    gray = smooth_colour_image(3, 75, 131).mean(axis=-1).astype(np.uint8)
+    out = Colorizer.load(constant_ab_run).colorize(gray)
+    assert out.shape == (75, 131, 3) and out.dtype == np.uint8
+    lab_out = rgb_to_lab(out / 255.0).numpy()
+    lab_in = rgb_to_lab(np.repeat(gray[..., None], 3, -1) / 255.0).numpy()
+    mid = (lab_in[..., 0] > 35) & (lab_in[..., 0] < 65)  # where the colour fits in gamut
+    assert np.abs(lab_out[..., 0] - lab_in[..., 0])[mid].mean() < 0.6  # structure kept
+    np.testing.assert_allclose(np.median(lab_out[..., 1:][mid], axis=0), EXPECTED_AB, atol=2.5)
+
+
+def test_saturation_scales_the_colour(constant_ab_run):
+    gray = np.full((40, 40), 128, np.uint8)
+    vivid = rgb_to_lab(Colorizer.load(constant_ab_run).colorize(gray) / 255.0).numpy()
+    muted = rgb_to_lab(Colorizer.load(constant_ab_run, saturation=0.5).colorize(gray) / 255.0).numpy()
+    ratio = np.hypot(*muted[20, 20, 1:]) / np.hypot(*vivid[20, 20, 1:])
+    assert abs(ratio - 0.5) < 0.05
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(smooth_colour_image(0, 50, 70)).save(folder / "colour.jpg")
+    Image.fromarray((np.arange(60 * 44).reshape(60, 44) * 20).astype(np.uint16)).save(folder / "sub" / "deep.png")
+    palette = Image.fromarray(smooth_colour_image(1, 30, 30)).convert("P")
+    palette.save(folder / "sub" / "palette.png", transparency=0)
+    rotated = Image.fromarray(smooth_colour_image(2, 20, 36))
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    rotated.save(folder / "rotated.jpg", exif=exif.tobytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not a photo")
+    return folder
+
+
+def test_cli_colorizes_a_folder_and_reports_bad_files(inputs, tmp_path, constant_ab_run, capsys):
+    out = tmp_path / "out"
+    code = main(["colorize", str(inputs), "-o", str(out), "--model", constant_ab_run])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{inputs / 'empty.jpg'}: empty file" in err and f"{inputs / 'notes.png'}: not an image" in err
+    sizes = {p.relative_to(out).as_posix(): Image.open(p).size for p in out.rglob("*.png")}
+    assert sizes == {"colour.png": (70, 50), "sub/deep.png": (44, 60), "sub/palette.png": (30, 30),
+                     "rotated.png": (20, 36)}
+    assert "Traceback" not in err
+
+
+def test_cli_never_overwrites_without_the_flag(inputs, tmp_path, constant_ab_run, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "colour.png").write_bytes(b"precious")
+    source = str(inputs / "colour.jpg")
+    assert main(["colorize", source, "-o", str(out), "--model", constant_ab_run]) == 1
+    assert (out / "colour.png").read_bytes() == b"precious" and "--overwrite" in capsys.readouterr().err
+    assert main(["colorize", source, "-o", str(out), "--model", constant_ab_run, "--overwrite"]) == 0
+    assert Image.open(out / "colour.png").size == (70, 50)
+
+
+def test_cli_globs_and_missing_inputs(inputs, tmp_path, constant_ab_run, capsys):
+    out = tmp_path / "out"
+    code = main(["colorize", str(inputs / "*.jpg"), str(tmp_path / "missing.png"), "-o", str(out),
+                 "--model", constant_ab_run])
+    err = capsys.readouterr().err
+    assert code == 1 and "missing.png: no such file" in err and "empty.jpg: empty file" in err
+    assert sorted(p.name for p in out.iterdir()) == ["colour.png", "rotated.png"]
+
+
+def test_unknown_model_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "koala.cli", "colorize", "x.png", "-o", str(tmp_path),
+                             "--model", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert result.returncode == 2 and "no such model" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,140 @@
+"""`koala export`: TF Serving's layout, both signatures, plain-TensorFlow loading, same colours as
+`koala colorize`, and ONNX against Keras."""
+from __future__ import annotations
+
+import json
+import site
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deploy_fixtures import decode, encode, exported, photo, photo_files, tiny_model  # noqa: F401 (fixtures)
+from koala.cli import main
+from koala.export import next_version
+from koala.inference import Colorizer, predict_ab
+
+SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
+
+# Runs with the standard library and site-packages only (no .pth files, so not the editable
+# koala): proves the SavedModel needs nothing of koala.
+PLAIN_TF_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.append(sys.argv[1])
+    try:
+        import koala
+    except ModuleNotFoundError:
+        pass
+    else:
+        raise SystemExit("koala is importable: the test would prove nothing")
+    import tensorflow as tf
+    model = tf.saved_model.load(sys.argv[2])
+    names = sys.argv[3:]
+    images = [open(name, "rb").read() for name in names]
+    pngs = model.signatures["serving_default"](image_bytes=tf.constant(images))["png_bytes"].numpy()
+    for name, png in zip(names, pngs):
+        open(name + ".out.png", "wb").write(png)
+""")
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(str(exported / "1"))
+
+
+@pytest.fixture(scope="module")
+def colorizer(tiny_model):
+    return Colorizer.load(tiny_model)
+
+
+def test_layout_is_tf_serving_versioned(exported):
+    version = exported / "1"
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "variables" / "variables.index").is_file()
+    meta = json.loads((version / "assets.extra" / "koala.json").read_text())
+    assert meta["model"] == "cunet" and meta["image_size"] == 32
+    assert not [p for p in exported.iterdir() if p.name.startswith(".")], "staging folder left behind"
+
+
+def test_next_version_and_refusing_to_overwrite(tmp_path, exported, capsys):
+    assert next_version(tmp_path / "missing") == 1
+    for name in ("1", "3", "notes", "10x"):
+        (tmp_path / name).mkdir()
+    assert next_version(tmp_path) == 4
+    # an existing version is refused before anything is loaded, with a one-line error
+    assert main(["export", "--model", "nowhere", "--out", str(exported), "--version", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("koala export:") and "version 1 exists" in err and "\n" not in err
+    assert main(["export", "--model", "nowhere", "--out", str(tmp_path), "--version", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_saved_model_cli_lists_both_signatures(exported):
+    out = subprocess.run([str(SAVED_MODEL_CLI), "show", "--all", "--dir", str(exported / "1")],
+                         capture_output=True, text=True, check=True).stdout
+    sections = out.split("signature_def[")
+    serving = next(s for s in sections if s.startswith("'serving_default'"))
+    tensor = next(s for s in sections if s.startswith("'colorize_l'"))
+    assert "inputs['image_bytes']" in serving and "outputs['png_bytes']" in serving
+    assert serving.count("dtype: DT_STRING") == 2
+    assert "inputs['L']" in tensor and "outputs['ab']" in tensor
+    assert "shape: (-1, -1, -1, 1)" in tensor and "shape: (-1, -1, -1, 2)" in tensor
+
+
+@pytest.mark.slow
+def test_plain_tensorflow_matches_koala_colorize(exported, tiny_model, photo_files, tmp_path):
+    """The SavedModel, loaded by TensorFlow alone, gives the CLI's colours within one level."""
+    names = [str(p) for p in photo_files.values()]  # colour/gray x JPEG/PNG
+    site_packages = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
+    subprocess.run([sys.executable, "-I", "-S", "-c", PLAIN_TF_SCRIPT, site_packages, str(exported / "1"), *names],
+                   cwd=tmp_path, check=True, capture_output=True)
+    assert main(["colorize", *names, "-o", str(tmp_path / "cli"), "--model", str(tiny_model)]) == 0
+    for name in names:
+        served = decode(Path(name + ".out.png").read_bytes())
+        cli = decode((tmp_path / "cli" / (Path(name).stem + ".png")).read_bytes())
+        assert served.shape == cli.shape == (40, 48, 3)
+        assert np.abs(served.astype(int) - cli).max() <= 1, name
+        assert np.abs(served.astype(int) - cli).mean() < 0.01, name
+
+
+def test_batch_of_different_sizes_and_alpha(loaded, colorizer):
+    wide, tall = photo((48, 40)), photo((24, 56), gray=True)
+    rgba = np.dstack([wide, np.tile(np.linspace(0, 255, 48).astype(np.uint8), (40, 1))])
+    inputs = [encode(wide, "JPEG"), encode(tall), encode(rgba)]
+    pngs = loaded.signatures["serving_default"](image_bytes=tf.constant(inputs))["png_bytes"].numpy()
+    outs = [decode(p) for p in pngs]
+    assert [o.shape for o in outs] == [(40, 48, 3), (56, 24, 3), (40, 48, 3)]
+    for data, out in zip(inputs, outs):
+        # transparency is composited on white by PIL in uint8 and by TF in float: one level apart at most
+        assert np.abs(out.astype(int) - colorizer.colorize(data)).max() <= 1
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]))
+
+
+def test_colorize_l_signature_is_predict_ab(loaded, colorizer):
+    l_norm = tf.random.stateless_uniform([2, 36, 52, 1], seed=[1, 2], minval=-0.5, maxval=0.5)
+    ab = loaded.signatures["colorize_l"](L=l_norm)["ab"].numpy()
+    want = predict_ab(colorizer.network_fn(), l_norm, colorizer.image_size, colorizer.multiple).numpy()
+    assert ab.shape == (2, 36, 52, 2)
+    np.testing.assert_allclose(ab, want, atol=1e-5)
+    assert 0.2 < ab[..., 0].mean() < 0.3  # the tiny model's orange bias comes through
+
+
+@pytest.mark.slow
+def test_onnx_matches_keras(tiny_model, colorizer, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    assert main(["export", "--model", str(tiny_model), "--out", str(tmp_path), "--format", "onnx"]) == 0
+    assert f"{tmp_path / '1'}" in capsys.readouterr().out
+    session = ort.InferenceSession(str(tmp_path / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["L"]
+    assert [o.name for o in session.get_outputs()] == ["ab"]
+    l_norm = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 32, 48, 1)).astype(np.float32)
+    got = session.run(None, {"L": l_norm})[0]
+    want = colorizer.network(l_norm, training=False).numpy()
+    assert got.shape == (2, 32, 48, 2)
+    assert np.abs(got - want).max() < 1e-5

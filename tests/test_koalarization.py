@@ -1,0 +1,141 @@
+"""Deep Koalarization: parameter count, any-size inference, .keras round trip, training hooks and
+overfitting, with the tiny stand-in extractor (InceptionResNetV2 is never built here)."""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tiny_extractor import TINY_DIM, tiny  # noqa: F401  (tiny is a fixture)
+
+from data_tools.embed import main as embed_main
+from koala import config as config_lib
+from koala.color import rgb_to_l
+from koala.data.embeddings import EmbeddingCache
+from koala.inference import Colorizer, predict_ab
+from koala.models import extractors, get_model, get_spec, trainable_params
+from koala.models.koalarization import FusionLayer, adapt_datasets
+from koala.training import build_datasets
+
+TINY_ARGS = {"extractor": "tiny", "extractor_weights": "none"}
+TINY_META = {"model": "koalarization", "model_args": TINY_ARGS, "image_size": 32, "multiple": 8}
+
+
+def smooth_photos(count: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Float RGB (count, size, size, 3) of smooth colour blobs: learnable and different."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 1, (count, 3, 3, 3)).astype(np.float32)
+    return tf.image.resize(coarse, (size, size), method="bilinear").numpy()
+
+
+def test_paper_parameter_count_without_building_the_extractor(monkeypatch):
+    def refuse(weights):
+        raise AssertionError("the trainable network must not build the extractor")
+
+    for name in ("inception_resnet_v2", "resnet50"):
+        spec = extractors.EXTRACTORS[name]
+        monkeypatch.setitem(extractors.EXTRACTORS, name, dataclasses.replace(spec, build=refuse))
+    model = get_model("koalarization")
+    assert trainable_params(model) == 6_573_794
+    assert get_spec("koalarization").count_params(model) == 6_573_794
+    assert model.get_layer("embedding").batch_shape == (None, 1000)
+    # ResNet50's pooled 2048 features only widen the fusion's 1x1 convolution.
+    assert trainable_params(get_model("koalarization", extractor="resnet50")) == 6_573_794 + 1048 * 256
+
+
+def test_fusion_tiles_the_embedding_over_any_grid():
+    layer = FusionLayer()
+    features = np.random.default_rng(0).normal(size=(2, 5, 9, 3)).astype(np.float32)
+    embedding = np.arange(16, dtype=np.float32).reshape(2, 8)
+    out = np.asarray(layer([features, embedding]))
+    assert out.shape == (2, 5, 9, 11)
+    np.testing.assert_array_equal(out[..., :3], features)
+    np.testing.assert_array_equal(out[1, 4, 8, 3:], embedding[1])
+    assert np.all(out[0, :, :, 3:] == embedding[0])
+    assert FusionLayer.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_non_square_photo_through_predict_ab_and_colorizer(tiny):
+    model = get_model("koalarization", **TINY_ARGS)
+    colorizer = Colorizer(model, image_size=32, multiple=8, metadata=TINY_META)
+    rgb = smooth_photos(1, seed=1)[0]
+    photo = tf.image.resize(rgb[None], (40, 72)).numpy()[0]
+    l_full = rgb_to_l(photo[None])
+    ab = predict_ab(colorizer.network_fn(), l_full, 32, 8)
+    assert ab.shape == (1, 40, 72, 2) and np.all(np.abs(ab) <= 1)
+    out = colorizer.colorize((photo * 255).astype(np.uint8))
+    assert out.shape == (40, 72, 3) and out.dtype == np.uint8
+    # The embedding really comes from the photo: another photo's embedding changes the colours.
+    network = colorizer.network_fn()
+    small = tf.image.resize(l_full, (32, 56))
+    other = model({"L": small, "embedding": tf.ones([1, TINY_DIM]) * 5.0})
+    assert not np.allclose(network(small), other, atol=1e-4)
+
+
+def test_wrong_embedding_size_is_refused(tiny):
+    model = get_model("koalarization")  # expects Inception's 1000 numbers
+    with pytest.raises(ValueError, match="model expects 1000-d embeddings, extractor tiny gives 8"):
+        Colorizer(model, 32, 8, metadata=TINY_META).network_fn()
+
+
+def test_keras_round_trip_gives_identical_outputs(tmp_path, tiny):
+    model = get_model("koalarization", **TINY_ARGS)
+    inputs = {"L": np.random.default_rng(0).uniform(-0.5, 0.5, (2, 24, 40, 1)).astype(np.float32),
+              "embedding": np.random.default_rng(1).normal(size=(2, TINY_DIM)).astype(np.float32)}
+    path = tmp_path / "koalarization.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    np.testing.assert_array_equal(loaded(inputs), model(inputs))
+    assert trainable_params(loaded) == trainable_params(model)
+    assert path.stat().st_size < 30_000_000  # the trainable network only, no 55M-parameter extractor
+
+
+def test_adapt_datasets_computes_embeddings_from_the_same_augmented_l(tmp_path, tiny):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, rgb in enumerate(smooth_photos(4, size=48)):
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    cfg = config_lib.from_dict({"model": "koalarization", "model_args": TINY_ARGS,
+                                "data": {"train": str(folder), "val": str(folder), "image_size": 32, "batch_size": 2},
+                                "train": {"steps_per_epoch": 2}})
+    train, val = build_datasets(cfg)
+    inputs, ab = next(iter(train))
+    extractor = extractors.get_extractor("tiny", None)
+    np.testing.assert_allclose(inputs["embedding"], extractor(inputs["L"]), atol=1e-5)
+    assert inputs["L"].shape == (2, 32, 32, 1) and ab.shape == (2, 32, 32, 2)
+    # With a cache, the same photos come with the cached rows (val: centre crops in file order).
+    cache = tmp_path / "cache.h5"
+    assert embed_main([str(folder), str(cache), "--extractor", "tiny", "--weights", "none"]) == 0
+    cfg.data.embeddings = str(cache)
+    _, val = adapt_datasets(cfg, None, None)
+    inputs, _ = next(iter(val))
+    np.testing.assert_array_equal(inputs["embedding"], EmbeddingCache.open(cache).embeddings[:2])
+    assert not np.allclose(inputs["embedding"][0], inputs["embedding"][1])
+    cfg.data.embeddings = str(tmp_path / "missing.h5")
+    with pytest.raises(ValueError, match="missing.h5: no such embedding cache"):
+        adapt_datasets(cfg, None, None)
+
+
+@pytest.mark.slow
+def test_overfits_a_handful_of_photos(tiny):
+    keras.utils.set_random_seed(0)
+    rgb = smooth_photos(4, seed=2)
+    from koala.data import rgb_to_pair
+
+    l_norm, ab = rgb_to_pair(tf.convert_to_tensor(rgb))
+    embedding = extractors.get_extractor("tiny", None)(l_norm)
+    model = get_model("koalarization", **TINY_ARGS)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    inputs = {"L": l_norm, "embedding": embedding}
+    first = float(model.evaluate(inputs, ab, verbose=0))
+
+    def stop_when_halved(epoch, logs):
+        model.stop_training = logs["loss"] < 0.4 * first
+
+    history = model.fit(inputs, ab, batch_size=4, epochs=80, verbose=0,
+                        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=stop_when_halved)])
+    last = float(model.evaluate(inputs, ab, verbose=0))
+    assert last < 0.5 * first, (first, last, history.history["loss"][-5:])

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from koala.color import join_lab
+from koala.data import Augment, build_augmenter, make_dataset
+
+
+def test_batches_have_the_model_shapes_and_ranges(photo_dir):
+    ds = make_dataset(str(photo_dir), 32, 4, training=True, augment=Augment())
+    l, ab = next(iter(ds))
+    assert l.shape == (4, 32, 32, 1) and ab.shape == (4, 32, 32, 2)
+    assert -0.5 - 1e-5 <= l.numpy().min() and l.numpy().max() <= 0.5 + 1e-5
+    assert np.abs(ab.numpy()).max() <= 1.0 and np.abs(ab.numpy()).max() > 0.05  # colour is there
+
+
+def test_validation_batches_are_deterministic_centre_crops(photo_dir):
+    ds = make_dataset(str(photo_dir), 32, 12, training=False)
+    first, second = next(iter(ds)), next(iter(ds))
+    np.testing.assert_array_equal(first[0].numpy(), second[0].numpy())
+    assert first[0].shape[0] == 12
+
+
+def test_training_crops_vary_between_epochs(photo_dir):
+    ds = make_dataset(str(photo_dir), 32, 12, training=True, augment=Augment(), seed=1)
+    a = np.sort(next(iter(ds))[0].numpy().ravel())
+    b = np.sort(next(iter(ds))[0].numpy().ravel())
+    assert not np.allclose(a, b)
+
+
+def square_on_gray(size: int = 64) -> np.ndarray:
+    """Mid-gray background with a red square: chroma is high exactly where L is the red's L."""
+    img = np.full((size, size, 3), 0.2, np.float32)
+    img[16:44, 20:48] = [1.0, 0.0, 0.0]
+    return img
+
+
+def test_augmentation_moves_l_and_ab_together():
+    augmenter = build_augmenter(Augment(flip=True, rotation=30, zoom=0.2, shear=0.1, shift=0.15), seed=3)
+    batch = tf.constant(np.stack([square_on_gray()] * 8))
+    from koala.data import rgb_to_pair
+
+    l, ab = rgb_to_pair(tf.clip_by_value(augmenter(batch, training=True), 0, 1))
+    lab = join_lab(l, ab).numpy()
+    red_by_l = lab[..., 0] > 40  # red L is 53, the background's 21
+    red_by_ab = np.hypot(lab[..., 1], lab[..., 2]) > 40
+    iou = (red_by_l & red_by_ab).sum() / (red_by_l | red_by_ab).sum()
+    assert iou > 0.9
+    moved = [not np.array_equal(red_by_l[i], red_by_l[0]) for i in range(1, 8)]
+    assert any(moved)  # the draws differ between images
+
+
+def test_bad_files_are_skipped_not_fatal(photo_dir, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"nope")
+    paths = [str(photo_dir / "photo_00.png"), str(tmp_path / "broken.jpg"), str(photo_dir / "photo_01.png")]
+    ds = make_dataset(paths, 32, 8, training=False)
+    assert next(iter(ds))[0].shape[0] == 2
+
+
+def test_small_and_grayscale_and_16bit_inputs_load(tmp_path):
+    Image.fromarray(np.full((12, 20, 3), 128, np.uint8)).save(tmp_path / "tiny.png")
+    Image.fromarray((np.arange(40 * 40).reshape(40, 40) * 40).astype(np.uint16)).save(tmp_path / "deep.png")
+    l, ab = next(iter(make_dataset(str(tmp_path), 32, 2, training=False)))
+    assert l.shape == (2, 32, 32, 1)
+    assert np.abs(ab.numpy()).max() < 0.01  # gray in, gray target
+
+
+def test_empty_source_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no images found"):
+        make_dataset(str(tmp_path), 32, 2, training=True)

@@ -1,0 +1,208 @@
+"""ResUNet-34 (plain and adversarial), the ResNet-18 autoencoder, the PatchGAN critic and the SSIM losses."""
+from __future__ import annotations
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from koala import config as config_lib
+from koala.inference import Colorizer, predict_ab
+from koala.losses import SSIM_WEIGHT, get_loss, l1_ssim, mse_ssim, ssim
+from koala.models import get_model, get_spec, trainable_params
+from koala.models.adversarial import AdversarialColorizer, generator_params
+from koala.models.critic import build_patchgan
+from tests.conftest import smooth_colour_image
+
+TINY_DECODER = (16, 16, 8, 8, 8)  # keeps the full ResNet-34 encoder, shrinks the rest
+TINY_GAN = {"adversarial": True, "decoder_filters": TINY_DECODER, "critic_filters": 8}
+CASES = {
+    "resunet34": ("resunet34", {}),
+    "resunet34_gan": ("resunet34", TINY_GAN),
+    "resnet18ae": ("resnet18ae", {}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    """(registry name, model): each model is built once for the module."""
+    name, kwargs = CASES[request.param]
+    keras.utils.set_random_seed(0)
+    return name, get_model(name, **kwargs)
+
+
+def random_l(shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("height, width", [(37, 53), (200, 90)])
+def test_predict_ab_any_photo_shape(case, height, width):
+    name, model = case
+    multiple = get_spec(name).multiple
+    seen = []
+
+    def network(l_small):
+        seen.append(tuple(l_small.shape[1:3]))
+        return model(l_small, training=False)
+
+    ab = predict_ab(network, tf.constant(random_l((1, height, width, 1))), size=48, multiple=multiple).numpy()
+    assert ab.shape == (1, height, width, 2)
+    assert np.isfinite(ab).all() and np.abs(ab).max() <= 1.0
+    assert all(side % multiple == 0 for side in seen[0])
+
+
+def test_keras_file_round_trip(case, tmp_path):
+    name, model = case
+    l_batch = random_l((2, 64, 96, 1), seed=1)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    assert type(loaded) is type(model) and loaded.name == name
+    np.testing.assert_allclose(loaded(l_batch), model(l_batch), atol=1e-6)
+    if isinstance(model, AdversarialColorizer):
+        ab = np.tanh(random_l((2, 64, 96, 2), seed=2))
+        np.testing.assert_allclose(loaded.critic([l_batch, ab]), model.critic([l_batch, ab]), atol=1e-5)
+        assert loaded.adv_weight == model.adv_weight
+
+
+def test_get_config_round_trip(case):
+    _, model = case
+    clone = type(model).from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    clone.set_weights(model.get_weights())
+    l_batch = random_l((1, 64, 64, 1), seed=3)
+    np.testing.assert_allclose(clone(l_batch), model(l_batch), atol=1e-6)
+
+
+def test_resnet34_encoder_has_torchvision_parameter_count():
+    """torchvision's resnet34 has 21,797,672 parameters; less the classifier (512 x 1000 + 1000
+    = 513,000) and conv1's two extra input channels (2 x 7 x 7 x 64 = 6,272) leaves 21,278,400.
+    BatchNorm's moving statistics are buffers in PyTorch and non-trainable in Keras, so both count
+    only gamma and beta."""
+    model = get_model("resunet34")
+    encoder = [w for layer in model.layers if layer.name.startswith(("stem", "stage")) for w in layer.trainable_weights]
+    assert sum(int(np.prod(w.shape)) for w in encoder) == 21_797_672 - 513_000 - 6_272 == 21_278_400
+    assert trainable_params(model) == 24_430_130
+    assert model.get_layer("stage4_block3_out").output.shape[-1] == 512
+
+
+def test_resnet18ae_encoder_is_resnet18_up_to_layer2():
+    """conv1 (7 x 7 x 1 x 64) + bn1 (128) + layer1 (2 x 73,984) + layer2 (230,144 + 295,424) = 676,800."""
+    model = get_model("resnet18ae")
+    encoder = [w for layer in model.layers if layer.name.startswith(("stem", "stage")) for w in layer.trainable_weights]
+    assert sum(int(np.prod(w.shape)) for w in encoder) == 676_800
+    assert model.get_layer("stage2_block2_out").output.shape[1:] == (None, None, 128)
+    assert model(np.zeros((1, 64, 96, 1), np.float32)).shape == (1, 64, 96, 2)
+
+
+def test_patchgan_critic_shape_and_size():
+    critic = build_patchgan()
+    logits = critic([np.zeros((2, 64, 96, 1), np.float32), np.zeros((2, 64, 96, 2), np.float32)])
+    assert logits.shape == (2, 8, 12, 1)
+    assert trainable_params(critic) == 2_768_705 - 3 * 4 * 4 * 64  # pix2pix's 6-channel count, 3 channels here
+
+
+def test_generator_params_ignores_the_critic():
+    gan = get_model("resunet34", **TINY_GAN)
+    assert generator_params(gan) == trainable_params(gan.generator) < trainable_params(gan)
+
+
+def test_resunet34_rejects_wrong_decoder_depth():
+    with pytest.raises(ValueError, match="5 widths"):
+        get_model("resunet34", decoder_filters=(64, 32))
+
+
+def test_ssim_losses_on_known_values():
+    rng = np.random.default_rng(0)
+    ab = rng.uniform(-1, 1, (3, 24, 32, 2)).astype(np.float32)
+    noisy = np.clip(ab + rng.normal(0, 0.3, ab.shape), -1, 1).astype(np.float32)
+    np.testing.assert_allclose(l1_ssim(ab, ab), 0.0, atol=1e-6)
+    np.testing.assert_allclose(mse_ssim(ab, ab), 0.0, atol=1e-6)
+    np.testing.assert_allclose(ssim(ab, noisy), tf.image.ssim(ab, noisy, max_val=2.0), atol=1e-5)
+    # Flat images 0.5 apart: SSIM is the luminance term C1 / (0.25 + C1), C1 = (0.01 * 2)^2.
+    flat = np.full((1, 16, 16, 2), 0.5, np.float32)
+    c1 = (0.01 * 2.0) ** 2
+    np.testing.assert_allclose(l1_ssim(flat, np.zeros_like(flat)), 0.5 + 1e-3 * (1 - c1 / (0.25 + c1)), rtol=1e-6)
+    np.testing.assert_allclose(mse_ssim(flat, np.zeros_like(flat)), 0.25 + 1e-3 * (1 - c1 / (0.25 + c1)), rtol=1e-6)
+    # The SSIM term only adds: structure lost by noise costs extra on top of L1.
+    l1 = np.mean(np.abs(ab - noisy), axis=(1, 2, 3))
+    assert SSIM_WEIGHT == 1e-3 and np.all(l1_ssim(ab, noisy).numpy() > l1)
+    assert get_loss("l1_ssim") is l1_ssim and get_loss("mse_ssim") is mse_ssim
+
+
+def position_and_l_coloured(n: int = 8, size: int = 32, seed: int = 0):
+    """Smooth random L; a is proportional to L, b a top-to-bottom gradient: learnable exactly."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    ls, abs_ = [], []
+    for _ in range(n):
+        f, phase = rng.uniform(1, 3, 3), rng.uniform(0, 6, 2)
+        l = 0.45 * np.sin(3 * f[0] * xx + 2 * f[1] * yy + phase[0]) * np.cos(2 * f[2] * yy + phase[1])
+        ls.append(l[..., None])
+        abs_.append(np.stack([1.6 * l, yy - 0.5], axis=-1))
+    return np.float32(ls), np.float32(abs_)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resunet34", "resnet18ae"])
+def test_overfits_a_handful_of_images(name):
+    l_batch, ab = position_and_l_coloured()
+    keras.utils.set_random_seed(0)
+    model = get_model(name)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=l1_ssim)
+    history = model.fit(l_batch, ab, batch_size=8, epochs=15, verbose=0).history["loss"]
+    grey_baseline = float(np.mean(l1_ssim(ab, np.zeros_like(ab))))
+    assert history[-1] <= 0.5 * history[0]
+    assert history[-1] <= 0.5 * grey_baseline
+
+
+@pytest.mark.slow
+def test_gan_trains_through_koala_train_and_colorizes(photo_dir, tmp_path, monkeypatch):
+    """`koala train` with the adversarial preset: fit with koala's callbacks, both networks learn,
+    val_loss is the generator's l1_ssim, and `koala colorize --model RUN_DIR` uses the result."""
+    from koala import training
+    from koala.cli import main
+
+    initial = {}
+    compile_model = training.compile_model
+
+    def spy(cfg, capabilities):
+        model = compile_model(cfg, capabilities)
+        initial["model"] = model
+        initial["generator"] = [w.numpy().copy() for w in model.generator.trainable_weights]
+        initial["critic"] = [w.numpy().copy() for w in model.critic.trainable_weights]
+        return model
+
+    monkeypatch.setattr(training, "compile_model", spy)
+    cfg = config_lib.from_dict({
+        "name": "gan", "out_dir": str(tmp_path / "runs"),
+        "model_args": {**TINY_GAN, "adv_weight": 0.05},
+        "data": {"train": str(photo_dir), "val": str(photo_dir), "image_size": 32, "batch_size": 4,
+                 "max_val_images": 4},
+        "train": {"epochs": 2, "steps_per_epoch": 3, "sample_images": 2},
+    }, preset="resunet34_gan")
+    run = training.train(cfg)
+
+    model = initial["model"]
+    assert isinstance(model, AdversarialColorizer) and model.adv_weight == 0.05
+    for part in ("generator", "critic"):
+        after = getattr(model, part).trainable_weights
+        assert any(not np.allclose(a, w.numpy()) for a, w in zip(initial[part], after)), f"{part} did not learn"
+
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert {"loss", "adv_loss", "critic_loss", "val_loss"} <= set(rows[0])
+    assert all(float(r["critic_loss"]) > 0 for r in rows)
+    best = keras.saving.load_model(run / "best.keras", compile=False)
+    _, val = training.build_datasets(cfg)
+    l_val, ab_val = next(iter(val))  # one batch: 4 images
+    val_loss = float(np.mean(l1_ssim(ab_val, best(l_val, training=False))))
+    assert min(float(r["val_loss"]) for r in rows) == pytest.approx(val_loss, rel=1e-4)
+
+    photo = tmp_path / "old.png"
+    Image.fromarray(smooth_colour_image(99, 45, 70)).save(photo)
+    assert main(["colorize", str(photo), "-o", str(tmp_path / "out"), "--model", str(run)]) == 0
+    colorized = np.asarray(Image.open(tmp_path / "out" / "old.png"))
+    assert colorized.shape == (45, 70, 3)
+    assert Colorizer.load(run).multiple == 32

@@ -1,0 +1,154 @@
+"""The web app's API on a real waitress server on loopback: colours identical to the Colorizer,
+and every refusal (413 size, 413 pixels, 400 non-image/truncated/bad parameter, 503 full queue)."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import requests
+
+from deploy_fixtures import colourfulness, decode, encode, photo, tiny_model  # noqa: F401 (fixtures)
+from koala.inference import Colorizer
+from koala.serving.app import WorkerPool, create_app, make_server
+
+MAX_UPLOAD_MB = 0.05  # about 52 KB
+MAX_PIXELS = 5000  # the 48 x 40 test photo has 1920
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    colorizer = Colorizer.load(tiny_model)
+    app = create_app(colorizer, workers=1, queue=1, max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS)
+    httpd = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.run, daemon=True)
+    thread.start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{httpd.effective_port}", pool=app.extensions["koala_pool"],
+                          colorizer=colorizer)
+    httpd.close()
+
+
+def post(server, data: bytes, multipart: bool = True, **params) -> requests.Response:
+    url = f"{server.url}/api/colorize"
+    if multipart:
+        return requests.post(url, files={"image": ("photo.jpg", data)}, params=params, timeout=60)
+    return requests.post(url, data=data, params=params, headers={"Content-Type": "application/octet-stream"},
+                         timeout=60)
+
+
+def error_of(response: requests.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    return response.json()["error"]
+
+
+def test_healthz(server):
+    answer = requests.get(f"{server.url}/healthz", timeout=10)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] == "ok" and body["model"] == "cunet" and body["image_size"] == 32
+    assert body["supports_temperature"] is False and body["max_pixels"] == MAX_PIXELS and body["busy"] == 0
+
+
+def test_page_and_static_files(server):
+    page = requests.get(server.url, timeout=10)
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    for element in ('id="file"', 'id="saturation"', 'id="compare-range"', 'id="download"', "cunet"):
+        assert element in page.text
+    assert 'id="temperature"' not in page.text  # cunet regresses ab: no temperature to tune
+    script = requests.get(f"{server.url}/static/app.js", timeout=10)
+    assert script.status_code == 200 and "/api/colorize" in script.text
+
+
+@pytest.mark.parametrize("multipart", [True, False], ids=["multipart", "raw-body"])
+def test_colours_are_the_colorizers_exactly(server, multipart):
+    data = encode(photo(gray=True), "JPEG")
+    answer = post(server, data, multipart=multipart)
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "image/png"
+    result = decode(answer.content)
+    assert np.array_equal(result, server.colorizer.colorize(data))  # PNG round trip is lossless
+    assert colourfulness(result) > 20  # and the gray input did get colours
+
+
+def test_saturation_parameter(server):
+    data = encode(photo(), "PNG")
+    gray = decode(post(server, data, saturation="0").content)
+    strong = decode(post(server, data, saturation="2").content)
+    assert colourfulness(gray) < 1.0
+    assert colourfulness(strong) > colourfulness(decode(post(server, data).content)) + 5
+    assert np.array_equal(strong, dataclasses.replace(server.colorizer, saturation=2.0).colorize(data))
+
+
+@pytest.mark.parametrize("params, reason", [
+    ({"saturation": "lots"}, "saturation must be a number"),
+    ({"saturation": "9"}, "saturation must be between"),
+    ({"temperature": "0.3"}, "no temperature"),
+])
+def test_bad_parameters_are_400(server, params, reason):
+    assert reason in error_of(post(server, encode(photo()), **params), 400)
+
+
+def test_upload_too_large_is_413(server):
+    noise = np.random.default_rng(0).integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    data = encode(noise)
+    assert len(data) > MAX_UPLOAD_MB * 2**20
+    assert "upload too large" in error_of(post(server, data), 413)
+    assert "upload too large" in error_of(post(server, data, multipart=False), 413)
+
+
+def test_too_many_pixels_is_413(server):
+    data = encode(np.zeros((100, 100), np.uint8))  # tiny file, 10,000 pixels
+    assert len(data) < 1000
+    assert "too many pixels (10,000; limit 5,000)" in error_of(post(server, data), 413)
+
+
+def test_non_images_and_broken_files_are_400(server):
+    assert error_of(post(server, b"%PDF-1.4 not a photo"), 400) == "not an image (unrecognised format)"
+    png = encode(photo())
+    assert "truncated" in error_of(post(server, png[: len(png) // 2], multipart=False), 400)
+    assert "empty" in error_of(post(server, b"", multipart=False), 400)
+    missing = requests.post(f"{server.url}/api/colorize", files={"photo": ("a.png", png)}, timeout=10)
+    assert "field 'image'" in error_of(missing, 400)
+    assert error_of(requests.get(f"{server.url}/api/colorize", timeout=10), 405)
+    assert error_of(requests.get(f"{server.url}/nowhere", timeout=10), 404)
+
+
+def test_full_queue_is_503_and_the_server_recovers(server):
+    gate = threading.Event()
+    blockers = [threading.Thread(target=server.pool.run, args=(gate.wait,)) for _ in range(2)]  # 1 worker + 1 queued
+    for thread in blockers:
+        thread.start()
+    try:
+        deadline = time.time() + 10
+        while server.pool.admitted < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        assert server.pool.admitted == 2
+        answer = post(server, encode(photo()))
+        assert "busy" in error_of(answer, 503) and answer.headers["Retry-After"] == "1"
+        health = requests.get(f"{server.url}/healthz", timeout=10)
+        assert health.status_code == 200 and health.json()["busy"] == 2
+    finally:
+        gate.set()
+        for thread in blockers:
+            thread.join(10)
+    assert post(server, encode(photo())).status_code == 200
+
+
+def test_worker_pool_bounds():
+    pool = WorkerPool(workers=1, queue=0)
+    assert pool.run(lambda x: x + 1, 1) == 2
+    with pytest.raises(ValueError, match="workers >= 1"):
+        WorkerPool(workers=0)
+
+
+def test_a_burst_gets_only_colours_or_503s(server):
+    data = encode(photo())
+    with ThreadPoolExecutor(8) as burst:
+        statuses = list(burst.map(lambda _: post(server, data).status_code, range(8)))
+    assert set(statuses) <= {200, 503} and 200 in statuses
+    assert server.pool.admitted == 0
+    assert post(server, data).status_code == 200
