@@ -118,6 +118,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from koala.evaluation import evaluate, format_table
+    from koala.images import list_images
+    from koala.inference import Colorizer
+
+    paths = list_images(args.data)[: args.limit]
+    colorizer = Colorizer.load(args.model, saturation=args.saturation, temperature=args.temperature)
+    report = evaluate(colorizer, paths)
+    report["model_path"], report["data"] = str(args.model), str(args.data)
+    print(format_table(report))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+        print(f"report written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="koala", description="Colorize grayscale photos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=serving.DEFAULT_MAX_PIXELS,
                    help=f"largest photo in pixels, else 413 (default {serving.DEFAULT_MAX_PIXELS:,})")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("evaluate", help="score a model against the grayscale baseline on held-out photos")
+    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--data", required=True, help="folder or split file of colour photos")
+    p.add_argument("--limit", type=int, help="evaluate only the first N photos")
+    p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
+    p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
+    p.add_argument("--out", help="write the JSON report here")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
