@@ -31,7 +31,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -45,7 +44,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+from koala.images import IMAGE_EXTENSIONS, write_atomic
+
 GRAY_MODES = frozenset({"L", "LA", "1", "I", "I;16", "F"})
 SPLITS = ("train", "val", "test")
 JPEG_QUALITY = 95
@@ -225,26 +225,13 @@ def dataset_version(splits: dict[str, list[tuple[str, str]]], resize: int | None
 # ---------------------------------------------------------------- writing
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def export_image(rel: str, src: Path, out: Path, size: int) -> None:
     """Re-encode one source image as RGB JPEG with its longest side at most ``size``."""
     img = open_image((src / rel).read_bytes()).convert("RGB")
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=JPEG_QUALITY)
-    write_atomic(out / output_name(rel), buf.getvalue())
+    write_atomic(out / output_name(rel), buf.getvalue(), overwrite=True)
 
 
 def lines_bytes(lines: Iterable[str]) -> bytes:
@@ -344,10 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         "counts": counts,
     }
     for name, entries in splits.items():
-        write_atomic(out / f"{name}.txt", lines_bytes(line for line, _ in entries))
+        write_atomic(out / f"{name}.txt", lines_bytes(line for line, _ in entries), overwrite=True)
     rows = ["path\treason", *(f"{item.rel}\t{item.reason}" for item in rejected)]
-    write_atomic(out / "rejected.tsv", lines_bytes(rows))
-    write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    write_atomic(out / "rejected.tsv", lines_bytes(rows), overwrite=True)
+    write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode(), overwrite=True)
 
     for item in rejected:
         print(f"SKIP {item.rel}: {item.reason}")

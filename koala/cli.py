@@ -67,21 +67,24 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
         print(f"koala colorize: {line}", file=sys.stderr)
     colorizer = Colorizer.load(args.model, saturation=args.saturation, temperature=args.temperature)
     out_dir, claimed, failed = Path(args.out_dir), {}, len(errors)
+    def report(message: str) -> None:
+        tqdm.write(f"koala colorize: {message}", file=sys.stderr)
+
     for source, relative in tqdm(pairs, disable=len(pairs) < 2, unit="image", file=sys.stderr):
         target = out_dir / relative
         if target in claimed:
-            print(f"koala colorize: {source}: same output name as {claimed[target]}; skipped", file=sys.stderr)
+            report(f"{source}: same output name as {claimed[target]}; skipped")
             failed += 1
             continue
         claimed[target] = source
         if target.exists() and not args.overwrite:
-            print(f"koala colorize: {source}: {target} exists (use --overwrite to replace it)", file=sys.stderr)
+            report(f"{source}: {target} exists (use --overwrite to replace it)")
             failed += 1
             continue
         try:
             write_atomic(target, encode_png(colorizer.colorize(source)), overwrite=args.overwrite)
         except (ImageError, OSError) as e:
-            print(f"koala colorize: {e if isinstance(e, ImageError) else f'{source}: {e}'}", file=sys.stderr)
+            report(str(e) if isinstance(e, ImageError) else f"{source}: {e}")
             failed += 1
     done = len(pairs) - (failed - len(errors))
     print(f"colorized {done} of {len(pairs)} image(s) into {out_dir}/", file=sys.stderr)
