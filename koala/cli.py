@@ -15,7 +15,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     print(f"{'name':<14}{'params':>12}  {'size':>5}  paper")
     for name, spec in MODELS.items():
-        params = trainable_params(get_model(name))
+        model = get_model(name)
+        params = spec.count_params(model) if spec.count_params else trainable_params(model)
         print(f"{name:<14}{params:>12,}  {spec.default_size:>5}  {spec.paper}")
     return 0
 
