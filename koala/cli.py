@@ -131,12 +131,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     paths = list_images(args.data)[: args.limit]
     colorizer = Colorizer.load(args.model, saturation=args.saturation, temperature=args.temperature)
-    report = evaluate(colorizer, paths)
+    features = None
+    if args.fid:
+        from koala.metrics import load_feature_extractor
+
+        features = load_feature_extractor(args.fid, args.fid_weights, args.fid_size)
+    report = evaluate(colorizer, paths, size=args.size, features=features)
     report["model_path"], report["data"] = str(args.model), str(args.data)
+    print(f"{report['images']} image(s) at {args.size or 'full'} px, "
+          f"{report['images_per_second']:.2f} images/s ({report['megapixels_per_second']:.3f} MP/s)")
     print(format_table(report))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
         print(f"report written to {args.out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from koala import compare as compare_lib
+
+    cc = compare_lib.load(args.config, args.preset, list(args.set or []))
+    folder = compare_lib.compare(cc, out=args.out, overwrite=args.overwrite)
+    print(compare_lib.format_table(json.loads((folder / "report.json").read_text())))
+    print(f"report written to {folder}/ (report.md, report.json, curves.png, grid.png)")
     return 0
 
 
@@ -196,8 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N photos")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
     p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
+    p.add_argument("--size", type=int,
+                   help="evaluate at SIZE x SIZE: short side resized to SIZE, centre square (default: full resolution)")
+    p.add_argument("--fid", metavar="EXTRACTOR",
+                   help="add the Frechet distance with this feature network: inception_v3 or a .keras model")
+    p.add_argument("--fid-weights", default="imagenet", help="inception_v3 weights: imagenet (default), none or a file")
+    p.add_argument("--fid-size", type=int, help="side images are resized to for --fid (default: the network's)")
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="train or load several models and compare them on the same photos")
+    p.add_argument("--config", help="compare config (YAML); see koala.compare")
+    p.add_argument("--preset", help="start from this compare preset (smoke)")
+    p.add_argument("--out", help="report folder (default: the config's out)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. eval.limit=50")
+    p.add_argument("--overwrite", action="store_true", help="retrain models whose finished runs are in the folder")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -19,6 +19,7 @@ from koala import config as config_lib
 from koala.callbacks import SampleGrid
 from koala.data import make_dataset
 from koala.data.samples import write_sample_photos
+from koala.distributed import get_strategy, train_multiworker
 from koala.losses import get_loss
 from koala.models import get_model, get_spec
 
@@ -55,16 +56,6 @@ def resolve_jit(requested, capabilities: list[tuple[int, int]]) -> bool:
     if requested == "auto":
         return bool(capabilities)
     return bool(requested)
-
-
-def get_strategy(name: str) -> tf.distribute.Strategy:
-    strategies = {
-        "default": tf.distribute.get_strategy,
-        "mirrored": tf.distribute.MirroredStrategy,
-    }
-    if name not in strategies:
-        raise ValueError(f"unknown strategy {name!r}; choose from {sorted(strategies)}")
-    return strategies[name]()
 
 
 def data_source(path: str) -> str:
@@ -126,6 +117,9 @@ def compile_model(cfg: config_lib.Config, capabilities) -> keras.Model:
 
 def train(cfg: config_lib.Config, overwrite: bool = False) -> Path:
     """Train ``cfg`` into ``cfg.run_dir`` (resuming if a backup is there); returns the folder."""
+    strategy = get_strategy(cfg.train.strategy)  # first: multiworker must precede any other TF op
+    if cfg.train.strategy == "multiworker":  # Keras fit fails there: koala.distributed's own loop
+        return train_multiworker(cfg, strategy, overwrite)[0]
     run = cfg.run_dir
     resuming = (run / "backup").exists()
     if (run / "best.keras").exists() and not resuming and not overwrite:
@@ -138,7 +132,7 @@ def train(cfg: config_lib.Config, overwrite: bool = False) -> Path:
     capabilities = gpu_capabilities()
     keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.train.precision, capabilities))
     train_ds, val_ds = build_datasets(cfg)
-    with get_strategy(cfg.train.strategy).scope():
+    with strategy.scope():
         model = compile_model(cfg, capabilities)
     start = time.time()
     history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,

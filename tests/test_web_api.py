@@ -152,3 +152,30 @@ def test_a_burst_gets_only_colours_or_503s(server):
     assert set(statuses) <= {200, 503} and 200 in statuses
     assert server.pool.admitted == 0
     assert post(server, data).status_code == 200
+
+
+@pytest.mark.slow
+def test_temperature_for_models_that_predict_distributions(tmp_path):
+    """zhang16 decodes a colour distribution: the page offers a temperature and the API honours it."""
+    import json
+
+    from koala.models import get_model
+
+    model = get_model("zhang16", width=0.125)
+    head = model.get_layer("logits")
+    kernel, bias = head.get_weights()
+    # the same peaked distribution at every pixel, so the annealed mean depends on the temperature
+    head.set_weights([np.zeros_like(kernel), np.random.default_rng(0).normal(0, 3, bias.shape).astype(np.float32)])
+    model.save(tmp_path / "best.keras")
+    (tmp_path / "koala.json").write_text(json.dumps(
+        {"model": "zhang16", "model_args": {"width": 0.125}, "image_size": 32, "output": "logits", "multiple": 8}))
+    colorizer = Colorizer.load(tmp_path)
+    client = create_app(colorizer).test_client()
+    assert client.get("/healthz").json["supports_temperature"] is True
+    assert 'id="temperature"' in client.get("/").text
+    data = encode(photo())
+    cold, warm = (decode(client.post(f"/api/colorize?temperature={t}", data=data,
+                                     content_type="application/octet-stream").data) for t in ("0.05", "1"))
+    assert np.array_equal(cold, dataclasses.replace(colorizer, temperature=0.05).colorize(data))
+    assert np.abs(cold.astype(int) - warm).mean() > 1
+    assert "between" in client.post("/api/colorize?temperature=5", data=data).json["error"]

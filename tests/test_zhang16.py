@@ -178,21 +178,47 @@ def trained_tiny():
     l, ab = (t.numpy() for t in rgb_to_pair(two_colour_images(8)))
     prior = ab_histogram(ab * AB_NORM, ab_bins()).numpy()
     model = build_zhang16(width=0.125)
+    for layer in model.layers:  # batch-norm averages that 40 steps can settle (Keras' default: 0.99)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.5
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=RebalancedCrossEntropy(rebalance_weights(prior, ab_bins())))
     history = model.fit(l, ab, batch_size=8, epochs=40, verbose=0, shuffle=False)
     return model, history.history["loss"]
 
 
+@pytest.mark.slow
 def test_training_a_tiny_model_halves_the_weighted_loss(trained_tiny):
     _, losses = trained_tiny
     assert losses[-1] <= 0.5 * losses[0], losses[::8]
 
 
+@pytest.mark.slow
 def test_colorize_with_the_trained_tiny_model(trained_tiny, tmp_path):
     model, _ = trained_tiny
     run = save_run(tmp_path / "run", model, image_size=32)
     photo = (two_colour_images(1, size=56, seed=9)[0, :44] * 255).astype(np.uint8)  # 44 x 56
     rgb = Colorizer.load(run).colorize(photo)
     assert rgb.shape == (44, 56, 3) and rgb.dtype == np.uint8
+    # It learned the colours from L: red (true b = 49) left of the split, blue (b = -80) right of it.
+    split = int(np.argmax(photo[0, :, 2] > 128))
+    b = rgb_to_lab(rgb / 255.0).numpy()[..., 2]
+    assert b[:, : split - 4].mean() > 10 and b[:, split + 4 :].mean() < -40
     vivid = Colorizer.load(run, temperature=1e-2).colorize(photo)
     assert not np.array_equal(vivid, rgb)  # the temperature reaches decode
+
+
+@pytest.mark.slow
+def test_koala_train_and_colorize_through_the_hooks(photo_dir, tmp_path, caplog):
+    from koala.training import train
+
+    overrides = [f"data.train={photo_dir}", f"data.val={photo_dir}", f"out_dir={tmp_path}", "name=z",
+                 "model_args={width: 0.125}", "data.image_size=32", "data.batch_size=4", "data.max_val_images=4",
+                 "train.epochs=2", "train.steps_per_epoch=3", "train.sample_images=2"]
+    with caplog.at_level(logging.WARNING):
+        run = train(config_lib.load(preset="zhang16_small", overrides=overrides))
+    assert "estimating the ab prior" in caplog.text  # no prior file given
+    assert (run / "best.keras").is_file() and (run / "samples" / "epoch_002.png").is_file()
+    colorizer = Colorizer.load(run)
+    assert colorizer.metadata["output"] == "logits"
+    photo = smooth_colour_image(3, height=37, width=53)
+    assert colorizer.colorize(photo).shape == (37, 53, 3)

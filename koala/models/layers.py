@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 L_INPUT_NAME = "L"  # stable SavedModel signature key for every model
@@ -87,3 +88,29 @@ def resnet_stage(x, filters: int, blocks: int, strides: int, name: str):
     for i in range(blocks):
         x = basic_block(x, filters, strides if i == 0 else 1, f"{name}_block{i + 1}")
     return x
+
+
+@keras.saving.register_keras_serializable(package="koala")
+class BilinearUpSampling2D(layers.Layer):
+    """x``factor`` bilinear upsampling (as ``UpSampling2D(interpolation="bilinear")``, half-pixel
+    centres) that also traces with unknown height and width.
+
+    Keras 3.15's own layer checks ``size[0] <= 0`` in Python (keras-team/keras PR #22079), which
+    fails in a graph where the size is symbolic: validation batches of any shape, exported
+    SavedModels. TensorFlow op: koala runs on the TF backend.
+    """
+
+    def __init__(self, factor: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        size = tf.shape(x)[1:3] * self.factor
+        return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return n, None if h is None else h * self.factor, None if w is None else w * self.factor, c
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}

@@ -16,8 +16,9 @@ the generator's loss becomes l1_ssim + ``adv_weight`` * adversarial.
 Fine-tuning with ``koala.losses.mse_ssim`` (``--set train.loss=mse_ssim`` and a lower
 learning rate) needs the trained weights loaded first, which ``koala train`` cannot do yet.
 
-Deviations: upsampling is bilinear ``UpSampling2D`` (segmentation_models uses nearest; no
-transposed convolutions, whose checkerboard artefacts show in flat colour regions); the last
+Deviations: upsampling is bilinear (segmentation_models uses nearest; no transposed
+convolutions, whose checkerboard artefacts show in flat colour regions), through koala's
+``BilinearUpSampling2D`` because Keras 3.15's fails on unknown sizes in a graph; the last
 block concatenates the input L (segmentation_models has no skip at full resolution) so edges
 stay sharp in ab; trained from scratch (no ImageNet weights exist for one-channel input).
 Input sides must be multiples of 32; :mod:`koala.inference` rounds the working shape to that.
@@ -29,7 +30,7 @@ from keras import layers
 
 from koala.models.adversarial import ADV_WEIGHT, AdversarialColorizer
 from koala.models.critic import build_patchgan
-from koala.models.layers import ab_head, conv_block, l_input, resnet_stage, resnet_stem
+from koala.models.layers import BilinearUpSampling2D, ab_head, conv_block, l_input, resnet_stage, resnet_stem
 
 RESNET34_STAGES = ((64, 3), (128, 4), (256, 6), (512, 3))  # (filters, basic blocks) per stage
 DECODER_FILTERS = (256, 128, 64, 32, 16)
@@ -38,7 +39,7 @@ DOWNSAMPLINGS = 5
 
 def decoder_block(x, skip, filters: int, name: str):
     """Bilinear x2 upsampling, concatenate the skip, two 3x3 conv + BN + ReLU."""
-    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+    x = BilinearUpSampling2D(2, name=f"{name}_up")(x)
     x = layers.Concatenate(name=f"{name}_skip")([x, skip])
     x = conv_block(x, filters, f"{name}a")
     return conv_block(x, filters, f"{name}b")
