@@ -139,3 +139,30 @@ def test_overfits_a_handful_of_photos(tiny):
                         callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=stop_when_halved)])
     last = float(model.evaluate(inputs, ab, verbose=0))
     assert last < 0.5 * first, (first, last, history.history["loss"][-5:])
+
+
+def test_extractor_sees_gray_rgb_in_its_own_preprocessing(tiny, tmp_path):
+    extractor = extractors.build_extractor("tiny", "none")
+    l_norm = tf.constant([[[[0.5]], [[-0.5]]]])  # one white and one black pixel (L 100 and L 0)
+    prepared = extractor.prepare(tf.transpose(l_norm, (1, 0, 2, 3)))
+    assert prepared.shape == (2, 16, 16, 3)
+    np.testing.assert_allclose(prepared[0], 1.0, atol=1e-5)  # tiny preprocessing: x / 127.5 - 1
+    np.testing.assert_allclose(prepared[1], -1.0, atol=1e-5)
+    inception = extractors.EXTRACTORS["inception_resnet_v2"].preprocess(tf.constant([[0.0, 0.0, 0.0], [255.0] * 3]))
+    np.testing.assert_allclose(inception, [[-1, -1, -1], [1, 1, 1]], atol=1e-6)
+    resnet = extractors.EXTRACTORS["resnet50"].preprocess(tf.constant([[255.0] * 3]))
+    np.testing.assert_allclose(resnet, [[255 - 103.939, 255 - 116.779, 255 - 123.68]], atol=1e-3)
+
+
+def test_random_weights_are_seeded_and_fingerprinted(tiny, tmp_path):
+    a, b = extractors.build_extractor("tiny", None), extractors.build_extractor("tiny", "none")
+    assert extractors.fingerprint(a.model) == extractors.fingerprint(b.model)
+    assert not a.model.trainable and a.model.trainable_weights == []
+    a.model.set_weights([w * 2 for w in a.model.get_weights()])
+    a.model.save_weights(tmp_path / "x2.weights.h5")
+    c = extractors.build_extractor("tiny", str(tmp_path / "x2.weights.h5"))
+    assert extractors.fingerprint(c.model) == extractors.fingerprint(a.model) != extractors.fingerprint(b.model)
+    with pytest.raises(FileNotFoundError, match="nope.h5: no such weights file"):
+        extractors.build_extractor("tiny", "nope.h5")
+    with pytest.raises(ValueError, match="unknown extractor 'vgg'"):
+        get_model("koalarization", extractor="vgg")

@@ -142,6 +142,57 @@ def test_ssim_losses_on_known_values():
     assert get_loss("l1_ssim") is l1_ssim and get_loss("mse_ssim") is mse_ssim
 
 
+def tiny_gan(adv_weight: float) -> AdversarialColorizer:
+    """A one-conv generator and a tiny PatchGAN: the wrapper's logic without ResNet's cost."""
+    keras.utils.set_random_seed(0)
+    l_in = keras.Input((None, None, 1), name="L")
+    generator = keras.Model(l_in, keras.layers.Conv2D(2, 3, padding="same", activation="tanh", name="ab")(l_in),
+                            name="tiny")
+    return AdversarialColorizer(generator, build_patchgan(4), adv_weight=adv_weight)
+
+
+def test_gan_step_without_adversarial_weight_is_plain_reconstruction_training():
+    """adv_weight=0: one train_step moves the generator exactly as Keras' own step with l1_ssim."""
+    l_batch, ab = position_and_l_coloured(n=4, size=16)
+    gan = tiny_gan(0.0)
+    plain = keras.Model.from_config(gan.generator.get_config())
+    plain.set_weights(gan.generator.get_weights())
+    gan.compile(optimizer=keras.optimizers.SGD(0.5), loss="l1_ssim")
+    plain.compile(optimizer=keras.optimizers.SGD(0.5), loss=l1_ssim)
+    critic_before = [w.numpy().copy() for w in gan.critic.trainable_weights]
+    logs = gan.train_on_batch(l_batch, ab, return_dict=True)
+    plain.train_on_batch(l_batch, ab)
+    for ours, reference in zip(gan.generator.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(ours, reference, atol=1e-6)
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(critic_before, gan.critic.trainable_weights))
+    assert set(logs) == {"loss", "adv_loss", "critic_loss"}
+
+
+def test_gan_adversarial_term_changes_the_generator_step():
+    l_batch, ab = position_and_l_coloured(n=4, size=16)
+    steps = []
+    for weight in (0.0, 1.0):
+        gan = tiny_gan(weight)
+        gan.compile(optimizer=keras.optimizers.SGD(0.5), loss="l1_ssim")
+        gan.train_on_batch(l_batch, ab)
+        steps.append(gan.generator.get_weights()[0])
+    assert not np.allclose(steps[0], steps[1])
+
+
+def test_gan_compile_state_survives_keras_file(tmp_path):
+    l_batch, ab = position_and_l_coloured(n=4, size=16)
+    gan = tiny_gan(0.1)
+    gan.compile(optimizer=keras.optimizers.Adam(1e-3), loss="l1_ssim")
+    gan.train_on_batch(l_batch, ab)
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.saving.load_model(tmp_path / "gan.keras")
+    assert loaded.reconstruction_loss is l1_ssim and loaded.adv_weight == 0.1
+    assert int(loaded.critic_optimizer.iterations) == 1
+    np.testing.assert_allclose(loaded.critic_optimizer.variables[-1], gan.critic_optimizer.variables[-1])
+    with pytest.raises(ValueError, match="metrics"):
+        tiny_gan(0.1).compile(optimizer="adam", loss="l1", metrics=["mae"])
+
+
 def position_and_l_coloured(n: int = 8, size: int = 32, seed: int = 0):
     """Smooth random L; a is proportional to L, b a top-to-bottom gradient: learnable exactly."""
     rng = np.random.default_rng(seed)

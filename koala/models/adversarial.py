@@ -62,8 +62,9 @@ class AdversarialColorizer(keras.Model):
 
     def compile(self, optimizer="adam", loss="l1_ssim", critic_optimizer=None, **kwargs):
         """Compile for ``fit``: ``loss`` (name or function) is the reconstruction loss."""
-        kwargs.pop("loss_weights", None)
-        kwargs.pop("metrics", None)  # the step functions report their own metrics
+        unsupported = sorted(k for k in ("metrics", "weighted_metrics", "loss_weights") if kwargs.get(k))
+        if unsupported:
+            raise ValueError(f"AdversarialColorizer reports loss, adv_loss and critic_loss only; got {unsupported}")
         super().compile(optimizer=optimizer, **kwargs)
         self.reconstruction_loss = get_loss(loss) if isinstance(loss, str) else loss
         if critic_optimizer is None:

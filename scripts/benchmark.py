@@ -1,0 +1,247 @@
+"""Benchmark every registered model on this machine: training images/s, inference megapixels/s
+and peak memory at 128 and 256 px, the input pipeline's own images/s, and the pipeline against
+the naive way the seed projects fed Keras (a Python loop with ``skimage.color.rgb2lab`` per
+image, then ``model.fit`` on NumPy arrays).
+
+    python scripts/benchmark.py --quick                      # a few minutes on 2 CPU cores
+    python scripts/benchmark.py --data ../shared/datasets/photos-v1/val --out bench.json --md bench.md
+
+Each model runs in its own subprocess so that its peak resident memory (``ru_maxrss``; TensorFlow
+allocates outside Python, so tracemalloc would not see it) is its own; sizes run in ascending
+order, so the peak at 256 px is that of the whole model run. Models train with their registry
+defaults (paper widths) in float32 without XLA, through ``koala.training``'s own datasets, loss
+and compile steps; downloads are avoided by giving builders that take ``extractor_weights``
+"none" (same compute, random weights). Numbers depend on what else the machine is doing.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def bench_args(name: str) -> dict:
+    """Registry defaults, minus anything that would download weights."""
+    from koala.models import get_spec
+
+    params = inspect.signature(get_spec(name).build).parameters
+    return {"extractor_weights": "none"} if "extractor_weights" in params else {}
+
+
+def make_config(name: str, size: int, batch: int, steps: int, data: str):
+    from koala import config as config_lib
+
+    return config_lib.from_dict({"name": "bench", "out_dir": "/tmp/koala-bench", "model": name,
+                                 "model_args": bench_args(name),
+                                 "data": {"train": data, "val": data, "image_size": size, "batch_size": batch},
+                                 "train": {"steps_per_epoch": steps, "epochs": 1, "precision": "float32",
+                                           "jit_compile": False}})
+
+
+def time_fit(model, dataset, steps: int) -> float:
+    """Seconds for ``steps`` training steps, after one warm-up step that traces the function."""
+    model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+    return time.perf_counter() - start
+
+
+def bench_model(name: str, sizes: list[int], batch: int, steps: int, data: str, repeats: int) -> list[dict]:
+    """Training and inference speed of one model at each size (run inside its own process)."""
+    import keras
+    import numpy as np
+
+    from koala.inference import Colorizer
+    from koala.models import get_spec
+    from koala.training import build_datasets, compile_model
+
+    rows = []
+    for size in sizes:
+        cfg = make_config(name, size, batch, steps, data)
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        train_ds, _ = build_datasets(cfg)
+        model = compile_model(cfg, [])
+        seconds = time_fit(model, train_ds, steps)
+        spec = get_spec(name)
+        colorizer = Colorizer(model, size, spec.multiple, metadata={"model": name, "model_args": cfg.model_args})
+        photo = np.random.default_rng(0).uniform(0, 1, (size, size, 3)).astype(np.float32)
+        colorizer.colorize_float(photo)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            colorizer.colorize_float(photo)
+        infer = time.perf_counter() - start
+        rows.append({"model": name, "size": size, "batch": batch,
+                     "train_images_per_s": steps * batch / seconds,
+                     "infer_megapixels_per_s": repeats * size * size / infer / 1e6,
+                     "peak_rss_mb": peak_rss_mb()})
+    return rows
+
+
+def naive_arrays(paths: list[str], size: int, rng):
+    """The seeds' way: one photo at a time in Python, skimage's rgb2lab, a random crop."""
+    import numpy as np
+    from skimage.color import rgb2lab
+
+    from koala.color import AB_NORM, L_CENT, L_NORM
+    from koala.data.pipeline import load_shrunk
+
+    ls, abs_ = [], []
+    for path in paths:
+        rgb = load_shrunk(path, int(round(size * 1.15)))
+        top = rng.integers(0, rgb.shape[0] - size + 1)
+        left = rng.integers(0, rgb.shape[1] - size + 1)
+        lab = rgb2lab(rgb[top:top + size, left:left + size])
+        ls.append((lab[..., :1] - L_CENT) / L_NORM)
+        abs_.append(lab[..., 1:] / AB_NORM)
+    return np.stack(ls).astype("float32"), np.stack(abs_).astype("float32")
+
+
+def bench_pipeline(sizes: list[int], batch: int, batches: int, data: str, model_name: str) -> dict:
+    """The tf.data pipeline's own images/s per size, and pipeline vs naive feeding of ``fit``."""
+    import keras
+    import numpy as np
+
+    from koala.data import Augment, make_dataset
+    from koala.images import list_images
+    from koala.losses import get_loss
+    from koala.models import get_model
+
+    paths = list_images(data)
+    out = {"pipeline": [], "naive": None}
+    for size in sizes:
+        ds = make_dataset(paths, size, batch, training=True, augment=Augment(), repeat=True)
+        iterator = iter(ds)
+        for _ in range(max(1, len(paths) // batch)):  # first pass: decode and cache
+            next(iterator)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        out["pipeline"].append({"size": size, "images_per_s": batches * batch / (time.perf_counter() - start)})
+
+    size = sizes[0]
+    n = batches * batch
+    epoch_paths = (paths * (n // len(paths) + 1))[:n]
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    naive_arrays(epoch_paths, size, rng)
+    naive_data = n / (time.perf_counter() - start)
+    model = get_model(model_name, **bench_args(model_name))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("l1"), jit_compile=False)
+    x, y = naive_arrays(epoch_paths[:batch], size, rng)
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # warm-up: trace
+    start = time.perf_counter()
+    x, y = naive_arrays(epoch_paths, size, rng)  # every epoch again, as a Python generator would
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    naive_fit = n / (time.perf_counter() - start)
+    ds = make_dataset(paths, size, batch, training=True, augment=Augment(), repeat=True)
+    fit_seconds = time_fit(model, ds, batches)
+    pipeline_fit = n / fit_seconds
+    pipeline_data = out["pipeline"][0]["images_per_s"]
+    out["naive"] = {"model": model_name, "size": size, "batch": batch, "images": n,
+                    "naive_data_images_per_s": naive_data, "pipeline_data_images_per_s": pipeline_data,
+                    "data_ratio": pipeline_data / naive_data,
+                    "naive_fit_images_per_s": naive_fit, "pipeline_fit_images_per_s": pipeline_fit,
+                    "fit_ratio": pipeline_fit / naive_fit}
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = ["| model | size | train img/s | infer MP/s | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+    for r in result["models"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | — | failed: {r['error'][:80]} | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['size']} | {r['train_images_per_s']:.2f} | "
+                     f"{r['infer_megapixels_per_s']:.3f} | {r['peak_rss_mb']:.0f} |")
+    pipe = result["pipeline"]
+    lines += ["", "| input pipeline | size | images/s |", "|---|---:|---:|"]
+    lines += [f"| koala.data (cached, augment, Lab) | {p['size']} | {p['images_per_s']:.0f} |" for p in pipe["pipeline"]]
+    nv = pipe["naive"]
+    lines += ["", f"Naive feeding ({nv['model']}, {nv['size']} px, batch {nv['batch']}, {nv['images']} images):",
+              "", "| | naive (Python loop + rgb2lab) | koala pipeline | ratio |", "|---|---:|---:|---:|",
+              f"| data only, images/s | {nv['naive_data_images_per_s']:.1f} | {nv['pipeline_data_images_per_s']:.1f} | "
+              f"{nv['data_ratio']:.1f}x |",
+              f"| data + fit, images/s | {nv['naive_fit_images_per_s']:.1f} | {nv['pipeline_fit_images_per_s']:.1f} | "
+              f"{nv['fit_ratio']:.2f}x |"]
+    return "\n".join(lines)
+
+
+def run_child(args: list[str], timeout: float) -> dict:
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError((proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout) else
+                           f"exit {proc.returncode}")
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="", help="photos (folder or split file); default: scikit-image's photos")
+    parser.add_argument("--models", nargs="*", help="default: every registered model")
+    parser.add_argument("--sizes", nargs="*", type=int, default=[128, 256])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps")
+    parser.add_argument("--repeats", type=int, default=5, help="timed inference calls")
+    parser.add_argument("--quick", action="store_true", help="batch 4, 3 steps, 2 inference calls")
+    parser.add_argument("--out", help="write the JSON here")
+    parser.add_argument("--md", help="write the Markdown table here")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per model")
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "NAME"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.batch, args.steps, args.repeats = 4, 3, 2
+    from koala.training import data_source
+
+    data = data_source(args.data)
+    if args.child:
+        kind, name = args.child
+        if kind == "model":
+            print(json.dumps(bench_model(name, args.sizes, args.batch, args.steps, data, args.repeats)))
+        else:
+            print(json.dumps(bench_pipeline(args.sizes, args.batch, args.steps * 4, data, name)))
+        return
+
+    from koala.models import MODELS
+
+    names = args.models or list(MODELS)
+    common = ["--data", data, "--batch", str(args.batch), "--steps", str(args.steps),
+              "--repeats", str(args.repeats), "--sizes", *map(str, args.sizes)]
+    result = {"machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()}, "settings": vars(args),
+              "models": []}
+    for name in names:
+        print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
+        try:
+            result["models"] += run_child([*common, "--child", "model", name], args.timeout)
+        except Exception as e:  # report and go on: one model must not sink the table
+            result["models"].append({"model": name, "error": str(e)})
+    print("benchmark: input pipeline and naive feeding ...", file=sys.stderr, flush=True)
+    plain = next(n for n in names if MODELS[n].output == "ab" and not MODELS[n].adapt_datasets)  # L in, ab out
+    result["pipeline"] = run_child([*common, "--child", "pipeline", plain], args.timeout)
+    result["machine"]["load_average_after"] = os.getloadavg()
+    table = markdown(result)
+    print(table)
+    nv = result["pipeline"]["naive"]
+    print(f"\npipeline vs naive: {nv['data_ratio']:.1f}x the images/s on data alone, "
+          f"{nv['fit_ratio']:.2f}x feeding {nv['model']}'s fit")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.md:
+        Path(args.md).write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
