@@ -10,9 +10,10 @@ the gradients across workers), driven by the same Keras callbacks through
 ``keras.callbacks.CallbackList``, so checkpoints, early stopping, learning-rate reduction,
 history.csv and backups behave as with ``fit``. See docs/distributed.md.
 
-Every worker runs the same callbacks (Keras' collective ops need every worker at every step,
-including the sample grid's ``predict``); only the chief writes to the run folder, the others
-write to a temporary folder that is deleted at the end, as TensorFlow's multi-worker guide does.
+Every worker runs the same callbacks, so that they take the same decisions (early stopping,
+learning-rate reduction) from the same all-reduced logs; only the chief writes to the run folder,
+the others write to a temporary folder that is deleted at the end, as TensorFlow's multi-worker
+guide does. The sample grid predicts on each worker alone (:class:`LocalPredict`).
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+
+from koala.callbacks import SampleGrid
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,27 @@ def _make_steps(model: keras.Model, strategy: tf.distribute.Strategy):
     return train_step, val_step
 
 
+class LocalPredict:
+    """The model, as a callback sees it, with a ``predict`` that runs on this worker alone.
+
+    Keras' ``predict`` under MultiWorkerMirroredStrategy splits the batch across workers and
+    gathers the outputs with collective ops; a sample grid of a few fixed images needs none of
+    that (and two workers gathering a two-image batch stalled in our tests).
+    """
+
+    def __init__(self, model: keras.Model):
+        object.__setattr__(self, "_model", model)
+
+    def predict(self, x, verbose: int = 0, **kwargs):
+        return keras.ops.convert_to_numpy(self._model(x, training=False))
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def __setattr__(self, name, value):  # e.g. stop_training: set it on the real model
+        setattr(self._model, name, value)
+
+
 def _distribute(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
     """Each worker keeps its share of every global batch (consecutive per-replica slices)."""
     options = tf.data.Options()
@@ -173,6 +197,9 @@ def custom_fit(
     with strategy.scope():  # every worker needs the same optimizer variables before the sync
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+    for callback in callback_list.callbacks:
+        if isinstance(callback, SampleGrid):
+            callback.set_model(LocalPredict(model))
     model.stop_training = False
     model._initial_epoch = None
     callback_list.on_train_begin()

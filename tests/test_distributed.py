@@ -163,9 +163,13 @@ def test_two_workers_train_in_step_and_match_one_process(photo_dir, tmp_path):
              for i in range(2)]
     single = subprocess.Popen(command + [str(tmp_path / "single.yaml"), str(tmp_path / "single.npz")],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for proc in procs + [single]:
-        output, _ = proc.communicate(timeout=540)
-        assert proc.returncode == 0, output[-3000:]
+    try:
+        for proc in procs + [single]:
+            output, _ = proc.communicate(timeout=540)
+            assert proc.returncode == 0, output[-3000:]
+    finally:
+        for proc in procs + [single]:
+            proc.kill()  # a worker left waiting for a dead peer would never exit
 
     import keras
 

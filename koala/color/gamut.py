@@ -80,11 +80,13 @@ def ab_bins(path: str | Path | None = None) -> np.ndarray:
     Rule: a grid point (a, b) (multiples of ``GRID`` = 10) is a bin when it is one of the four
     grid points around the ab of some 8-bit sRGB colour (D65, our :func:`rgb_to_lab`). This
     gives Q = 309, a subset of the paper's 313 (``pts_in_hull.npy``; the 4 extra there are
-    (40, 90), (100, -90), (100, -10), (100, 0), one step beyond what any sRGB colour reaches).
+    (40, 90), (100, -90), (100, -10), (100, 0), each 11-13 Lab units, more than a grid step,
+    from every sRGB colour).
     Keeping the surrounding grid points, rather than only the nearest one (which gives 261),
     puts every in-gamut ab inside the bins' hull, so the annealed mean can reach saturated colours.
 
-    ``path``: a ``pts_in_hull.npy``-style file of shape (Q, 2) to use instead (e.g. the paper's).
+    ``path``: a ``pts_in_hull.npy``-style file of shape (Q, 2) to read instead (e.g. the
+    paper's), for the functions below; the zhang16 model always uses the computed bins.
 
     Example: ``len(ab_bins())`` is 309 and ``[0, 0]`` is among them.
     """
