@@ -120,6 +120,12 @@ def encode_png(rgb_uint8: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> None:
     """Write bytes so that readers never see a partial file and existing files survive.
 
@@ -134,6 +140,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) 
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs should be readable
         if overwrite:
             os.replace(tmp, path)
         else:

@@ -104,6 +104,7 @@ def test_write_atomic_never_clobbers_without_overwrite(tmp_path):
     write_atomic(target, b"third", overwrite=True)
     assert target.read_bytes() == b"third"
     assert [p.name for p in target.parent.iterdir()] == ["x.png"]  # no temporary files left
+    assert target.stat().st_mode & 0o044  # readable by others, not mkstemp's 0600
 
 
 def test_to_uint8_rounds():

@@ -166,3 +166,15 @@ def test_random_weights_are_seeded_and_fingerprinted(tiny, tmp_path):
         extractors.build_extractor("tiny", "nope.h5")
     with pytest.raises(ValueError, match="unknown extractor 'vgg'"):
         get_model("koalarization", extractor="vgg")
+
+
+def test_exported_savedmodel_carries_the_extractor(tiny, tmp_path):
+    from koala.export import AB_OUTPUT, L_INPUT, L_SIGNATURE, build_archive
+
+    colorizer = Colorizer(get_model("koalarization", **TINY_ARGS), 32, 8, metadata=TINY_META)
+    build_archive(colorizer).write_out(str(tmp_path / "export"), verbose=False)
+    extractors.get_extractor.cache_clear()  # the SavedModel must not need this process's extractor
+    served = tf.saved_model.load(str(tmp_path / "export")).signatures[L_SIGNATURE]
+    l_full = tf.random.uniform([1, 40, 72, 1], -0.5, 0.5, seed=0)
+    np.testing.assert_allclose(served(**{L_INPUT: l_full})[AB_OUTPUT],
+                               predict_ab(colorizer.network_fn(), l_full, 32, 8), atol=1e-6)

@@ -60,7 +60,7 @@ def test_non_square_input_gives_logits_at_a_quarter_resolution():
     model = build_zhang16(width=0.125)
     out = model(np.zeros([2, 48, 80, 1], np.float32))
     assert tuple(out.shape) == (2, 12, 20, Q) and out.dtype == "float32"
-    assert model.input.name == "L" or model.inputs[0].name == "L"
+    assert model.inputs[0].name == "L"
     assert model.get_layer("conv1_2").strides == (2, 2) and model.get_layer("conv1_1").strides == (1, 1)
     assert model.get_layer("conv5_3").dilation_rate == (2, 2) and model.get_layer("conv7_1").dilation_rate == (1, 1)
     assert model.get_layer("conv4_1").filters == 64 and model.get_layer("conv8_3").filters == 32

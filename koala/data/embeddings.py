@@ -22,7 +22,15 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from koala.data.pipeline import CROP_MARGIN, Augment, _center_crop, _random_crop, build_augmenter, load_shrunk, rgb_to_pair
+from koala.data.pipeline import (  # the crops are pipeline.py's own, shared so both paths crop alike
+    CROP_MARGIN,
+    Augment,
+    _center_crop,
+    _random_crop,
+    build_augmenter,
+    load_shrunk,
+    rgb_to_pair,
+)
 
 KEYS = "keys"
 EMBEDDINGS = "embeddings"
