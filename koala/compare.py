@@ -303,8 +303,8 @@ def format_table(summary: dict) -> str:
     for label, r in summary["models"].items():
         ev = r["evaluation"]
         cells = [f"{label} ({r['arch']})" if label != r["arch"] else label, _cell(r["params"]),
-                 _cell(r["train_seconds"], 0), _cell(r["train_images_per_second"], 1),
-                 _cell(ev["images_per_second"], 1)]
+                 _cell(r["train_seconds"], 0), _cell(r["train_images_per_second"], 2),
+                 _cell(ev["images_per_second"], 2)]
         lines.append("| " + " | ".join(cells + [_cell(ev["model"][k]) for k in keys]) + " |")
     gray = ["gray baseline", "—", "—", "—", "—"] + [_cell(summary["gray_baseline"][k]) for k in keys]
     lines.append("| " + " | ".join(gray) + " |")
@@ -375,7 +375,7 @@ def plot_grid(rows: list[tuple[str, str]], colorizers: dict, size: int, path: Pa
             axes[r, c].set_yticks([])
             if r == 0:
                 axes[r, c].set_title(titles[c], fontsize=8)
-        axes[r, 0].set_ylabel(f"{Path(image_path).stem}\n{why}", fontsize=6)
+        axes[r, 0].set_ylabel("\n".join([Path(image_path).stem, *why.split(", ")]), fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

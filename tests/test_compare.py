@@ -78,7 +78,7 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.mark.slow
 def test_smoke_preset_compares_every_registered_model_consistently_with_evaluate(photo_dir, tmp_path, tiny, capsys):  # noqa: F811
     out = tmp_path / "report"
-    sets = [f"train.data.train={photo_dir}", f"train.data.val={photo_dir}", "eval.limit=6",
+    sets = [f"train.data.train={photo_dir}", f"train.data.val={photo_dir}", "eval.limit=6", "train.train.epochs=1",
             f"model_args.koalarization={{extractor: {tiny}, extractor_weights: none}}"]  # no ResNet-50 in CI
     argv = ["compare", "--preset", "smoke", "--out", str(out)] + [x for s in sets for x in ("--set", s)]
     assert main(argv) == 0
@@ -98,7 +98,7 @@ def test_smoke_preset_compares_every_registered_model_consistently_with_evaluate
     assert all(r.count("|") == header.count("|") for r in rows)
     assert "| gray baseline |" in printed
     for label, facts in summary["models"].items():
-        assert facts["params"] > 0 and facts["train_seconds"] > 0 and facts["epochs"] == 2
+        assert facts["params"] > 0 and facts["train_seconds"] > 0 and facts["epochs"] == 1
         assert facts["train_images_per_second"] > 0 and facts["evaluation"]["images_per_second"] > 0
         assert set(METRICS) - {"fid"} <= set(facts["evaluation"]["model"])
         assert f"worst {label}" in table and f"best {label}" in table

@@ -181,7 +181,8 @@ def trained_tiny():
     for layer in model.layers:  # batch-norm averages that 40 steps can settle (Keras' default: 0.99)
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.5
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=RebalancedCrossEntropy(rebalance_weights(prior, ab_bins())))
+    loss = RebalancedCrossEntropy(rebalance_weights(prior, ab_bins()))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss)
     history = model.fit(l, ab, batch_size=8, epochs=40, verbose=0, shuffle=False)
     return model, history.history["loss"]
 
