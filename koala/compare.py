@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from koala import config as config_lib
 from koala.evaluation import METRICS, evaluate, gray_baseline, load_at_size
@@ -142,19 +141,9 @@ def from_dict(values: dict, preset: str | None = None) -> CompareConfig:
 
 def load(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> CompareConfig:
     """Read a compare config (YAML); ``overrides`` are ``dotted.key=value`` strings parsed as YAML."""
-    values = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
     if not path and not preset:
         raise ValueError("give a compare config file or a preset")
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} must look like key=value")
-        node = values
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
-    return from_dict(values, preset)
+    return from_dict(config_lib.read_values(path, overrides), preset)
 
 
 def entries(cc: CompareConfig) -> list[Entry]:

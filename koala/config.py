@@ -157,8 +157,8 @@ def from_dict(values: dict, preset: str | None = None) -> Config:
     return _build(Config, _merge(PRESETS[preset], values), "config")
 
 
-def load(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> Config:
-    """Read a YAML/JSON config; ``overrides`` are ``dotted.key=value`` strings parsed as YAML."""
+def read_values(path: str | Path | None, overrides: list[str] = ()) -> dict:
+    """A YAML/JSON file's mapping with ``dotted.key=value`` overrides (values parsed as YAML)."""
     values = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
     for item in overrides:
         key, _, raw = item.partition("=")
@@ -169,7 +169,12 @@ def load(path: str | Path | None = None, preset: str | None = None, overrides: l
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(raw)
-    return from_dict(values, preset)
+    return values
+
+
+def load(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML/JSON training config, starting from a preset, with ``overrides``."""
+    return from_dict(read_values(path, overrides), preset)
 
 
 def save(config: Config, path: str | Path) -> None:

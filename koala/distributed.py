@@ -183,6 +183,14 @@ def custom_fit(
     exact mean over its examples on every worker. Logs ``loss`` and ``val_loss`` as ``fit`` does;
     a ``LossScaleOptimizer`` (``mixed_float16``) scales the loss and skips overflowing steps on
     all workers together. Models with their own ``train_step`` (adversarial training) are refused.
+    Every worker calls it with the same arguments; ``chief`` (default True) shows the progress
+    bar (``verbose``, default 2: one line per epoch) and gives its state to the others at the start.
+
+    Example::
+
+        with strategy.scope():
+            model = get_model("cunet"); model.compile(optimizer="adam", loss=koala.losses.l1)
+        history = custom_fit(model, strategy, train_ds, val_ds, epochs=3, callbacks=[...])
     """
     if type(model).train_step is not keras.Model.train_step:
         raise ValueError(f"{type(model).__name__} has its own train_step; the multi-worker loop supports "

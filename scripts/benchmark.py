@@ -181,10 +181,10 @@ def markdown(result: dict) -> str:
 
 def run_child(args: list[str], timeout: float) -> dict:
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("{", "["))]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError((proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout) else
-                           f"exit {proc.returncode}")
+        errors = [ln for ln in (proc.stderr + proc.stdout).splitlines() if "Error" in ln]
+        raise RuntimeError(errors[-1] if errors else f"exit {proc.returncode}")
     return json.loads(lines[-1])
 
 
