@@ -37,13 +37,16 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     """Optimisation. precision: auto | float32 | mixed_float16 | mixed_bfloat16;
-    jit_compile: auto | true | false (auto = XLA on GPU only); strategy: default | mirrored | multiworker."""
+    jit_compile: auto | true | false (auto = XLA on GPU only); strategy: default | mirrored | multiworker.
+    init_weights: start from a trained model's weights ("default", a run folder or a .keras file),
+    e.g. to fine-tune resunet34 with the mse_ssim loss."""
 
     epochs: int = 30
     steps_per_epoch: int | None = None
     learning_rate: float = 1e-3
     loss: str = "l1"
     loss_args: dict = field(default_factory=dict)
+    init_weights: str = ""
     early_stopping_patience: int = 6
     reduce_lr_patience: int = 3
     reduce_lr_factor: float = 0.5
@@ -126,7 +129,7 @@ PRESETS: dict[str, dict] = {
 def _merge(base: dict, override: dict) -> dict:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("model_args", "loss_args"):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value

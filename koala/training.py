@@ -19,6 +19,7 @@ from koala import config as config_lib
 from koala.callbacks import SampleGrid
 from koala.data import make_dataset
 from koala.data.samples import write_sample_photos
+from koala.inference import resolve_model_path
 from koala.distributed import get_strategy, train_multiworker
 from koala.losses import get_loss
 from koala.models import get_model, get_spec
@@ -106,6 +107,8 @@ def make_callbacks(cfg: config_lib.Config, val, resuming: bool) -> list[keras.ca
 def compile_model(cfg: config_lib.Config, capabilities) -> keras.Model:
     spec = get_spec(cfg.model)
     model = get_model(cfg.model, **cfg.model_args)
+    if cfg.train.init_weights:
+        model.load_weights(str(resolve_model_path(cfg.train.init_weights)))
     loss = spec.make_loss(cfg) if spec.make_loss else get_loss(cfg.train.loss)
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.train.learning_rate),

@@ -87,3 +87,13 @@ def test_precision_and_xla_are_chosen_by_hardware():
         resolve_precision("fp8", [])
     assert resolve_jit("auto", []) is False and resolve_jit("auto", [(8, 0)]) is True
     assert resolve_jit(False, [(8, 0)]) is False
+
+
+def test_init_weights_starts_from_a_trained_model(constant_ab_run):
+    from koala.training import compile_model
+
+    cfg = config_lib.load(preset="smoke", overrides=["model_args={base_filters: 4, batch_norm: false}",
+                                                     f"train.init_weights={constant_ab_run}"])
+    model = compile_model(cfg, [])
+    out = model.predict(np.zeros((1, 16, 16, 1), np.float32), verbose=0)
+    np.testing.assert_allclose(out[0, 5, 5], [0.3, -0.2], atol=1e-5)
