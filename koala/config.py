@@ -129,7 +129,8 @@ PRESETS: dict[str, dict] = {
 def _merge(base: dict, override: dict) -> dict:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        # model_args/loss_args belong to one model and loss: replaced whole, never mixed with a preset's
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("model_args", "loss_args"):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
