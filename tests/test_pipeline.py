@@ -56,6 +56,23 @@ def test_bad_files_are_skipped_not_fatal(photo_dir, tmp_path):
     paths = [str(photo_dir / "photo_00.png"), str(tmp_path / "broken.jpg"), str(photo_dir / "photo_01.png")]
     ds = make_dataset(paths, 32, 8, training=False)
     assert next(iter(ds))[0].shape[0] == 2
+    assert int(ds.cardinality()) == 1  # the readable ones counted: Keras knows when a pass ends
+
+
+def test_a_finite_pass_is_not_reported_as_running_out_of_data(photo_dir):
+    import warnings
+
+    import keras
+
+    train = make_dataset(str(photo_dir), 16, 4, training=True)
+    val = make_dataset(str(photo_dir), 16, 5, training=False)
+    assert (int(train.cardinality()), int(val.cardinality())) == (3, 3)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(2, 1)])
+    model.compile(loss="mae")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train, validation_data=val, epochs=2, verbose=0)
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
 
 
 def test_small_and_grayscale_and_16bit_inputs_load(tmp_path):

@@ -93,6 +93,14 @@ def _decoded(paths: list[str], short_side: int, cache: bool) -> tf.data.Dataset:
     return ds.cache() if cache else ds
 
 
+def _with_known_length(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Count the readable photos once (which fills the cache) and state the count: with the length
+    unknown (the filter that drops unreadable files hides it), Keras warns "Your input ran out of
+    data; interrupting training" at the end of every finite pass, as if something were wrong."""
+    count = int(ds.reduce(0, lambda n, _: n + 1))
+    return ds.apply(tf.data.experimental.assert_cardinality(count))
+
+
 def make_dataset(
     source: str | list[str],
     image_size: int,
@@ -116,6 +124,8 @@ def make_dataset(
         raise ValueError(f"{source}: no images found")
     short_side = int(round(image_size * CROP_MARGIN)) if training else image_size
     ds = _decoded(paths, short_side, cache)
+    if cache and not repeat:
+        ds = _with_known_length(ds)
     if training:
         ds = ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True)
         if repeat:
