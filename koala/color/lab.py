@@ -23,18 +23,30 @@ _EPSILON = 0.008856  # (6/29)^3: where the cube root gives way to the linear seg
 _KAPPA = 7.787
 
 
+def _power(positive: tf.Tensor, exponent: float) -> tf.Tensor:
+    """``positive ** exponent`` as exp(exponent * log): TensorFlow's pow is 3x slower on CPU."""
+    return tf.exp(exponent * tf.math.log(positive))
+
+
 def _srgb_to_linear(rgb: tf.Tensor) -> tf.Tensor:
     safe = tf.maximum(rgb, 0.04045)
-    return tf.where(rgb > 0.04045, tf.pow((safe + 0.055) / 1.055, 2.4), rgb / 12.92)
+    return tf.where(rgb > 0.04045, _power((safe + 0.055) / 1.055, 2.4), rgb / 12.92)
 
 
 def _linear_to_srgb(lin: tf.Tensor) -> tf.Tensor:
     safe = tf.maximum(lin, 0.0031308)
-    return tf.where(lin > 0.0031308, 1.055 * tf.pow(safe, 1.0 / 2.4) - 0.055, lin * 12.92)
+    return tf.where(lin > 0.0031308, 1.055 * _power(safe, 1.0 / 2.4) - 0.055, lin * 12.92)
 
 
 def _matrix(rows) -> tf.Tensor:
     return tf.constant(rows, dtype=tf.float32)
+
+
+def _apply(matrix: tf.Tensor, colours: tf.Tensor) -> tf.Tensor:
+    """``matrix`` times every colour (last axis), as one matmul over all pixels: ``matvec``
+    broadcasts the matrix to each pixel and made the conversion 3x slower than scikit-image."""
+    flat = tf.matmul(tf.reshape(colours, [-1, 3]), matrix, transpose_b=True)
+    return tf.reshape(flat, tf.shape(colours))
 
 
 def rgb_to_lab(rgb: tf.Tensor) -> tf.Tensor:
@@ -43,9 +55,9 @@ def rgb_to_lab(rgb: tf.Tensor) -> tf.Tensor:
     Example: ``rgb_to_lab(tf.ones([2, 2, 3]))[..., 0]`` is 100.
     """
     rgb = tf.convert_to_tensor(rgb, dtype=tf.float32)
-    xyz = tf.linalg.matvec(_matrix(_XYZ_FROM_RGB), _srgb_to_linear(rgb))
+    xyz = _apply(_matrix(_XYZ_FROM_RGB), _srgb_to_linear(rgb))
     f = xyz / tf.constant(_D65)
-    f = tf.where(f > _EPSILON, tf.pow(tf.maximum(f, _EPSILON), 1.0 / 3.0), _KAPPA * f + 16.0 / 116.0)
+    f = tf.where(f > _EPSILON, _power(tf.maximum(f, _EPSILON), 1.0 / 3.0), _KAPPA * f + 16.0 / 116.0)
     fx, fy, fz = tf.unstack(f, axis=-1)
     return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
@@ -56,9 +68,9 @@ def lab_to_rgb(lab: tf.Tensor) -> tf.Tensor:
     l, a, b = tf.unstack(lab, axis=-1)
     fy = (l + 16.0) / 116.0
     f = tf.stack([a / 500.0 + fy, fy, tf.maximum(fy - b / 200.0, 0.0)], axis=-1)
-    xyz = tf.where(f > 0.2068966, tf.pow(f, 3.0), (f - 16.0 / 116.0) / _KAPPA) * tf.constant(_D65)
+    xyz = tf.where(f > 0.2068966, f * f * f, (f - 16.0 / 116.0) / _KAPPA) * tf.constant(_D65)
     rgb_from_xyz = tf.linalg.inv(_matrix(_XYZ_FROM_RGB))
-    return tf.clip_by_value(_linear_to_srgb(tf.linalg.matvec(rgb_from_xyz, xyz)), 0.0, 1.0)
+    return tf.clip_by_value(_linear_to_srgb(_apply(rgb_from_xyz, xyz)), 0.0, 1.0)
 
 
 def split_lab(lab: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
