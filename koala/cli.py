@@ -125,25 +125,52 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from koala.evaluation import evaluate, format_table
-    from koala.images import list_images
     from koala.inference import Colorizer
 
+    models = args.model or ["default"]
+    if args.sweep is not None or args.sweep_temperature is not None:
+        return _sweep(args, models)
+    if len(models) > 1:
+        raise ValueError("give one --model, or several with --sweep/--sweep-temperature to compare frontiers")
+    from koala.evaluation import evaluate, format_table
+    from koala.images import list_images
+
     paths = list_images(args.data)[: args.limit]
-    colorizer = Colorizer.load(args.model, saturation=args.saturation, temperature=args.temperature)
+    colorizer = Colorizer.load(models[0], saturation=args.saturation, temperature=args.temperature)
     features = None
     if args.fid:
         from koala.metrics import load_feature_extractor
 
         features = load_feature_extractor(args.fid, args.fid_weights, args.fid_size)
     report = evaluate(colorizer, paths, size=args.size, features=features)
-    report["model_path"], report["data"] = str(args.model), str(args.data)
+    report["model_path"], report["data"] = str(models[0]), str(args.data)
     print(f"{report['images']} image(s) at {args.size or 'full'} px, "
           f"{report['images_per_second']:.2f} images/s ({report['megapixels_per_second']:.3f} MP/s)")
     print(format_table(report))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
         print(f"report written to {args.out}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace, models: list[str]) -> int:
+    """``koala evaluate --sweep``: the PSNR-colourfulness frontier of each model, beside gray."""
+    from koala import frontier
+    from koala.inference import Colorizer
+
+    if not args.out:
+        raise ValueError("--sweep/--sweep-temperature need --out F.json (the plot goes beside it as F.png)")
+    saturations = frontier.parse_values(args.sweep, "--sweep")
+    temperatures = frontier.parse_values(args.sweep_temperature, "--sweep-temperature")
+    colorizers = {}
+    for model in models:
+        colorizer = Colorizer.load(model, saturation=args.saturation, temperature=args.temperature)
+        frontier.check_temperatures(colorizer, temperatures or [], model)
+        colorizers[model] = colorizer
+    report = frontier.sweep_report(colorizers, args.data, saturations, temperatures, args.size, args.limit)
+    json_path, plot_path = frontier.write_report(report, args.out)
+    print(frontier.markdown_table(report))
+    print(f"frontier written to {json_path} and {plot_path}")
     return 0
 
 
@@ -210,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("evaluate", help="score a model against the grayscale baseline on held-out photos")
-    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--model", action="append",
+                   help="'default' (the default), a run folder or a .keras file; repeat it with --sweep "
+                        "to draw several models' frontiers in one plot")
     p.add_argument("--data", required=True, help="folder or split file of colour photos")
     p.add_argument("--limit", type=int, help="evaluate only the first N photos")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
@@ -221,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the Frechet distance with this feature network: inception_v3 or a .keras model")
     p.add_argument("--fid-weights", default="imagenet", help="inception_v3 weights: imagenet (default), none or a file")
     p.add_argument("--fid-size", type=int, help="side images are resized to for --fid (default: the network's)")
+    p.add_argument("--sweep", metavar="S1,S2,...",
+                   help="score at each saturation (e.g. 0.8,1,1.2,1.4): the PSNR-colourfulness frontier, "
+                        "overall and per first-level sub-folder of --data, beside the gray baseline; "
+                        "writes --out F.json and the plot F.png")
+    p.add_argument("--sweep-temperature", metavar="T1,T2,...",
+                   help="the same over annealed-mean temperatures (models that predict a colour "
+                        "distribution); with --sweep, every pair")
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from koala.color import colorize_lab, rgb_to_l
+from koala.color import TEMPERATURE, colorize_lab, rgb_to_l
 from koala.images import load_rgb, to_uint8
 from koala.models import get_spec
 
@@ -101,7 +101,8 @@ class Colorizer:
     ) -> "Colorizer":
         """Load 'default', a run folder or a .keras file; ``saturation`` scales the predicted
         ab (default: the model's calibrated value, else 1); ``temperature`` is for models that
-        predict a colour distribution (annealed mean)."""
+        predict a colour distribution (annealed mean; default: the model's tuned value, else the
+        architecture's)."""
         path = resolve_model_path(model)
         network = keras.saving.load_model(path, compile=False)
         meta = read_metadata(path, network)
@@ -110,9 +111,19 @@ class Colorizer:
             image_size=int(meta["image_size"]),
             multiple=int(meta.get("multiple", get_spec(meta["model"]).multiple)),
             saturation=float(meta.get("saturation", 1.0) if saturation is None else saturation),
-            temperature=temperature,
+            temperature=meta.get("temperature") if temperature is None else temperature,
             metadata=meta,
         )
+
+    @property
+    def predicts_distribution(self) -> bool:
+        """Whether the network predicts a colour distribution that ``temperature`` decodes."""
+        return bool(self.metadata) and get_spec(self.metadata["model"]).decode is not None
+
+    @property
+    def default_temperature(self) -> float:
+        """The temperature used when none is set: the paper's annealed-mean value."""
+        return TEMPERATURE
 
     def network_fn(self) -> Callable[[tf.Tensor], tf.Tensor]:
         """L at working size -> normalised ab, through the model's inference hooks."""

@@ -1,0 +1,243 @@
+"""The PSNR-colourfulness frontier: a model scored along its colour knobs, beside gray.
+
+PSNR alone rewards grey and sepia; colourfulness alone rewards vivid wrong guesses. So a model is
+judged by the curve it traces as its colour knobs move (``saturation`` scales the predicted ab;
+``temperature`` is the annealed-mean temperature of models that predict a colour distribution),
+always beside the grayscale baseline (ab = 0), overall and per source (the first-level
+sub-folders of the photo folder)::
+
+    koala evaluate --model default --data photos/val --sweep 0.8,1,1.2,1.4 --out frontier.json
+
+writes ``frontier.json`` (:func:`sweep_report`) and ``frontier.png`` (:func:`plot_frontier`).
+The network runs once per photo and temperature; each saturation only rescales its ab.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from koala.color import colorize_lab, rgb_to_l
+from koala.evaluation import gray_baseline, image_scores, load_at_size, summarise
+from koala.images import ImageError, list_images
+from koala.inference import Colorizer, predict_ab
+
+ROOT_SOURCE = "."  # the source of photos directly in the folder (or listed in a split file)
+
+
+def source_of(path: str, root: str | Path) -> str:
+    """The first-level sub-folder of ``root`` that holds ``path`` (``.`` for photos directly in it)."""
+    try:
+        parts = Path(path).resolve().relative_to(Path(root).resolve()).parts
+    except ValueError:
+        return ROOT_SOURCE
+    return parts[0] if len(parts) > 1 else ROOT_SOURCE
+
+
+def point_metrics(rows: list[dict]) -> dict[str, float]:
+    """The frontier's numbers for a group of per-image scores (:func:`koala.evaluation.image_scores`)."""
+    s = summarise(rows)
+    return {"psnr": s["psnr"], "ssim": s["ssim"], "cf_ratio": s["colourfulness_ratio"], "auc": s["auc"],
+            "ab_mse": s["ab_mse"], "images": len(rows)}
+
+
+def grouped(rows: list[dict], sources: list[str]) -> dict:
+    """Overall metrics plus ``sources``: the same per source (when there is more than one)."""
+    out = point_metrics(rows)
+    names = sorted(set(sources))
+    if len(names) > 1:
+        out["sources"] = {name: point_metrics([r for r, s in zip(rows, sources) if s == name]) for name in names}
+    return out
+
+
+def _ab_function(colorizer: Colorizer, temperature: float | None):
+    """Normalised L (1, H, W, 1) -> normalised ab at full resolution, traced once for any size."""
+    network = dataclasses.replace(colorizer, temperature=temperature).network_fn()
+    size, multiple = colorizer.image_size, colorizer.multiple
+    return tf.function(lambda l_full: predict_ab(network, l_full, size, multiple),
+                       input_signature=[tf.TensorSpec([1, None, None, 1], tf.float32)])
+
+
+def check_temperatures(colorizer: Colorizer, temperatures: list[float], label: str) -> None:
+    """Temperatures only mean something for models that predict a colour distribution."""
+    if temperatures and not colorizer.predicts_distribution:
+        raise ValueError(f"--sweep-temperature: {label} predicts ab directly; temperature applies only to "
+                         "models that predict a colour distribution (zhang16)")
+    if any(t <= 0 for t in temperatures):
+        raise ValueError(f"--sweep-temperature: temperatures must be > 0; got {temperatures}")
+
+
+def sweep(
+    colorizer: Colorizer,
+    paths: list[str],
+    root: str | Path,
+    saturations: list[float] | None = None,
+    temperatures: list[float] | None = None,
+    size: int | None = None,
+    label: str = "model",
+    progress: bool = True,
+) -> tuple[list[dict], dict, list[str]]:
+    """Score ``colorizer`` at every (temperature, saturation) pair on ``paths``.
+
+    saturations: default the model's own; temperatures: default the model's own (only for models
+    that predict a colour distribution). size: score at size x size (default: full resolution).
+    Returns the sweep points (one dict per pair, each with overall and per-source metrics), the
+    gray baseline's metrics, and the skipped files.
+    """
+    check_temperatures(colorizer, temperatures or [], label)
+    saturations = saturations or [colorizer.saturation]
+    temps = temperatures or [colorizer.temperature]
+    ab_fns = {t: _ab_function(colorizer, t) for t in temps}
+    rows = {(t, s): [] for t in temps for s in saturations}
+    gray_rows, sources, skipped = [], [], []
+    for path in tqdm(paths, disable=not progress, unit="image", desc=f"sweep {label}"):
+        try:
+            true = load_at_size(path, size)
+        except ImageError as e:
+            skipped.append(str(e))
+            continue
+        sources.append(source_of(path, root))
+        gray_rows.append(image_scores(gray_baseline(true), true))
+        l_full = rgb_to_l(tf.constant(true[None], tf.float32))
+        for t, ab_fn in ab_fns.items():
+            ab = ab_fn(l_full)
+            for s in saturations:
+                rows[(t, s)].append(image_scores(colorize_lab(l_full, ab * s)[0].numpy(), true))
+    if not gray_rows:
+        raise ValueError("no readable images to evaluate")
+    parameter = "temperature" if temperatures and len(saturations) == 1 else "saturation"
+    points = []
+    for (t, s), group in rows.items():
+        value = t if parameter == "temperature" else s
+        points.append({"model": label, "parameter": parameter, "value": value, "saturation": s,
+                       "temperature": effective_temperature(colorizer, t), **grouped(group, sources)})
+    return points, grouped(gray_rows, sources), skipped
+
+
+def effective_temperature(colorizer: Colorizer, temperature: float | None) -> float | None:
+    """The temperature a distribution model decodes with (its default when None); None for others."""
+    if not colorizer.predicts_distribution:
+        return None
+    return colorizer.default_temperature if temperature is None else float(temperature)
+
+
+def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[float] | None,
+                 temperatures: list[float] | None, size: int | None = None, limit: int | None = None,
+                 progress: bool = True) -> dict:
+    """The frontier of each model in ``models`` (label -> colorizer) on the photos of ``data``:
+    ``{"data", "images", "size", "gray": {...}, "sweep": [points], "skipped"}``."""
+    paths = list_images(data)[:limit]
+    report = {"data": str(data), "size": size, "sweep": []}
+    for label, colorizer in models.items():
+        points, gray, skipped = sweep(colorizer, paths, data, saturations, temperatures, size, label, progress)
+        report["sweep"] += points
+    report.update(images=gray["images"], gray=gray, skipped=skipped)
+    return report
+
+
+def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
+    """``out`` (JSON) and the plot beside it (same stem, .png)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    plot = out.with_suffix(".png")
+    plot_frontier(report, plot)
+    return out, plot
+
+
+def curves(report: dict) -> dict[str, list[dict]]:
+    """Sweep points grouped into curves: one per model (and temperature, on a 2-D sweep)."""
+    out: dict[str, list[dict]] = {}
+    for point in report["sweep"]:
+        key = point["model"]
+        if point["parameter"] == "saturation" and len({p["temperature"] for p in report["sweep"]
+                                                       if p["model"] == point["model"]}) > 1:
+            key += f" (T={point['temperature']:g})"
+        out.setdefault(key, []).append(point)
+    return out
+
+
+def _panel(ax, report: dict, source: str | None, title: str) -> None:
+    pick = (lambda m: m) if source is None else (lambda m: m.get("sources", {}).get(source))
+    gray = pick(report["gray"])
+    for key, points in curves(report).items():
+        metrics = [(pick(p), p) for p in points if pick(p)]
+        xs = [m["cf_ratio"] for m, _ in metrics]
+        ys = [m["psnr"] for m, _ in metrics]
+        (line,) = ax.plot(xs, ys, marker="o", markersize=3, label=key)
+        for x, y, (_, p) in zip(xs, ys, metrics):
+            ax.annotate(f"{p['value']:g}", (x, y), fontsize=6, color=line.get_color(),
+                        xytext=(2, 2), textcoords="offset points")
+    ax.axhline(gray["psnr"], color="grey", linestyle="--", linewidth=0.8)
+    ax.plot([gray["cf_ratio"]], [gray["psnr"]], marker="*", markersize=10, color="black", linestyle="none",
+            label="gray baseline (ab = 0)")
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("colourfulness ratio (output / photos)", fontsize=8)
+    ax.set_ylabel("PSNR (dB)", fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
+def plot_frontier(report: dict, path: str | Path) -> None:
+    """PSNR against colourfulness ratio: one curve per model, points labelled with the swept value,
+    the gray baseline as a star and a dashed line; then one small panel per source."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = sorted(report["gray"].get("sources", {}))
+    cols = 4
+    rows = 1 + (len(sources) + cols - 1) // cols
+    fig = plt.figure(figsize=(3.2 * cols, 3.0 * rows + 1.2))
+    main = fig.add_subplot(rows, 2, 1)
+    _panel(main, report, None, f"all {report['images']} photos of {Path(report['data']).name}")
+    main.legend(fontsize=7, loc="best")
+    for i, source in enumerate(sources):
+        n = report["gray"]["sources"][source]["images"]
+        _panel(fig.add_subplot(rows, cols, cols + i + 1), report, source, f"{source} ({n})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_values(text: str | None, option: str) -> list[float] | None:
+    """'0.8,1,1.2' -> [0.8, 1.0, 1.2]; a clear error naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{option}: expected comma-separated numbers like 0.8,1,1.2; got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option}: give at least one value")
+    return values
+
+
+def markdown_table(report: dict, sources: list[str] | None = None) -> str:
+    """One row per sweep point and the gray baseline: PSNR (and its gain over gray), colourfulness
+    ratio, SSIM, AuC; then the same PSNR/CF columns for the given sources."""
+    sources = sources or []
+    head = ["model", "saturation", "temperature", "PSNR", "vs gray", "CF ratio", "SSIM", "AuC"]
+    for s in sources:
+        head += [f"{s} PSNR vs gray", f"{s} CF"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+    gray = report["gray"]
+
+    def cells(m: dict) -> list[str]:
+        out = [f"{m['psnr']:.2f}", f"{m['psnr'] - gray['psnr']:+.2f}", f"{m['cf_ratio']:.3f}",
+               f"{m['ssim']:.4f}", f"{m['auc']:.4f}"]
+        for s in sources:
+            sm, sg = m.get("sources", {}).get(s), gray.get("sources", {}).get(s)
+            out += [f"{sm['psnr'] - sg['psnr']:+.2f}", f"{sm['cf_ratio']:.3f}"] if sm and sg else ["", ""]
+        return out
+
+    for p in report["sweep"]:
+        t = "" if p["temperature"] is None else f"{p['temperature']:g}"
+        lines.append("| " + " | ".join([p["model"], f"{p['saturation']:g}", t, *cells(p)]) + " |")
+    lines.append("| " + " | ".join(["gray baseline", "0", "", *cells(gray)]) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""koala.frontier and `koala evaluate --sweep`: the PSNR-colourfulness frontier, per source, beside gray."""
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import save_run
+from koala.cli import main
+from koala.color import AB_NORM, ab_bins, lab_to_rgb
+from koala.frontier import source_of, sweep_report
+from koala.inference import Colorizer
+from koala.models.layers import l_input
+
+MODEL_AB = (0.3, -0.2)  # the constant normalised ab of the conftest's constant_ab_run
+
+
+def lab_photo(ab_norm: tuple[float, float], seed: int, size: int = 40) -> np.ndarray:
+    """uint8 RGB with textured L and one ab (normalised) everywhere."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    lightness = 55 + 15 * np.sin(rng.uniform(3, 8) * xx + rng.uniform(3, 8) * yy)
+    lab = np.stack([lightness, np.full_like(lightness, ab_norm[0] * AB_NORM),
+                    np.full_like(lightness, ab_norm[1] * AB_NORM)], axis=-1).astype(np.float32)
+    return (np.clip(lab_to_rgb(lab).numpy(), 0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory):
+    """val/right: photos whose colour is the constant model's; val/wrong: the opposite colour."""
+    root = tmp_path_factory.mktemp("val")
+    for name, ab in (("right", MODEL_AB), ("wrong", (-MODEL_AB[0], -MODEL_AB[1]))):
+        (root / name).mkdir()
+        for i in range(3):
+            Image.fromarray(lab_photo(ab, i)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def distribution_run(tmp_path_factory):
+    """A 'zhang16' whose logits everywhere favour bins near ab (40, -30): lower temperatures give
+    more saturated colour."""
+    bins = ab_bins()
+    inputs = l_input()
+    logits = keras.layers.Conv2D(len(bins), 1, strides=4, name="logits")(inputs)
+    model = keras.Model(inputs, logits, name="zhang16")
+    d2 = ((bins - np.array([40.0, -30.0], np.float32)) ** 2).sum(axis=1)
+    layer = model.get_layer("logits")
+    layer.set_weights([np.zeros_like(layer.get_weights()[0]), (-d2 / (2 * 30.0**2)).astype(np.float32)])
+    return save_run(tmp_path_factory.mktemp("runs") / "dist", model)
+
+
+def test_source_is_the_first_level_subfolder(tmp_path):
+    assert source_of(str(tmp_path / "a" / "b" / "x.png"), tmp_path) == "a"
+    assert source_of(str(tmp_path / "x.png"), tmp_path) == "."
+
+
+def test_saturation_sweep_traces_the_frontier_per_source(constant_ab_run, two_sources):
+    report = sweep_report({"const": Colorizer.load(constant_ab_run)}, str(two_sources), [0.0, 0.5, 1.0],
+                          None, progress=False)
+    gray = report["gray"]
+    assert report["images"] == 6 and set(gray["sources"]) == {"right", "wrong"}
+    assert gray["cf_ratio"] < 0.02
+    points = {p["value"]: p for p in report["sweep"]}
+    assert [p["parameter"] for p in report["sweep"]] == ["saturation"] * 3
+    # Saturation 0 is the gray baseline itself.
+    assert points[0.0]["psnr"] == pytest.approx(gray["psnr"], abs=1e-6)
+    # Colour grows with saturation; on the right source the model gains PSNR, on the wrong one it loses.
+    assert points[0.0]["cf_ratio"] < points[0.5]["cf_ratio"] < points[1.0]["cf_ratio"]
+    right, wrong = points[1.0]["sources"]["right"], points[1.0]["sources"]["wrong"]
+    assert right["psnr"] > gray["sources"]["right"]["psnr"] + 3
+    assert wrong["psnr"] < gray["sources"]["wrong"]["psnr"] - 3
+    assert right["cf_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert right["images"] == wrong["images"] == 3
+
+
+def test_temperature_sweep_colours_more_when_colder(distribution_run, two_sources):
+    report = sweep_report({"dist": Colorizer.load(distribution_run)}, str(two_sources), None,
+                          [0.2, 0.6, 2.0], progress=False)
+    points = report["sweep"]
+    assert [p["parameter"] for p in points] == ["temperature"] * 3
+    assert [p["temperature"] for p in points] == [0.2, 0.6, 2.0]
+    cf = [p["cf_ratio"] for p in points]
+    assert cf[0] > cf[1] > cf[2] > 0
+
+
+def test_cli_sweep_writes_json_and_plot_for_several_models(constant_ab_run, distribution_run, two_sources,
+                                                           tmp_path, capsys):
+    out = tmp_path / "f.json"
+    code = main(["evaluate", "--model", constant_ab_run, "--model", distribution_run, "--data", str(two_sources),
+                 "--sweep", "0.5,1", "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert {p["model"] for p in report["sweep"]} == {constant_ab_run, distribution_run}
+    assert {"value", "psnr", "ssim", "cf_ratio", "auc", "sources"} <= set(report["sweep"][0])
+    assert set(report["sweep"][0]["sources"]) == {"right", "wrong"}
+    # The distribution model's points carry the temperature it decoded with (the paper's 0.38).
+    assert {p["temperature"] for p in report["sweep"] if p["model"] == distribution_run} == {0.38}
+    with Image.open(tmp_path / "f.png") as plot:
+        assert plot.size[0] > 600 and plot.size[1] > 400
+    assert "gray baseline" in capsys.readouterr().out
+
+
+def test_cli_sweep_refuses_temperature_for_regression_models(constant_ab_run, two_sources, tmp_path, capsys):
+    code = main(["evaluate", "--model", constant_ab_run, "--data", str(two_sources),
+                 "--sweep-temperature", "0.3,1", "--out", str(tmp_path / "f.json")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "predicts ab directly" in err and "\n" == err[-1] and err.count("\n") == 1
+    assert not (tmp_path / "f.json").exists()
+
+
+def test_cli_sweep_rejects_bad_values(constant_ab_run, two_sources, tmp_path, capsys):
+    code = main(["evaluate", "--model", constant_ab_run, "--data", str(two_sources), "--sweep", "1,lots",
+                 "--out", str(tmp_path / "f.json")])
+    assert code == 2 and "--sweep: expected comma-separated numbers" in capsys.readouterr().err
