@@ -21,7 +21,9 @@ from koala.data.pipeline import Augment
 @dataclass
 class DataConfig:
     """train/val: folder, split file (.txt) or "" for scikit-image's bundled colour photos.
-    embeddings: an HDF5 embedding cache (models that fuse a global embedding)."""
+    embeddings: an HDF5 embedding cache (models that fuse a global embedding).
+    source_balance: 0 (default) samples every training photo equally often; up to 1 evens out the
+    sources (first-level sub-folders): a source of n photos is drawn in proportion to n^(1 - balance)."""
 
     train: str = ""
     val: str = ""
@@ -31,6 +33,7 @@ class DataConfig:
     max_train_images: int | None = None
     max_val_images: int | None = None
     embeddings: str = ""
+    source_balance: float = 0.0
     augment: Augment = field(default_factory=Augment)
 
 

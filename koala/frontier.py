@@ -23,20 +23,8 @@ from tqdm import tqdm
 
 from koala.color import colorize_lab, rgb_to_l
 from koala.evaluation import gray_baseline, image_scores, load_at_size, summarise
-from koala.images import ImageError, list_images
+from koala.images import ImageError, group_by_source, list_images
 from koala.inference import Colorizer, predict_ab
-
-ROOT_SOURCE = "."  # the source of photos directly in the folder (or listed in a split file)
-
-
-def source_of(path: str, root: str | Path) -> str:
-    """The first-level sub-folder of ``root`` that holds ``path`` (``.`` for photos directly in it)."""
-    try:
-        parts = Path(path).resolve().relative_to(Path(root).resolve()).parts
-    except ValueError:
-        return ROOT_SOURCE
-    return parts[0] if len(parts) > 1 else ROOT_SOURCE
-
 
 def point_metrics(rows: list[dict]) -> dict[str, float]:
     """The frontier's numbers for a group of per-image scores (:func:`koala.evaluation.image_scores`)."""
@@ -74,7 +62,6 @@ def check_temperatures(colorizer: Colorizer, temperatures: list[float], label: s
 def sweep(
     colorizer: Colorizer,
     paths: list[str],
-    root: str | Path,
     saturations: list[float] | None = None,
     temperatures: list[float] | None = None,
     size: int | None = None,
@@ -85,9 +72,11 @@ def sweep(
 
     saturations: default the model's own; temperatures: default the model's own (only for models
     that predict a colour distribution). size: score at size x size (default: full resolution).
-    Returns the sweep points (one dict per pair, each with overall and per-source metrics), the
-    gray baseline's metrics, and the skipped files.
+    Returns the sweep points (one dict per pair, each with overall and per-source metrics: the
+    sources are :func:`koala.images.group_by_source`'s), the gray baseline's metrics, and the
+    skipped files.
     """
+    source = {path: name for name, group in group_by_source(paths).items() for path in group}
     check_temperatures(colorizer, temperatures or [], label)
     saturations = saturations or [colorizer.saturation]
     temps = temperatures or [colorizer.temperature]
@@ -100,7 +89,7 @@ def sweep(
         except ImageError as e:
             skipped.append(str(e))
             continue
-        sources.append(source_of(path, root))
+        sources.append(source[path])
         gray_rows.append(image_scores(gray_baseline(true), true))
         l_full = rgb_to_l(tf.constant(true[None], tf.float32))
         for t, ab_fn in ab_fns.items():
@@ -133,7 +122,7 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
     paths = list_images(data)[:limit]
     report = {"data": str(data), "size": size, "sweep": []}
     for label, colorizer in models.items():
-        points, gray, skipped = sweep(colorizer, paths, data, saturations, temperatures, size, label, progress)
+        points, gray, skipped = sweep(colorizer, paths, saturations, temperatures, size, label, progress)
         report["sweep"] += points
     report.update(images=gray["images"], gray=gray, skipped=skipped)
     return report

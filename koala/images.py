@@ -109,6 +109,19 @@ def list_images(source: str | os.PathLike) -> list[str]:
     raise FileNotFoundError(f"{source}: no such file or folder")
 
 
+def group_by_source(paths: list[str]) -> dict[str, list[str]]:
+    """Paths grouped by source: the first folder below their common folder (``.`` for files
+    directly in it). photos-v1's sources are its eight first-level sub-folders."""
+    if not paths:
+        return {}
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        parts = Path(os.path.abspath(path)).relative_to(root).parts
+        groups.setdefault(parts[0] if len(parts) > 1 else ".", []).append(path)
+    return groups
+
+
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 1] to uint8 with rounding (not truncation), so round trips are exact."""
     return np.clip(np.rint(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)

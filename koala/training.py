@@ -79,7 +79,8 @@ def build_datasets(cfg: config_lib.Config):
     d, t = cfg.data, cfg.train
     train = make_dataset(data_source(d.train), d.image_size, d.batch_size, training=True,
                          augment=d.augment, cache=d.cache, seed=t.seed,
-                         max_images=d.max_train_images, repeat=t.steps_per_epoch is not None)
+                         max_images=d.max_train_images, repeat=t.steps_per_epoch is not None,
+                         source_balance=d.source_balance)
     val = make_dataset(data_source(d.val), d.image_size, d.batch_size, training=False,
                        cache=d.cache, max_images=d.max_val_images)
     adapt = get_spec(cfg.model).adapt_datasets

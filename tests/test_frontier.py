@@ -9,7 +9,8 @@ from PIL import Image
 from conftest import save_run
 from koala.cli import main
 from koala.color import AB_NORM, ab_bins, lab_to_rgb
-from koala.frontier import source_of, sweep_report
+from koala.frontier import sweep_report
+from koala.images import group_by_source
 from koala.inference import Colorizer
 from koala.models.layers import l_input
 
@@ -51,9 +52,10 @@ def distribution_run(tmp_path_factory):
     return save_run(tmp_path_factory.mktemp("runs") / "dist", model)
 
 
-def test_source_is_the_first_level_subfolder(tmp_path):
-    assert source_of(str(tmp_path / "a" / "b" / "x.png"), tmp_path) == "a"
-    assert source_of(str(tmp_path / "x.png"), tmp_path) == "."
+def test_sources_are_the_first_level_subfolders(tmp_path):
+    paths = [str(tmp_path / "a" / "b" / "x.png"), str(tmp_path / "a" / "y.png"), str(tmp_path / "c" / "z.png"),
+             str(tmp_path / "w.png")]
+    assert group_by_source(paths) == {"a": paths[:2], "c": paths[2:3], ".": paths[3:]}
 
 
 def test_saturation_sweep_traces_the_frontier_per_source(constant_ab_run, two_sources):

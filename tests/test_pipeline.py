@@ -86,3 +86,28 @@ def test_small_and_grayscale_and_16bit_inputs_load(tmp_path):
 def test_empty_source_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no images found"):
         make_dataset(str(tmp_path), 32, 2, training=True)
+
+
+@pytest.fixture(scope="module")
+def uneven_sources(tmp_path_factory):
+    """big/: 12 red photos; small/: 2 blue ones."""
+    root = tmp_path_factory.mktemp("uneven")
+    for name, colour, count in (("big", (200, 40, 40), 12), ("small", (40, 40, 200), 2)):
+        (root / name).mkdir()
+        for i in range(count):
+            Image.fromarray(np.full((20, 20, 3), colour, np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("balance, share", [(0.0, 2 / 14), (0.5, 2**0.5 / (2**0.5 + 12**0.5)), (1.0, 0.5)])
+def test_source_balance_evens_out_sources(uneven_sources, balance, share):
+    ds = make_dataset(str(uneven_sources), 16, 50, training=True, repeat=True, source_balance=balance, seed=3)
+    blue = [float(np.mean(ab.numpy()[..., 1] < 0, axis=(1, 2)).mean()) for _, ab in ds.take(8)]
+    assert np.mean(blue) == pytest.approx(share, abs=0.07)
+
+
+def test_source_balance_needs_an_endless_stream(uneven_sources):
+    with pytest.raises(ValueError, match="source_balance needs train.steps_per_epoch"):
+        make_dataset(str(uneven_sources), 16, 4, training=True, source_balance=0.5)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        make_dataset(str(uneven_sources), 16, 4, training=True, repeat=True, source_balance=2)

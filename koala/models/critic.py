@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from koala.models.layers import l_input
+from koala.models.layers import l_input, normalization
 
 KERNEL = 4
 LEAKY_SLOPE = 0.2
@@ -28,7 +28,7 @@ def critic_block(x, filters: int, strides: int, batch_norm: bool, name: str):
     x = layers.Conv2D(filters, KERNEL, strides=strides, padding="same", use_bias=not batch_norm,
                       name=f"{name}_conv")(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = normalization(f"{name}_bn")(x)
     return layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_lrelu")(x)
 
 

@@ -13,6 +13,42 @@ def l_input(size: int | None = None) -> keras.KerasTensor:
     return keras.Input(shape=(size, size, 1), name=L_INPUT_NAME)
 
 
+@keras.saving.register_keras_serializable(package="koala")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras' BatchNormalization, trained with TensorFlow's fused kernel.
+
+    Keras 3 normalises with separate moment, subtract and scale ops on TensorFlow (keras-core
+    #225), which costs training speed on CPUs; ``tf.compat.v1.nn.fused_batch_norm`` does the batch
+    statistics, normalisation and moving-average update in one kernel (``scripts/benchmark.py
+    --batchnorm`` measures it). Inference, other axes and other ranks use Keras' own code, and the
+    variables and config are Keras', so weights move freely between the two. One difference: the
+    fused kernel's moving variance takes the unbiased batch variance (n / (n - 1) larger).
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if training is not True or len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
+            return super().call(inputs, training=training, mask=mask)
+        ones = tf.ones([inputs.shape[-1]], tf.float32)
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs,
+            tf.cast(self.gamma, tf.float32) if self.scale else ones,
+            tf.cast(self.beta, tf.float32) if self.center else 0.0 * ones,
+            mean=self.moving_mean,
+            variance=self.moving_variance,
+            epsilon=self.epsilon,
+            is_training=True,
+            exponential_avg_factor=1.0 - self.momentum,
+        )
+        self.moving_mean.assign(mean)
+        self.moving_variance.assign(variance)
+        return y
+
+
+def normalization(name: str, **kwargs) -> layers.Layer:
+    """The batch normalisation every koala model uses (:class:`FusedBatchNormalization`)."""
+    return FusedBatchNormalization(name=name, **kwargs)
+
+
 def activation(kind: str, name: str) -> layers.Layer:
     if kind == "leaky_relu":
         return layers.LeakyReLU(negative_slope=0.2, name=name)
@@ -35,7 +71,7 @@ def conv_block(
         use_bias=not batch_norm, name=f"{name}_conv",
     )(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = normalization(f"{name}_bn")(x)
     return activation(act, f"{name}_{act}")(x)
 
 
@@ -58,7 +94,7 @@ def resnet_stem(x, filters: int = 64, name: str = "stem"):
     """
     x = layers.ZeroPadding2D(3, name=f"{name}_pad")(x)
     x = layers.Conv2D(filters, 7, strides=2, use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(**RESNET_BN, name=f"{name}_bn")(x)
+    x = normalization(**RESNET_BN, name=f"{name}_bn")(x)
     features = layers.ReLU(name=f"{name}_relu")(x)
     # Zero padding equals torchvision's -inf padding here: the input is a ReLU output (>= 0).
     x = layers.ZeroPadding2D(1, name=f"{name}_pool_pad")(features)
@@ -70,15 +106,15 @@ def basic_block(x, filters: int, strides: int, name: str):
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_down_conv")(x)
-        shortcut = layers.BatchNormalization(**RESNET_BN, name=f"{name}_down_bn")(shortcut)
+        shortcut = normalization(**RESNET_BN, name=f"{name}_down_bn")(shortcut)
     if strides != 1:
         x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
     x = layers.Conv2D(filters, 3, strides=strides, padding="valid" if strides != 1 else "same",
                       use_bias=False, name=f"{name}_conv1")(x)
-    x = layers.BatchNormalization(**RESNET_BN, name=f"{name}_bn1")(x)
+    x = normalization(**RESNET_BN, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
-    x = layers.BatchNormalization(**RESNET_BN, name=f"{name}_bn2")(x)
+    x = normalization(**RESNET_BN, name=f"{name}_bn2")(x)
     x = layers.Add(name=f"{name}_add")([x, shortcut])
     return layers.ReLU(name=f"{name}_out")(x)
 

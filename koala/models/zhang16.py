@@ -52,7 +52,7 @@ from koala.color import (
 )
 from koala.data.pipeline import load_shrunk
 from koala.images import list_images
-from koala.models.layers import l_input
+from koala.models.layers import l_input, normalization
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _block(x, block: int, filters: int):
         strides = 2 if block in STRIDE2_BLOCKS and i == convs else 1
         x = layers.Conv2D(filters, 3, strides=strides, dilation_rate=dilation, padding="same",
                           activation="relu", name=f"conv{block}_{i}")(x)
-    return layers.BatchNormalization(name=f"conv{block}_bn")(x)
+    return normalization(f"conv{block}_bn")(x)
 
 
 def build_zhang16(width: float = 1.0, input_size: int | None = None) -> keras.Model:
