@@ -167,7 +167,8 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
         colorizer = Colorizer.load(model, saturation=args.saturation, temperature=args.temperature)
         frontier.check_temperatures(colorizer, temperatures or [], model)
         colorizers[model] = colorizer
-    report = frontier.sweep_report(colorizers, args.data, saturations, temperatures, args.size, args.limit)
+    report = frontier.sweep_report(colorizers, args.data, saturations, temperatures, args.size, args.limit,
+                                   groups=frontier.parse_groups(args.group))
     json_path, plot_path = frontier.write_report(report, args.out)
     print(frontier.markdown_table(report))
     print(f"frontier written to {json_path} and {plot_path}")
@@ -257,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-temperature", metavar="T1,T2,...",
                    help="the same over annealed-mean temperatures (models that predict a colour "
                         "distribution); with --sweep, every pair")
+    p.add_argument("--group", action="append", metavar="NAME=SOURCE1,SOURCE2",
+                   help="with --sweep: also score these sub-folders of --data together "
+                        "(e.g. general=bsds500,imagenet_sample1000,urban100)")
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -33,12 +33,17 @@ def point_metrics(rows: list[dict]) -> dict[str, float]:
             "ab_mse": s["ab_mse"], "images": len(rows)}
 
 
-def grouped(rows: list[dict], sources: list[str]) -> dict:
-    """Overall metrics plus ``sources``: the same per source (when there is more than one)."""
+def grouped(rows: list[dict], sources: list[str], groups: dict[str, list[str]] | None = None) -> dict:
+    """Overall metrics plus ``sources``: the same per source (when there is more than one), and
+    ``groups``: the same over each named group of sources (e.g. the general-photo sources)."""
     out = point_metrics(rows)
     names = sorted(set(sources))
     if len(names) > 1:
         out["sources"] = {name: point_metrics([r for r, s in zip(rows, sources) if s == name]) for name in names}
+    for name, members in (groups or {}).items():
+        picked = [r for r, s in zip(rows, sources) if s in members]
+        if picked:
+            out.setdefault("groups", {})[name] = point_metrics(picked)
     return out
 
 
@@ -67,11 +72,13 @@ def sweep(
     size: int | None = None,
     label: str = "model",
     progress: bool = True,
+    groups: dict[str, list[str]] | None = None,
 ) -> tuple[list[dict], dict, list[str]]:
     """Score ``colorizer`` at every (temperature, saturation) pair on ``paths``.
 
     saturations: default the model's own; temperatures: default the model's own (only for models
     that predict a colour distribution). size: score at size x size (default: full resolution).
+    groups: named groups of sources also scored together (``{"general": ["bsds500", "urban100"]}``).
     Returns the sweep points (one dict per pair, each with overall and per-source metrics: the
     sources are :func:`koala.images.group_by_source`'s), the gray baseline's metrics, and the
     skipped files.
@@ -103,8 +110,8 @@ def sweep(
     for (t, s), group in rows.items():
         value = t if parameter == "temperature" else s
         points.append({"model": label, "parameter": parameter, "value": value, "saturation": s,
-                       "temperature": effective_temperature(colorizer, t), **grouped(group, sources)})
-    return points, grouped(gray_rows, sources), skipped
+                       "temperature": effective_temperature(colorizer, t), **grouped(group, sources, groups)})
+    return points, grouped(gray_rows, sources, groups), skipped
 
 
 def effective_temperature(colorizer: Colorizer, temperature: float | None) -> float | None:
@@ -116,13 +123,13 @@ def effective_temperature(colorizer: Colorizer, temperature: float | None) -> fl
 
 def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[float] | None,
                  temperatures: list[float] | None, size: int | None = None, limit: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, groups: dict[str, list[str]] | None = None) -> dict:
     """The frontier of each model in ``models`` (label -> colorizer) on the photos of ``data``:
     ``{"data", "images", "size", "gray": {...}, "sweep": [points], "skipped"}``."""
     paths = list_images(data)[:limit]
     report = {"data": str(data), "size": size, "sweep": []}
     for label, colorizer in models.items():
-        points, gray, skipped = sweep(colorizer, paths, saturations, temperatures, size, label, progress)
+        points, gray, skipped = sweep(colorizer, paths, saturations, temperatures, size, label, progress, groups)
         report["sweep"] += points
     report.update(images=gray["images"], gray=gray, skipped=skipped)
     return report
@@ -207,10 +214,22 @@ def parse_values(text: str | None, option: str) -> list[float] | None:
     return values
 
 
+def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
+    """['general=bsds500,urban100'] -> {'general': ['bsds500', 'urban100']}."""
+    groups = {}
+    for item in items or []:
+        name, _, members = item.partition("=")
+        if not name or not members:
+            raise ValueError(f"--group: expected NAME=SOURCE1,SOURCE2; got {item!r}")
+        groups[name] = [m for m in members.split(",") if m]
+    return groups
+
+
 def markdown_table(report: dict, sources: list[str] | None = None) -> str:
     """One row per sweep point and the gray baseline: PSNR (and its gain over gray), colourfulness
-    ratio, SSIM, AuC; then the same PSNR/CF columns for the given sources."""
-    sources = sources or []
+    ratio, SSIM, AuC; then the same PSNR/CF columns for the given sources or groups of sources
+    (default: every group)."""
+    sources = sources if sources is not None else sorted(report["gray"].get("groups", {}))
     head = ["model", "saturation", "temperature", "PSNR", "vs gray", "CF ratio", "SSIM", "AuC"]
     for s in sources:
         head += [f"{s} PSNR vs gray", f"{s} CF"]
@@ -221,7 +240,8 @@ def markdown_table(report: dict, sources: list[str] | None = None) -> str:
         out = [f"{m['psnr']:.2f}", f"{m['psnr'] - gray['psnr']:+.2f}", f"{m['cf_ratio']:.3f}",
                f"{m['ssim']:.4f}", f"{m['auc']:.4f}"]
         for s in sources:
-            sm, sg = m.get("sources", {}).get(s), gray.get("sources", {}).get(s)
+            sm = m.get("groups", {}).get(s) or m.get("sources", {}).get(s)
+            sg = gray.get("groups", {}).get(s) or gray.get("sources", {}).get(s)
             out += [f"{sm['psnr'] - sg['psnr']:+.2f}", f"{sm['cf_ratio']:.3f}"] if sm and sg else ["", ""]
         return out
 

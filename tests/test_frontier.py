@@ -91,12 +91,16 @@ def test_cli_sweep_writes_json_and_plot_for_several_models(constant_ab_run, dist
                                                            tmp_path, capsys):
     out = tmp_path / "f.json"
     code = main(["evaluate", "--model", constant_ab_run, "--model", distribution_run, "--data", str(two_sources),
-                 "--sweep", "0.5,1", "--out", str(out)])
+                 "--sweep", "0.5,1", "--group", "both=right,wrong", "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert {p["model"] for p in report["sweep"]} == {constant_ab_run, distribution_run}
     assert {"value", "psnr", "ssim", "cf_ratio", "auc", "sources"} <= set(report["sweep"][0])
     assert set(report["sweep"][0]["sources"]) == {"right", "wrong"}
+    # A group of sources is scored over its photos together: here, all of them.
+    for point in report["sweep"]:
+        assert point["groups"]["both"]["psnr"] == pytest.approx(point["psnr"])
+        assert point["groups"]["both"]["images"] == 6
     # The distribution model's points carry the temperature it decoded with (the paper's 0.38).
     assert {p["temperature"] for p in report["sweep"] if p["model"] == distribution_run} == {0.38}
     with Image.open(tmp_path / "f.png") as plot:

@@ -19,8 +19,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
 
     Keras 3 normalises with separate moment, subtract and scale ops on TensorFlow (keras-core
     #225), which costs training speed on CPUs; ``tf.compat.v1.nn.fused_batch_norm`` does the batch
-    statistics, normalisation and moving-average update in one kernel (``scripts/benchmark.py
-    --batchnorm`` measures it). Inference, other axes and other ranks use Keras' own code, and the
+    statistics, normalisation and moving-average update in one kernel (``scripts/profile_training.py``
+    measures it). Inference, other axes and other ranks use Keras' own code, and the
     variables and config are Keras', so weights move freely between the two. One difference: the
     fused kernel's moving variance takes the unbiased batch variance (n / (n - 1) larger).
     """

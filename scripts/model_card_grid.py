@@ -1,0 +1,59 @@
+"""The model card's picture: fixed validation photos as truth | gray input | each model, full size.
+
+    python scripts/model_card_grid.py --data ../shared/datasets/photos-v1/val \\
+        --model old=old-default.keras --model new=default --out koala/weights/grid.jpg
+
+The photos are the same every time: ``--per-source`` NAME=COUNT takes the first COUNT photos (by
+name) of each named source, so two model cards can be compared photo by photo.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from koala.evaluation import gray_baseline  # noqa: E402
+from koala.images import group_by_source, list_images, load_rgb  # noqa: E402
+from koala.inference import Colorizer  # noqa: E402
+
+PER_SOURCE = {"bsds500": 2, "imagenet_sample1000": 3, "urban100": 1, "roads_scenes250": 2, "cats_dogs": 1,
+              "people_masked": 1, "clothing_cc0": 1, "faces_rmfd_nomask": 1}
+
+
+def pick(data: str, per_source: dict[str, int]) -> list[str]:
+    groups = group_by_source(list_images(data))
+    return [p for name, count in per_source.items() for p in groups.get(name, [])[:count]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", action="append", required=True, metavar="LABEL=MODEL")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    models = {label: Colorizer.load(model) for label, _, model in (m.partition("=") for m in args.model)}
+    paths = pick(args.data, PER_SOURCE)
+    titles = ["truth", "gray input", *models]
+    fig, axes = plt.subplots(len(paths), len(titles), figsize=(2.3 * len(titles), 1.9 * len(paths)), squeeze=False)
+    for r, path in enumerate(paths):
+        true = load_rgb(path)
+        images = [true, gray_baseline(true), *(c.colorize_float(true) for c in models.values())]
+        for c, image in enumerate(images):
+            axes[r, c].imshow(np.clip(image, 0, 1))
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(titles[c], fontsize=10)
+        axes[r, 0].set_ylabel(f"{Path(path).parent.name}\n{Path(path).stem[:18]}", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=90)
+    print(f"wrote {args.out}: {len(paths)} photos x {len(titles)} columns")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Where a training run's time goes: the input pipeline alone, the forward pass, the whole train
+step (forward + backward + update) on a batch already in memory, and `fit` on the real pipeline;
+the steps are timed with koala's fused batch normalisation and with Keras' own.
+
+    python scripts/profile_training.py --config configs/default.yaml --steps 30 --out profile.json
+
+Uses the config's model, loss, batch size and crop size through ``koala.training`` (float32, no
+XLA: what ``precision: auto`` picks on a CPU). Backward is the train step minus the forward pass.
+If `fit` is much slower than the in-memory train step, the input side is the cost.
+Numbers depend on what else the machine is doing: run it on a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from koala import config as config_lib  # noqa: E402
+from koala.models.layers import FusedBatchNormalization  # noqa: E402
+from koala.training import build_datasets, compile_model  # noqa: E402
+
+
+def rate(fn, steps: int, batch: int) -> float:
+    """Images/s of ``fn`` (one batch per call) after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def model_rates(cfg: config_lib.Config, x: tf.Tensor, y: tf.Tensor, steps: int) -> dict[str, float]:
+    """Forward and train-step images/s of the config's model on one in-memory batch."""
+    keras.utils.set_random_seed(0)
+    model = compile_model(cfg, [])
+    forward = tf.function(lambda: model(x, training=True))
+    batches = tf.data.Dataset.from_tensors((x, y)).repeat()
+    step = lambda: model.fit(batches, epochs=1, steps_per_epoch=5, verbose=0)  # noqa: E731
+    batch = int(x.shape[0])
+    return {"forward": rate(forward, steps, batch), "train_step": rate(step, max(1, steps // 5), 5 * batch)}
+
+
+def profile(cfg: config_lib.Config, steps: int) -> dict:
+    batch = cfg.data.batch_size
+    train_ds, _ = build_datasets(cfg)
+    iterator = iter(train_ds)
+    data = rate(lambda: next(iterator), steps, batch)
+    x, y = next(iterator)
+    fused = model_rates(cfg, x, y, steps)
+    fused_call = FusedBatchNormalization.call
+    FusedBatchNormalization.call = keras.layers.BatchNormalization.call  # Keras' unfused ops
+    try:
+        unfused = model_rates(cfg, x, y, steps)
+    finally:
+        FusedBatchNormalization.call = fused_call
+    model = compile_model(cfg, [])
+    fit = rate(lambda: model.fit(train_ds, epochs=1, steps_per_epoch=5, verbose=0), max(1, steps // 5), 5 * batch)
+    ms = lambda r: 1000.0 * batch / r  # noqa: E731  images/s -> ms per batch
+    return {
+        "config": {"model": cfg.model, "model_args": cfg.model_args, "image_size": cfg.data.image_size,
+                   "batch_size": batch},
+        "images_per_second": {"data": data, "forward": fused["forward"], "train_step": fused["train_step"],
+                              "fit": fit, "train_step_keras_bn": unfused["train_step"],
+                              "forward_keras_bn": unfused["forward"]},
+        "ms_per_batch": {"data": ms(data), "forward": ms(fused["forward"]),
+                         "backward_and_update": ms(fused["train_step"]) - ms(fused["forward"]),
+                         "fit": ms(fit)},
+        "fused_bn_speedup": fused["train_step"] / unfused["train_step"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="a `koala train` config")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    parser.add_argument("--steps", type=int, default=30, help="timed batches per measurement")
+    parser.add_argument("--out", help="write the JSON here")
+    args = parser.parse_args()
+    cfg = config_lib.load(args.config, overrides=args.set)
+    result = profile(cfg, args.steps)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

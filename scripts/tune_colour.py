@@ -1,0 +1,88 @@
+"""Choose a model's shipped colour setting on its frontier, on training photos (never val).
+
+Sweeps temperature (models that predict a colour distribution) and saturation on an even sample
+of the training photos and stores, in the run's koala.json, the most colourful point whose PSNR
+is at least ``--margin`` dB above the grayscale baseline's on those photos, ``--group-margin``
+above it on each ``--group`` of sources (e.g. the general-photo sources), and no more than
+``--source-floor`` below it on any source. The sweep is written beside it (``tune-frontier.json``
+and ``.png`` in the run folder).
+
+    python scripts/tune_colour.py runs/default --data ../shared/datasets/photos-v1/train --images 600 \\
+        --temperatures 0.3,0.38,0.5,0.7 --saturations 0.9,1,1.1,1.2 --margin 0.7 \\
+        --group general=bsds500,imagenet_sample1000,urban100 --group-margin 0.3 --source-floor 0.3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from koala.frontier import parse_groups, parse_values, sweep_report, write_report
+from koala.images import group_by_source, list_images
+from koala.inference import Colorizer
+
+
+def even_sample(paths: list[str], count: int) -> list[str]:
+    """``count`` photos spread evenly over every source (a source smaller than its share gives all)."""
+    groups = list(group_by_source(paths).values())
+    share = max(1, count // len(groups))
+    return [p for group in groups for p in group[:: max(1, len(group) // share)][:share]]
+
+
+def choose(report: dict, margin: float, group_margin: float, source_floor: float) -> dict | None:
+    """The most colourful sweep point that is ``margin`` dB above gray overall, ``group_margin`` dB
+    above it on every group of sources and at most ``source_floor`` dB below it on any source."""
+    gray = report["gray"]
+
+    def gain(point: dict, kind: str | None = None, name: str | None = None) -> float:
+        if kind is None:
+            return point["psnr"] - gray["psnr"]
+        return point[kind][name]["psnr"] - gray[kind][name]["psnr"]
+
+    def ok(point: dict) -> bool:
+        return (gain(point) >= margin
+                and all(gain(point, "groups", g) >= group_margin for g in point.get("groups", {}))
+                and all(gain(point, "sources", s) >= -source_floor for s in point.get("sources", {})))
+
+    candidates = [p for p in report["sweep"] if ok(p)]
+    return max(candidates, key=lambda p: p["cf_ratio"]) if candidates else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--data", required=True, help="training photos (a folder of sources)")
+    parser.add_argument("--images", type=int, default=600)
+    parser.add_argument("--temperatures", help="comma-separated (distribution models)")
+    parser.add_argument("--saturations", default="1")
+    parser.add_argument("--margin", type=float, default=0.7, help="dB above gray required (default 0.7)")
+    parser.add_argument("--group", action="append", metavar="NAME=SOURCE1,SOURCE2", help="sources scored together")
+    parser.add_argument("--group-margin", type=float, default=0.3, help="dB above gray on each group (default 0.3)")
+    parser.add_argument("--source-floor", type=float, default=0.3,
+                        help="dB a source may fall below gray at most (default 0.3)")
+    args = parser.parse_args()
+    paths = even_sample(list_images(args.data), args.images)
+    sample = args.run / "tune-photos.txt"
+    sample.write_text("\n".join(str(Path(p).resolve()) for p in paths) + "\n")
+    colorizer = Colorizer.load(args.run)
+    report = sweep_report({args.run.name: colorizer}, str(sample), parse_values(args.saturations, "--saturations"),
+                          parse_values(args.temperatures, "--temperatures"), groups=parse_groups(args.group))
+    write_report(report, args.run / "tune-frontier.json")
+    best = choose(report, args.margin, args.group_margin, args.source_floor)
+    if best is None:
+        raise SystemExit(f"no setting is {args.margin} dB above gray on {len(paths)} photos; see "
+                         f"{args.run / 'tune-frontier.png'}")
+    meta_path = args.run / "koala.json"
+    meta = json.loads(meta_path.read_text())
+    meta["saturation"] = best["saturation"]
+    if best["temperature"] is not None:
+        meta["temperature"] = best["temperature"]
+    meta["colour_setting"] = (f"most colourful point >= gray + {args.margin} dB on {len(paths)} training photos "
+                              f"(scripts/tune_colour.py): PSNR {best['psnr']:.2f} (gray {report['gray']['psnr']:.2f}), "
+                              f"colourfulness ratio {best['cf_ratio']:.3f}")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    print(meta["colour_setting"], f"-> saturation {best['saturation']:g}, temperature {best['temperature']}")
+
+
+if __name__ == "__main__":
+    main()
