@@ -113,6 +113,9 @@ class ClaimOutput(beam.DoFn):
         for source in others:
             yield dead_letter(source, f"same output name as {first}; skipped")
         target = FileSystems.join(self.out_dir, *name.split("/"))
+        if target == first:
+            yield dead_letter(first, "the output would replace this input; choose another -o")
+            return
         if not self.overwrite and FileSystems.exists(target):
             Metrics.counter(NAMESPACE, SKIPPED).inc()
             return

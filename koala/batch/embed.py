@@ -13,6 +13,7 @@ workers must see the same files (one machine, or a filesystem mounted everywhere
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -53,6 +54,7 @@ from koala.models.extractors import (
 )
 
 SHARD_PREFIX = "shard-"
+TODO_NAME = "todo.jsonl"
 
 
 class DecodeForEmbedding(beam.DoFn):
@@ -165,6 +167,15 @@ def _download(path: str, folder: str) -> str:
     return local
 
 
+def _write_todo(todo: list[tuple[str, str]], path: str) -> None:
+    """The (key, path) pairs to embed, one JSON array a line: read by the job as a text source, so
+    a million paths do not ride inside the pipeline's description (Dataflow caps it at 10 MB)."""
+    if is_local(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with FileSystems.create(path) as f:
+        f.write("".join(json.dumps(pair) + "\n" for pair in todo).encode())
+
+
 def embed(manifest: str, out: str, extractor_name: str, weights: str | None, batch: int = EMBED_BATCH,
           shards_dir: str | None = None, beam_args: Sequence[str] = ()) -> dict[str, int]:
     """Embed the manifest's images that ``out`` lacks; returns the job's counters. Failures are
@@ -189,9 +200,12 @@ def embed(manifest: str, out: str, extractor_name: str, weights: str | None, bat
     todo = [(p, resolve_key(p, cwd)) for p in paths if resolve_key(p, cwd) not in done]
     print(f"{len(paths) - len(todo)} of {len(paths)} images already in {out}; embedding {len(todo)} "
           f"with {extractor_name} (weights {label})", file=sys.stderr)
+    todo_file = FileSystems.join(shards_dir, TODO_NAME)
+    _write_todo(todo, todo_file)
     pipeline = beam.Pipeline(options=options)
     decoded = (pipeline
-               | "Images" >> beam.Create(todo)
+               | "Images" >> beam.io.ReadFromText(todo_file)
+               | "Parse" >> beam.Map(json.loads)
                | "Spread" >> beam.Reshuffle()
                | "Decode" >> beam.ParDo(DecodeForEmbedding()).with_outputs(FAILED, main="images"))
     weights = parse_weights(weights)
@@ -202,6 +216,7 @@ def embed(manifest: str, out: str, extractor_name: str, weights: str | None, bat
          | "WriteShards" >> beam.ParDo(WriteShard(shards_dir, extractor_name, label, cwd)))
     _ = decoded[FAILED] | WriteDeadLetters(absolute(f"{out}.{DEAD_LETTER_NAME}"))
     counts = {**run(pipeline), SKIPPED: len(paths) - len(todo)}
+    FileSystems.delete([todo_file])
     merge_shards(out, shards_dir)
     if is_local(shards_dir) and os.path.isdir(shards_dir) and not os.listdir(shards_dir):
         os.rmdir(shards_dir)
