@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
@@ -28,7 +29,7 @@ def absolute(path: str) -> str:
 
 
 def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path) as f:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:  # a .gz stays a file
         return f.read()
 
 
@@ -41,7 +42,7 @@ def write_file(path: str, data: bytes, overwrite: bool) -> None:
         return
     if not overwrite and FileSystems.exists(path):
         raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
-    with FileSystems.create(path) as f:
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(data)
 
 
