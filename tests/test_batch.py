@@ -60,6 +60,7 @@ def pngs(folder: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(folder)): np.asarray(Image.open(p)) for p in sorted(folder.rglob("*.png"))}
 
 
+@pytest.mark.slow
 def test_batch_colorize_matches_koala_colorize_and_skips_on_rerun(archive, tiny_run, tmp_path, capsys):
     reference, out = tmp_path / "reference", tmp_path / "out"
     assert main(["colorize", str(archive), "-o", str(reference), "--model", tiny_run]) == 1
@@ -90,6 +91,7 @@ def test_batch_colorize_matches_koala_colorize_and_skips_on_rerun(archive, tiny_
     assert len((out / "failed.tsv").read_text().splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_batch_embed_shards_merge_into_the_cache_data_tools_writes(archive, tmp_path, tiny, workers_import_tests,
                                                                      monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # relative keys, as a manifest usually gives them
