@@ -17,9 +17,9 @@ demo: install
 	$(BIN)/koala colorize koala/samples -o out --overwrite
 	@echo "Colorized sample photos are in $(CURDIR)/out/"
 
-# Install koala with its test extras (and Chromium for the browser test), run the whole suite.
+# Install koala with its test and Beam extras (and Chromium for the browser test), run the whole suite.
 test: $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,beam]"
 	bash scripts/install_browser.sh
 	$(BIN)/python -m pytest -q
 

@@ -187,6 +187,81 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_counts(command: str, counts: dict[str, int], verb: str, where: str, dead_letters: str) -> int:
+    from koala.batch.common import DONE, FAILED, SKIPPED
+
+    print(f"{verb} {counts[DONE]} image(s) into {where}; {counts[SKIPPED]} skipped (already done), "
+          f"{counts[FAILED]} failed", file=sys.stderr)
+    if counts[FAILED]:
+        print(f"koala batch {command}: {counts[FAILED]} input(s) failed; see {dead_letters}", file=sys.stderr)
+    return 1 if counts[FAILED] else 0
+
+
+def _require_beam() -> None:
+    try:
+        import apache_beam  # noqa: F401
+    except ModuleNotFoundError:
+        raise ValueError("apache-beam is not installed (pip install 'koala[beam]')") from None
+
+
+def _cmd_batch_colorize(args: argparse.Namespace) -> int:
+    from koala.batch import DEAD_LETTER_NAME
+
+    _require_beam()
+    from koala.batch.colorize import colorize
+
+    counts = colorize(args.inputs, args.out_dir, beam_args=args.beam_args, model=args.model,
+                      saturation=args.saturation, temperature=args.temperature, overwrite=args.overwrite,
+                      batch=args.batch)
+    return _print_counts("colorize", counts, "colorized", f"{args.out_dir}/",
+                         os.path.join(args.out_dir, DEAD_LETTER_NAME))
+
+
+def _cmd_batch_embed(args: argparse.Namespace) -> int:
+    from koala.batch import DEAD_LETTER_NAME
+
+    _require_beam()
+    from koala.batch.embed import embed
+
+    counts = embed(args.manifest, args.out, args.extractor, args.weights, batch=args.batch,
+                   shards_dir=args.shards, beam_args=args.beam_args)
+    return _print_counts("embed", counts, "embedded", args.out, f"{args.out}.{DEAD_LETTER_NAME}")
+
+
+def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
+    """``koala batch colorize | embed``: Beam pipelines; options they do not know are Beam's."""
+    from koala import batch as batch_lib  # constants only: no Beam or TensorFlow import here
+
+    beam_help = ("Other --name=value options go to Apache Beam: --runner=DirectRunner "
+                 "--direct_running_mode=multi_processing --direct_num_workers=N (this machine), or "
+                 "DataflowRunner / FlinkRunner options (docs/batch.md). Needs pip install koala[beam].")
+    batch = sub.add_parser("batch", help="Apache Beam jobs: colorize an archive, compute the embedding cache")
+    jobs = batch.add_subparsers(dest="job", required=True)
+
+    p = jobs.add_parser("colorize", help="colorize files, folders or globs on any filesystem Beam knows",
+                        epilog=beam_help)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs; local or gs://...")
+    p.add_argument("-o", "--out-dir", required=True, help="folder for the PNGs and failed.tsv")
+    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
+    p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
+    p.add_argument("--batch", type=int, default=batch_lib.COLORIZE_BATCH,
+                   help=f"photos per model call on a worker (default {batch_lib.COLORIZE_BATCH})")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    p.set_defaults(func=_cmd_batch_colorize, beam_args=[])
+
+    p = jobs.add_parser("embed", help="the koalarization embedding cache (data_tools.embed) on Beam workers",
+                        epilog=beam_help)
+    p.add_argument("manifest", help="folder, split file (.txt) or image")
+    p.add_argument("out", help="the HDF5 cache to create or extend")
+    p.add_argument("--extractor", required=True, help="inception_resnet_v2 (the paper's) or resnet50")
+    p.add_argument("--weights", default="imagenet", help="imagenet (default), none (seeded random) or a weights file")
+    p.add_argument("--batch", type=int, default=batch_lib.EMBED_BATCH,
+                   help=f"images per extractor call (default {batch_lib.EMBED_BATCH})")
+    p.add_argument("--shards", help="folder for the workers' shards, any filesystem Beam knows (default OUT.shards)")
+    p.set_defaults(func=_cmd_batch_embed, beam_args=[])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="koala", description="Colorize grayscale photos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,11 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. eval.limit=50")
     p.add_argument("--overwrite", action="store_true", help="retrain models whose finished runs are in the folder")
     p.set_defaults(func=_cmd_compare)
+
+    _add_batch_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not hasattr(args, "beam_args"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if hasattr(args, "beam_args"):
+        args.beam_args = unknown  # checked against Beam's options by koala.batch
     try:
         return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:

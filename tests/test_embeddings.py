@@ -1,4 +1,4 @@
-"""The embedding cache: data_tools.embed (write, resume, shard, merge) and koala.data.embeddings
+"""The embedding cache: data_tools.embed (write, resume, merge) and koala.data.embeddings
 (checks and the tf.data pipeline), with the tiny stand-in extractor."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from tiny_extractor import TINY_DIM, tiny  # noqa: F401  (tiny is a fixture)
 
-from data_tools.embed import main, parse_shard
+from data_tools.embed import main
 from koala.color import rgb_to_l
 from koala.data import Augment
 from koala.data.embeddings import CacheError, EmbeddingCache, make_embedding_dataset
@@ -77,12 +77,14 @@ def test_resume_keeps_written_rows_and_drops_half_written_ones(tmp_path, tiny):
 
 
 def test_shards_merged_equal_the_unsharded_cache(tmp_path, tiny):
-    write_photos(tmp_path / "photos")
+    paths = write_photos(tmp_path / "photos")
     whole, merged = tmp_path / "whole.h5", tmp_path / "merged.h5"
     assert embed(tmp_path / "photos", whole) == 0
     shards = [tmp_path / f"shard{i}.h5" for i in range(3)]
-    for i, shard in enumerate(shards):
-        assert embed(tmp_path / "photos", shard, "--shard", f"{i}/3") == 0
+    for i, shard in enumerate(shards):  # as koala batch embed's workers write them: a part each
+        part = tmp_path / f"part{i}.txt"
+        part.write_text("\n".join(paths[i::3]))
+        assert embed(part, shard) == 0
     assert [len(read(s)[0]) for s in shards] == [3, 3, 2]
     assert main(["merge", str(merged), *map(str, shards)]) == 0
     assert main(["merge", str(merged), str(shards[0])]) == 0  # merging again adds nothing
@@ -122,11 +124,7 @@ def test_mismatched_extractor_weights_or_missing_images_are_refused(tmp_path, ti
     assert rc == 2 and "asked for" in capsys.readouterr().err and len(read(out)[0]) == 4
 
 
-def test_shard_syntax_and_unreadable_images(tmp_path, tiny, capsys):
-    assert parse_shard("1/4") == (1, 4)
-    for bad in ("4/4", "x/2", "1"):
-        with pytest.raises(ValueError, match="--shard"):
-            parse_shard(bad)
+def test_unreadable_images_are_left_out(tmp_path, tiny, capsys):
     write_photos(tmp_path / "photos", 3)
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "cache.h5"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import h5py
 import numpy as np
@@ -104,6 +105,83 @@ class EmbeddingCache:
                 f"{self.path}: {len(missing)} images of {source} are missing from the cache, e.g. {missing[0]}"
             )
         return self.embeddings[np.asarray(rows, dtype=np.int64)]
+
+
+# Writing: data_tools.embed and the Beam pipeline (koala.batch.embed) append rows through these,
+# so both make caches with the same layout, commit protocol and fingerprint checks.
+CHUNK_ROWS = 256
+
+
+def rebase(key: str, from_dir: str, to_dir: str) -> str:
+    """A relative key written from ``from_dir`` as the cache at ``to_dir`` stores it (unchanged
+    when the folders agree or the key is absolute)."""
+    if from_dir == to_dir or os.path.isabs(key):
+        return key
+    return os.path.relpath(resolve_key(key, from_dir), to_dir)
+
+
+def open_for_append(path: str, extractor: str, weights: str, fp: str, dim: int,
+                    base_dir: str | None = None) -> h5py.File:
+    """Open (or create) a cache for appending; refuse one written by another extractor or weights,
+    and drop rows a kill left half-written. A new cache's relative keys are relative to
+    ``base_dir`` (default: the current folder; a Beam worker passes the launcher's)."""
+    f = h5py.File(path, "a")
+    try:
+        if KEYS not in f:
+            f.create_dataset(KEYS, (0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"), chunks=(CHUNK_ROWS,))
+            f.create_dataset(EMBEDDINGS, (0, dim), maxshape=(None, dim), dtype="float32", chunks=(CHUNK_ROWS, dim))
+            f.attrs.update(extractor=extractor, weights=weights, fingerprint=fp, dim=dim, rows=0,
+                           created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           base_dir=base_dir or os.getcwd())
+        elif f.attrs["extractor"] != extractor:
+            raise CacheError(f"{path}: built with extractor {f.attrs['extractor']}, asked for {extractor}")
+        elif f.attrs["fingerprint"] != fp:
+            raise CacheError(f"{path}: built with {extractor} weights {f.attrs['weights']} (fingerprint "
+                             f"{f.attrs['fingerprint'][:12]}), asked for {weights} (fingerprint {fp[:12]})")
+        rows = int(f.attrs["rows"])
+        f[KEYS].resize((rows,))
+        f[EMBEDDINGS].resize((rows, dim))
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def stored_keys(f: h5py.File) -> set[str]:
+    """The resolved absolute paths of the rows already committed."""
+    base = f.attrs["base_dir"]
+    return {resolve_key(k.decode() if isinstance(k, bytes) else k, base) for k in f[KEYS][:]}
+
+
+def append_rows(f: h5py.File, keys: list[str], embeddings: np.ndarray) -> None:
+    """Write rows, then commit them by moving ``rows`` and flushing: a kill before the commit
+    leaves them to be overwritten on the next run."""
+    rows, count = int(f.attrs["rows"]), len(keys)
+    f[EMBEDDINGS].resize((rows + count, f[EMBEDDINGS].shape[1]))
+    f[EMBEDDINGS][rows:] = embeddings
+    f[KEYS].resize((rows + count,))
+    f[KEYS][rows:] = keys
+    f.attrs["rows"] = rows + count
+    f.flush()
+
+
+def merge(out: str, shards: list[str]) -> int:
+    """Append the shards' rows to ``out`` (created if needed), skipping keys it already holds;
+    every shard must come from the same extractor and weights. Returns the rows added."""
+    caches = [EmbeddingCache.open(s) for s in shards]
+    first = caches[0]
+    for cache in caches[1:]:
+        cache.check(first.extractor, first.weights, first.fingerprint)
+    added = 0
+    with open_for_append(out, first.extractor, first.weights, first.fingerprint, first.dim) as f:
+        done, base = stored_keys(f), f.attrs["base_dir"]
+        for cache in caches:
+            keep = [row for row, key in enumerate(cache.keys) if resolve_key(key, cache.base_dir) not in done]
+            done.update(resolve_key(cache.keys[row], cache.base_dir) for row in keep)
+            if keep:
+                append_rows(f, [rebase(cache.keys[row], cache.base_dir, base) for row in keep], cache.embeddings[keep])
+            added += len(keep)
+    return added
 
 
 def make_embedding_dataset(

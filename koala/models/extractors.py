@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from koala.color.lab import L_CENT, L_NORM
+from koala.color.lab import L_CENT, L_NORM, rgb_to_l
 
 DEFAULT_EXTRACTOR = "inception_resnet_v2"
 DEFAULT_WEIGHTS = "imagenet"
@@ -121,6 +121,11 @@ class Extractor:
         gray = tf.image.resize(tf.clip_by_value(gray, 0.0, GRAY_MAX), (self.size, self.size), antialias=True)
         return self.preprocess(tf.repeat(gray, 3, axis=-1))
 
+    def prepare_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """One decoded photo, float RGB (H, W, 3) in [0, 1], as this extractor's input (size, size, 3):
+        what every cache writer feeds :meth:`embed_prepared`, so their rows agree."""
+        return self.prepare(rgb_to_l(tf.convert_to_tensor(rgb[None], tf.float32)))[0].numpy()
+
     def __call__(self, l_norm: tf.Tensor) -> tf.Tensor:
         """Normalised L (N, H, W, 1) of any size -> embeddings (N, dim), float32."""
         return self.embed_prepared(self.prepare(l_norm))
@@ -137,9 +142,14 @@ def _seeded_python_random(seed: int):
         random.setstate(state)
 
 
-def build_extractor(name: str = DEFAULT_EXTRACTOR, weights: str | None = DEFAULT_WEIGHTS) -> Extractor:
-    """A fresh frozen extractor; ``weights``: "imagenet", None/"none" or a weights file path."""
-    spec = get_extractor_spec(name)
+def build_extractor(
+    name: str = DEFAULT_EXTRACTOR, weights: str | None = DEFAULT_WEIGHTS, spec: ExtractorSpec | None = None
+) -> Extractor:
+    """A fresh frozen extractor; ``weights``: "imagenet", None/"none" or a weights file path.
+
+    ``spec`` (default: the registry's entry for ``name``) lets a process build an extractor that
+    another one looked up: Beam workers get it with the pipeline, not from their own registry."""
+    spec = spec or get_extractor_spec(name)
     weights = parse_weights(weights)
     with _seeded_python_random(RANDOM_WEIGHTS_SEED):
         model = spec.build(weights)

@@ -1,0 +1,12 @@
+"""Apache Beam pipelines for koala's two heavy offline jobs: colorizing a whole archive
+(:mod:`koala.batch.colorize`) and computing the embedding cache (:mod:`koala.batch.embed`).
+
+The same pipeline runs on local worker processes (``--runner=DirectRunner
+--direct_running_mode=multi_processing``), Dataflow, Flink or Spark: only the pipeline options
+change. Install with ``pip install koala[beam]``; see docs/batch.md.
+"""
+
+# Constants only here: the CLI reads them without importing Beam or TensorFlow.
+COLORIZE_BATCH = 8  # photos per model call on a worker; a 24 MP scan is ~300 MB as float RGB
+EMBED_BATCH = 16  # images per extractor call, as data_tools.embed
+DEAD_LETTER_NAME = "failed.tsv"  # inside OUT for colorize; OUT.h5.failed.tsv beside the cache for embed
