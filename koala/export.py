@@ -107,6 +107,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
     if target.exists():
         raise FileExistsError(f"{target}: version {version} exists (omit --version to use the next free one)")
     colorizer = Colorizer.load(model)
+    created = _missing_ancestor(base)  # removed again if the export fails: nothing is left behind
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=base, prefix=f".{version}.", suffix=".tmp"))
     try:
@@ -119,8 +120,31 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created is not None:
+            _remove_empty_folders(base, created)
         raise
     return target
+
+
+def _missing_ancestor(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet, or None."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_empty_folders(path: Path, stop: Path) -> None:
+    """Remove ``path`` and its parents up to ``stop`` (included) while they are empty."""
+    for folder in (path, *path.parents):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (someone else wrote there meanwhile) or already gone
+            return
+        if folder == stop:
+            return
 
 
 def write_onnx(colorizer: Colorizer, path: Path) -> None:

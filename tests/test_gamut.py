@@ -189,3 +189,21 @@ def test_annealed_mean_of_two_equal_bins_is_their_midpoint(bins):
         np.testing.assert_allclose(annealed_mean(logits, bins, temperature).numpy(), [20.0, 10.0], atol=1e-3)
     with pytest.raises(ValueError, match="temperature"):
         annealed_mean(logits, bins, temperature=0.0)
+
+
+FIRST_CALL_TRACED = """
+import tensorflow as tf
+from koala.color import ab_bins
+traced = tf.function(lambda: tf.constant(ab_bins())[:2])  # a fresh process: nothing cached yet
+print(traced().numpy().tolist() == ab_bins()[:2].tolist(), len(ab_bins()))
+"""
+
+
+def test_bins_can_first_be_computed_inside_a_traced_function():
+    """A new process's first use of the bins may be inside a traced graph (colorize, export)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FIRST_CALL_TRACED], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "309"]

@@ -52,7 +52,10 @@ def _cube_surface(levels: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _computed_bins() -> np.ndarray:
-    ab = rgb_to_lab(_cube_surface(SRGB_LEVELS)).numpy()[:, 1:]
+    # init_scope runs this eagerly even when the first caller is a function being traced (a fresh
+    # process's colorize graph or SavedModel export): there a symbolic tensor has no .numpy().
+    with tf.init_scope():
+        ab = rgb_to_lab(_cube_surface(SRGB_LEVELS)).numpy()[:, 1:]
     corner = np.floor(ab / GRID)  # the lower-left grid point of each colour's grid square
     corner = np.unique(corner[:, 0] + 1j * corner[:, 1])  # as a + ib: a 1-D unique, 3x faster
     corner = np.stack([corner.real, corner.imag], axis=-1).astype(np.int64)
