@@ -1,12 +1,74 @@
 """Keras callbacks of koala's own: what Keras does not already have."""
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from koala.color import colorize_lab
+from koala.images import write_atomic
+
+RUN_METADATA = "koala.json"
+BEST_CHECKPOINT = "best.keras"
+
+
+def read_run_metadata(run: str | Path) -> dict:
+    """A run folder's koala.json (empty when there is none yet)."""
+    path = Path(run) / RUN_METADATA
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def update_run_metadata(run: str | Path, **fields) -> None:
+    """Merge ``fields`` into the run's koala.json, written atomically: a kill never leaves half a file."""
+    meta = {**read_run_metadata(run), **fields}
+    write_atomic(Path(run) / RUN_METADATA, json.dumps(meta, indent=2).encode(), overwrite=True)
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``best.keras``: the epoch of lowest val_loss over the whole run, across kills and restarts.
+
+    Each time it saves, the epoch (from 1) and its val_loss go into koala.json (``best_epoch``,
+    ``best_val_loss``). A resumed run starts from the recorded value, not from infinity, so an
+    epoch after a restart replaces ``best.keras`` only when it beats every earlier epoch. The
+    file is written beside its place and renamed in: a kill never leaves half a model.
+    """
+
+    def __init__(self, run: str | Path):
+        self.run = Path(run)
+        best = read_run_metadata(run).get("best_val_loss")
+        super().__init__(str(self.run / f".{BEST_CHECKPOINT}.partial.keras"), monitor="val_loss",
+                         save_best_only=True, initial_value_threshold=best)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        before = self.best
+        super().on_epoch_end(epoch, logs)
+        if self.best is not None and self.best != before:
+            os.replace(self.filepath, self.run / BEST_CHECKPOINT)
+            update_run_metadata(self.run, best_epoch=epoch + 1, best_val_loss=float(self.best))
+
+
+class RunClock(keras.callbacks.Callback):
+    """Keeps koala.json's ``epochs_run`` (epochs the run has finished, over every process) and
+    ``train_seconds`` (time spent on them, summed over every process: a restart adds to it; the
+    part of an epoch cut short by a kill is not counted) up to date after every epoch."""
+
+    def __init__(self, run: str | Path):
+        super().__init__()
+        self.run = Path(run)
+        self._mark = 0.0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._mark = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        now = time.perf_counter()
+        seconds = read_run_metadata(self.run).get("train_seconds", 0.0) + (now - self._mark)
+        update_run_metadata(self.run, epochs_run=epoch + 1, train_seconds=seconds)
+        self._mark = now
 
 
 class SampleGrid(keras.callbacks.Callback):

@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import keras
@@ -271,11 +270,8 @@ def train_multiworker(cfg, strategy: tf.distribute.Strategy, overwrite: bool = F
         with strategy.scope():
             model = training.compile_model(cfg, capabilities)
             callbacks = training.make_callbacks(write_cfg, val_ds, resuming)
-        start = time.time()
-        history = custom_fit(model, strategy, train_ds, val_ds, cfg.train.epochs, cfg.train.steps_per_epoch,
-                             callbacks, chief=chief)
-        if chief:
-            training._record_time(run, time.time() - start, len(history.epoch))
+        custom_fit(model, strategy, train_ds, val_ds, cfg.train.epochs, cfg.train.steps_per_epoch, callbacks,
+                   chief=chief)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from koala import config as config_lib
-from koala.callbacks import SampleGrid
+from koala.callbacks import BestCheckpoint, RunClock, SampleGrid
 from koala.data import make_dataset
 from koala.data.samples import write_sample_photos
 from koala.inference import resolve_model_path
@@ -88,20 +87,28 @@ def build_datasets(cfg: config_lib.Config):
 
 
 def make_callbacks(cfg: config_lib.Config, val, resuming: bool) -> list[keras.callbacks.Callback]:
+    """Keras' callbacks plus koala's. Order matters at each epoch's end: everything that records
+    the epoch (best.keras, koala.json, history.csv) runs before BackupAndRestore marks it done,
+    so a kill in between re-runs the epoch rather than losing its record. On resume the checkpoint
+    measures against the best val_loss of the whole run (early stopping's patience starts again:
+    under multiworker training every worker must take the same decision, and only the chief has
+    the run's record)."""
     t, run = cfg.train, cfg.run_dir
     spec = get_spec(cfg.model)
     inputs, ab_batch = next(iter(val.unbatch().batch(t.sample_images)))
     to_ab = (lambda out: spec.decode(out, None)) if spec.decode else None
     return [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(str(run / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run / "best.keras"), monitor="val_loss", save_best_only=True),
+        BestCheckpoint(run),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience,
                                       restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor,
                                           patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
         keras.callbacks.CSVLogger(str(run / "history.csv"), append=resuming),
         SampleGrid(inputs, ab_batch.numpy(), run / "samples", to_ab),
+        RunClock(run),
+        # Two states kept: a kill while the latest is being written resumes from the one before.
+        keras.callbacks.BackupAndRestore(str(run / "backup"), double_checkpoint=True),
     ]
 
 
@@ -138,17 +145,6 @@ def train(cfg: config_lib.Config, overwrite: bool = False) -> Path:
     train_ds, val_ds = build_datasets(cfg)
     with strategy.scope():
         model = compile_model(cfg, capabilities)
-    start = time.time()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-                        steps_per_epoch=cfg.train.steps_per_epoch,
-                        callbacks=make_callbacks(cfg, val_ds, resuming), verbose=2)
-    _record_time(run, time.time() - start, len(history.epoch))
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=cfg.train.steps_per_epoch,
+              callbacks=make_callbacks(cfg, val_ds, resuming), verbose=2)
     return run
-
-
-def _record_time(run: Path, seconds: float, epochs: int) -> None:
-    meta_path = run / "koala.json"
-    meta = json.loads(meta_path.read_text())
-    meta["train_seconds"] = meta.get("train_seconds", 0.0) + seconds
-    meta["epochs_run"] = meta.get("epochs_run", 0) + epochs
-    meta_path.write_text(json.dumps(meta, indent=2))

@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from koala import config as config_lib
-from koala.training import resolve_jit, resolve_precision, train
+from koala.losses import get_loss
+from koala.training import build_datasets, resolve_jit, resolve_precision, train
 
 
 def tiny_config(photo_dir, out_dir, **train_overrides) -> config_lib.Config:
@@ -27,24 +29,40 @@ def read_history(run: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def toy_photos(tmp_path_factory):
-    """Photos whose colour is a fixed function of brightness (dark blue -> bright orange):
+def toy_folder(folder: Path, exponents: tuple[float, float, float]) -> Path:
+    """Photos whose colour is a fixed function of brightness (RGB = gray ** exponents):
     a toy task a colorizer must learn from L alone."""
     from PIL import Image
 
     from tests.conftest import smooth_colour_image
 
-    folder = tmp_path_factory.mktemp("toy")
     for i in range(12):
         gray = smooth_colour_image(i).mean(axis=-1, keepdims=True) / 255.0
-        rgb = np.concatenate([gray ** 0.6, gray ** 1.0, gray ** 1.8], axis=-1)
+        rgb = np.concatenate([gray ** e for e in exponents], axis=-1)
         Image.fromarray((rgb * 255).round().astype(np.uint8)).save(folder / f"toy_{i:02d}.png")
     return folder
 
 
-def test_training_learns_and_saves_the_best_checkpoint(toy_photos, tmp_path):
-    run = train(tiny_config(toy_photos, tmp_path, epochs=6, steps_per_epoch=12))
+@pytest.fixture(scope="module")
+def toy_photos(tmp_path_factory):
+    """Dark blue -> bright orange."""
+    return toy_folder(tmp_path_factory.mktemp("toy"), (0.6, 1.0, 1.8))
+
+
+@pytest.fixture(scope="module")
+def opposite_photos(tmp_path_factory):
+    """The same brightness with the opposite colours (orange <-> blue)."""
+    return toy_folder(tmp_path_factory.mktemp("opposite"), (1.8, 1.0, 0.6))
+
+
+@pytest.fixture(scope="module")
+def toy_run(toy_photos, tmp_path_factory) -> Path:
+    """A tiny CU-Net trained on toy_photos."""
+    return train(tiny_config(toy_photos, tmp_path_factory.mktemp("runs"), epochs=6, steps_per_epoch=12))
+
+
+def test_training_learns_and_saves_the_best_checkpoint(toy_run, toy_photos, tmp_path):
+    run = toy_run
     history = read_history(run)
     assert [int(row["epoch"]) for row in history] == list(range(6))
     assert float(history[-1]["loss"]) < 0.5 * float(history[0]["loss"])
@@ -53,29 +71,63 @@ def test_training_learns_and_saves_the_best_checkpoint(toy_photos, tmp_path):
     assert model.name == "cunet" and (run / "samples" / "epoch_006.png").is_file()
     assert not (run / "backup").exists()  # removed once training finished
     with pytest.raises(FileExistsError, match="finished run"):
-        train(tiny_config(toy_photos, tmp_path))
+        train(tiny_config(toy_photos, run.parent))
+
+
+def val_losses_by_epoch(run: Path) -> list[float]:
+    """val_loss per epoch from history.csv; an epoch run again after a kill counts once (its last row)."""
+    losses = {int(row["epoch"]): float(row["val_loss"]) for row in read_history(run)}
+    assert sorted(losses) == list(range(len(losses)))
+    return [losses[epoch] for epoch in sorted(losses)]
+
+
+def epochs_recorded(run: Path) -> int:
+    try:
+        return json.loads((run / "koala.json").read_text()).get("epochs_run", 0)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_where_it_stopped(photo_dir, tmp_path):
-    cfg = tiny_config(photo_dir, tmp_path, epochs=5, steps_per_epoch=6)
+def test_a_killed_run_resumes_and_keeps_the_truth(toy_run, toy_photos, opposite_photos, tmp_path):
+    """A model of toy_photos fine-tuned on the opposite colours and validated on toy_photos gets
+    worse every epoch, so the best epoch comes before the kill: best.keras must still hold it at
+    the end, and koala.json must count the epochs and time of both processes."""
+    cfg = tiny_config(opposite_photos, tmp_path, epochs=4, steps_per_epoch=6, init_weights=toy_run)
+    cfg.data.val = str(toy_photos)
     config_lib.save(cfg, tmp_path / "cfg.yaml")
     command = [sys.executable, "-m", "koala.cli", "train", "--config", str(tmp_path / "cfg.yaml")]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = cfg.run_dir
     deadline = time.time() + 300
-    while time.time() < deadline and not ((run / "history.csv").exists() and len(read_history(run)) >= 2):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
+    while time.time() < deadline and proc.poll() is None and epochs_recorded(run) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)  # between epochs 2 and 3: epoch 2 recorded, epoch 3 under way
     proc.wait()
-    killed_after = len(read_history(run))
-    assert 2 <= killed_after < 5 and (run / "backup").exists()
+    before = val_losses_by_epoch(run)
+    meta_before = json.loads((run / "koala.json").read_text())
+    assert 2 <= len(before) < 4 and (run / "backup").exists()
+    assert meta_before["epochs_run"] >= 2 and meta_before["train_seconds"] > 0
+
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     epochs = [int(row["epoch"]) for row in read_history(run)]
-    assert epochs[-1] == 4 and epochs == sorted(epochs)  # continued, not restarted from 0
-    assert epochs.count(0) == 1
+    assert epochs[-1] == 3 and epochs == sorted(epochs) and epochs.count(0) == 1  # continued, not restarted
+    losses = val_losses_by_epoch(run)
+    resumed_at = len(before)
+    # The situation this test is about: the first epoch after the restart is worse than an earlier one.
+    assert losses[resumed_at] > min(losses[:resumed_at]), losses
+
+    meta = json.loads((run / "koala.json").read_text())
+    best_epoch = int(np.argmin(losses)) + 1
+    assert best_epoch <= resumed_at, losses
+    assert meta["best_epoch"] == best_epoch and meta["best_val_loss"] == pytest.approx(min(losses), rel=1e-6)
+    best = keras.saving.load_model(run / "best.keras", compile=False)
+    best.compile(loss=get_loss(cfg.train.loss))
+    _, val = build_datasets(cfg)
+    assert best.evaluate(val, verbose=0) == pytest.approx(min(losses), rel=1e-4)
+    assert meta["epochs_run"] == 4 and meta["train_seconds"] > meta_before["train_seconds"]
 
 
 def test_precision_and_xla_are_chosen_by_hardware():
