@@ -34,6 +34,7 @@ AUC_MAX_THRESHOLD = 150  # Lab units: Zhang et al.'s sweep of the ab error thres
 ACHROMATIC_CHROMA = 10.0  # Lab units (one bin of the 313-bin grid): below this a pixel reads as grey
 HUE_SECTORS = 8  # coarse colours: 45-degree hue sectors centred on +a (0 deg), +a+b (45 deg), ...
 FRECHET_EPS = 1e-6  # added to the covariances' diagonals when their product has no finite sqrt
+FRECHET_MAX_IMAGINARY = 1e-3  # pytorch-fid's tolerance on the imaginary diagonal of that sqrt
 
 
 def psnr(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -41,13 +42,54 @@ def psnr(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return tf.image.psnr(tf.convert_to_tensor(pred, tf.float32), tf.convert_to_tensor(true, tf.float32), 1.0).numpy()
 
 
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def _gaussian_window(size: int, sigma: float) -> np.ndarray:
+    """The normalised 1-D Gaussian of ``size`` taps (its outer product is the 2-D window)."""
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    window = np.exp(-0.5 * (x / sigma) ** 2)
+    return window / window.sum()
+
+
+def _valid_filter(plane: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Separable filtering of one (H, W) plane, kept where the window fits. Plane by plane,
+    so that every pass runs over contiguous memory: 4-5x faster than over (N, H, W, C)."""
+    from scipy.ndimage import correlate1d
+
+    size, first = len(window), len(window) // 2  # correlate1d centres the window on tap size // 2
+    rows = correlate1d(plane, window, axis=0)[first:first + plane.shape[0] - size + 1]
+    return correlate1d(rows, window, axis=1)[:, first:first + plane.shape[1] - size + 1]
+
+
+def _mean_ssim_map(pred: np.ndarray, true: np.ndarray, window: np.ndarray) -> float:
+    """Mean of the SSIM map of two (H, W) float64 planes with peak 1."""
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    mu_p, mu_t = _valid_filter(pred, window), _valid_filter(true, window)
+    var_p = _valid_filter(pred * pred, window) - mu_p**2
+    var_t = _valid_filter(true * true, window) - mu_t**2
+    cov = _valid_filter(pred * true, window) - mu_p * mu_t
+    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
+    return float(ssim_map.mean())
+
+
 def ssim(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """SSIM of RGB in [0, 1] (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01,
-    K2=0.03), averaged over channels. Images smaller than the window are compared with a
-    window of their own size."""
-    pred, true = tf.convert_to_tensor(pred, tf.float32), tf.convert_to_tensor(true, tf.float32)
-    size = min(SSIM_FILTER_SIZE, int(pred.shape[1]), int(pred.shape[2]))
-    return tf.image.ssim(pred, true, 1.0, filter_size=size, filter_sigma=SSIM_SIGMA).numpy()
+    K2=0.03): the SSIM map over every position where the window fits (no padding), averaged over
+    those positions and the channels. This is scikit-image's ``structural_similarity(pred, true,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1,
+    channel_axis=-1)`` and ``tf.image.ssim``'s definition. Images smaller than the window are
+    compared with a window of their own size.
+
+    Everything in float64: ``tf.image.ssim`` works in float32, and its mean over the millions of
+    map values of a large photo drifts by up to ~1e-2 (1.5e-3 on a 3000x2000 test photo).
+    """
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if pred.shape != true.shape or pred.ndim != 4:
+        raise ValueError(f"expected two batches of the same shape (N, H, W, C); got {pred.shape} and {true.shape}")
+    window = _gaussian_window(min(SSIM_FILTER_SIZE, pred.shape[1], pred.shape[2]), SSIM_SIGMA)
+    return np.array([np.mean([_mean_ssim_map(np.ascontiguousarray(p[..., c]), np.ascontiguousarray(t[..., c]), window)
+                              for c in range(pred.shape[-1])]) for p, t in zip(pred, true)])
 
 
 def _ab(values) -> np.ndarray:
@@ -200,8 +242,10 @@ def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.n
     """Fréchet distance between two Gaussians given as (mean, covariance):
     |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al. 2017; with Inception
     features this is FID). The square root is ``scipy.linalg.sqrtm``; if it is not finite
-    (singular covariances, fewer images than features) ``FRECHET_EPS`` is added to both diagonals,
-    and a tiny imaginary part from rounding is dropped, as pytorch-fid does.
+    (singular covariances, fewer images than features) ``FRECHET_EPS`` is added to both diagonals.
+    As in pytorch-fid, an imaginary part from rounding is dropped, but one of more than
+    ``FRECHET_MAX_IMAGINARY`` = 1e-3 on the diagonal raises ``ValueError``: the covariances are
+    not those of real features, and the distance would be meaningless.
 
     Example: means (0, 0) and (3, 4), covariances diag(4, 9) and the identity give
     25 + (2 - 1)^2 + (3 - 1)^2 = 30.
@@ -217,7 +261,13 @@ def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.n
         if not np.all(np.isfinite(covmean)):
             offset = np.eye(len(sigma_a)) * FRECHET_EPS
             covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
-    covmean = np.real(covmean)
+    if np.iscomplexobj(covmean):
+        imaginary = float(np.max(np.abs(np.diagonal(covmean).imag)))
+        if imaginary > FRECHET_MAX_IMAGINARY:
+            raise ValueError(f"Frechet distance: the square root of the covariance product has an imaginary "
+                             f"part of {imaginary:.3g} (more than {FRECHET_MAX_IMAGINARY}); are both covariances "
+                             "positive semi-definite?")
+        covmean = covmean.real
     diff = mu_a - mu_b
     return float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2.0 * np.trace(covmean))
 

@@ -20,6 +20,31 @@ def test_psnr_and_ssim_on_rgb():
     assert metrics.ssim(np.clip(noisy + 0.2, 0, 1), noisy)[0] < 0.95
 
 
+def test_ssim_matches_scikit_image_on_a_large_photo():
+    """3000 x 2000 px: tf.image.ssim's float32 mean was off by 1.5e-3 here."""
+    from skimage.metrics import structural_similarity
+
+    from conftest import smooth_colour_image
+
+    true = smooth_colour_image(0, 2000, 3000) / 255.0
+    noise = np.random.default_rng(0).normal(0, 0.03, true.shape)
+    pred = np.round(np.clip(true * 0.9 + 0.05 + noise, 0, 1) * 255) / 255  # 8-bit, as evaluate scores
+    want = structural_similarity(pred, true, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False)
+    assert metrics.ssim(pred[None], true[None])[0] == pytest.approx(want, abs=1e-6)
+
+
+def test_ssim_of_small_images_uses_a_window_of_their_size():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    true = rng.uniform(0, 1, (2, 7, 9, 3))
+    pred = np.clip(true + rng.normal(0, 0.1, true.shape), 0, 1)
+    want = tf.image.ssim(tf.constant(pred, tf.float32), tf.constant(true, tf.float32), 1.0, filter_size=7,
+                         filter_sigma=1.5).numpy()
+    np.testing.assert_allclose(metrics.ssim(pred, true), want, atol=1e-5)
+
+
 def test_ab_mse_is_on_normalised_ab():
     pred, true = constant_ab(11, -11), constant_ab(0, 0)
     assert metrics.ab_mse(pred, true) == pytest.approx([0.01])  # (11/110)^2 in both channels
@@ -102,6 +127,13 @@ def test_frechet_distance_of_known_gaussians():
     # Fewer samples than features: singular covariances still give a finite, non-negative distance.
     few = metrics.feature_statistics(rng.normal(size=(3, 8)))
     assert 0.0 <= metrics.frechet_distance(few, metrics.feature_statistics(rng.normal(1.0, 1.0, (3, 8)))) < 1e3
+
+
+def test_frechet_distance_refuses_a_large_imaginary_part():
+    """As pytorch-fid: a covariance that is not positive semi-definite gives sqrt(-1) on the diagonal."""
+    not_a_covariance = (np.zeros(2), np.diag([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"imaginary part of 1 \(more than 0.001\)"):
+        metrics.frechet_distance(not_a_covariance, (np.zeros(2), np.eye(2)))
 
 
 def tiny_feature_model() -> keras.Model:
