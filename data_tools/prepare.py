@@ -4,15 +4,19 @@ Usage::
 
     python -m data_tools.prepare SRC_DIR OUT_DIR [--val 0.1] [--test 0.1] [--seed 0]
         [--resize N] [--workers K] [--min-size 32] [--gray-threshold 3.0]
-        [--dup-distance 2]
+        [--dup-distance 2] [--previous DIR]
 
 Every image under SRC_DIR is opened fully and dropped when it is unreadable,
 truncated, tiny, grayscale or nearly grayscale (a colorizer cannot learn colour
-from those), or an exact / near duplicate of an earlier file in sorted path
-order (duplicates leak between splits and inflate validation scores).
+from those), or an exact / near duplicate of a file kept before it (duplicates
+leak between splits and inflate validation scores).
 
 Kept files are assigned to a split by hashing ``"{seed}:{relative path}"``, so a
-file's split depends only on its own path: adding files never moves old ones.
+file's split depends only on its own path. Adding files never moves or drops an
+old one: the photos an earlier run assigned (the split lists in ``--previous``,
+by default OUT_DIR's own from the last run) are considered first when duplicates
+are resolved, so a newcomer that duplicates one of them is the one rejected,
+whatever its path; the rest follow in sorted path order.
 
 OUT_DIR receives ``train.txt``, ``val.txt`` and ``test.txt`` (one image path per
 line), ``rejected.tsv`` (path, reason) and ``manifest.json`` whose ``version`` is
@@ -161,8 +165,8 @@ def popcount64(x: np.ndarray) -> np.ndarray:
 def drop_duplicates(items: Sequence[Inspection], max_distance: int) -> list[Inspection]:
     """Reject exact (sha256) and near (dHash) duplicates of an earlier kept item.
 
-    Items are compared only against kept ones, so the first file of a group survives
-    and a chain of small edits cannot knock out every member of the chain.
+    Items are compared only against kept ones, so the first file of a group (in the given
+    order) survives and a chain of small edits cannot knock out every member of the chain.
     """
     first_with_sha: dict[str, str] = {}
     kept_hashes = np.zeros(len(items), dtype=np.uint64)
@@ -197,6 +201,23 @@ def drop_name_clashes(items: Sequence[Inspection]) -> list[Inspection]:
             owner[name] = item.rel
         result.append(item)
     return result
+
+
+def assigned_before(previous: Path, src: Path, rels: Sequence[str]) -> set[str]:
+    """The files among ``rels`` that the split lists in ``previous`` name (written by an earlier
+    run, with or without ``--resize``); empty when there are none."""
+    names = {name: rel for rel in rels for name in (str(src / rel), output_name(rel))}
+    assigned = set()
+    for split in SPLITS:
+        path = previous / f"{split}.txt"
+        if path.is_file():
+            assigned.update(names[line] for line in path.read_text().splitlines() if line in names)
+    return assigned
+
+
+def earlier_first(items: Sequence[Inspection], assigned: set[str]) -> list[Inspection]:
+    """Already assigned files first, then the others; each group in sorted path order."""
+    return sorted(items, key=lambda item: (item.rel not in assigned, item.rel))
 
 
 # ---------------------------------------------------------------- splitting
@@ -266,6 +287,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-size", type=int, default=32, help="drop images whose short side is smaller")
     p.add_argument("--gray-threshold", type=float, default=3.0,
                    help="drop images whose mean channel spread (0..255) is below this")
+    p.add_argument("--previous", type=Path, metavar="DIR",
+                   help="an earlier output of this tool whose photos keep their place when duplicates are "
+                        "resolved (default: OUT_DIR's own lists, if any)")
     p.add_argument("--dup-distance", type=int, default=2,
                    help="max Hamming distance of two 64-bit dHashes for a near duplicate (default 2: at 5-6 different photos on plain backgrounds collide)")
     args = p.parse_args(argv)
@@ -301,9 +325,16 @@ def main(argv: list[str] | None = None) -> int:
 
     check = partial(inspect_file, src=src, min_size=args.min_size, gray_threshold=args.gray_threshold)
     rels = scan_images(src)
-    items = drop_duplicates(list(parallel_map(check, rels, args.workers, "inspect")), args.dup_distance)
+    previous = (args.previous or out).resolve()
+    if args.previous and not (previous / "manifest.json").is_file():
+        print(f"error: --previous {args.previous}: no manifest.json there (not an output of this tool)",
+              file=sys.stderr)
+        return 2
+    inspected = list(parallel_map(check, rels, args.workers, "inspect"))
+    items = drop_duplicates(earlier_first(inspected, assigned_before(previous, src, rels)), args.dup_distance)
     if args.resize:
         items = drop_name_clashes(items)
+    items.sort(key=lambda item: item.rel)
     kept = [item for item in items if item.kind is None]
     rejected = [item for item in items if item.kind is not None]
 

@@ -146,6 +146,32 @@ def test_adding_files_does_not_move_existing_ones(src: Path, tmp_path: Path) -> 
     assert {line: new[line] for line in old} == old
 
 
+@pytest.mark.parametrize("resize", [[], ["--resize", "40"]])
+def test_an_added_duplicate_never_displaces_an_assigned_photo(src: Path, tmp_path: Path, resize: list) -> None:
+    """The newcomer sorts before the photo it copies; the photo keeps its place, re-running into
+    the same folder or into a new one with --previous."""
+    out = tmp_path / "out"
+    run(src, out, *resize)
+    before = read_splits(out)
+    shutil.copyfile(src / GOOD[0], src / "aaa_copy_of_good0.jpg")  # exact copy, sorts first
+    save(src / "aab_resaved_good1.jpg", smooth_colour(1), quality=80)  # near copy, sorts first
+    for again, extra in ((out, []), (tmp_path / "v2", ["--previous", str(out)])):
+        run(src, again, *resize, *extra)
+        assert read_splits(again) == before
+        rejects = read_rejects(again)
+        assert rejects["aaa_copy_of_good0.jpg"] == f"duplicate: identical to {GOOD[0]}"
+        assert rejects["aab_resaved_good1.jpg"].startswith("near-duplicate: dHash distance")
+        assert GOOD[1] in rejects["aab_resaved_good1.jpg"]
+    # Without a previous run the sorted order decides: the copy is kept, the original dropped.
+    run(src, tmp_path / "fresh", *resize)
+    assert read_rejects(tmp_path / "fresh")[GOOD[0]].startswith("duplicate: identical to aaa_copy_of_good0.jpg")
+
+
+def test_previous_must_be_an_output_of_the_tool(src: Path, tmp_path: Path, capsys) -> None:
+    assert main([str(src), str(tmp_path / "out"), "--previous", str(tmp_path / "nowhere")]) == 2
+    assert "--previous" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_resize_writes_relative_paths_that_resolve_against_the_list(src: Path, tmp_path: Path) -> None:
     rotated = Image.fromarray(smooth_colour(300))  # 128 wide, 96 high as stored
     exif = rotated.getexif()
