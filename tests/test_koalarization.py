@@ -178,3 +178,66 @@ def test_exported_savedmodel_carries_the_extractor(tiny, tmp_path):
     l_full = tf.random.uniform([1, 40, 72, 1], -0.5, 0.5, seed=0)
     np.testing.assert_allclose(served(**{L_INPUT: l_full})[AB_OUTPUT],
                                predict_ab(colorizer.network_fn(), l_full, 32, 8), atol=1e-6)
+
+
+OFFLINE_ARGS = {"extractor": "resnet50", "extractor_weights": "none"}  # what runs without a download
+
+
+@pytest.fixture(scope="module")
+def brightness_photos(tmp_path_factory):
+    """Photos whose colour follows their brightness (learnable from L alone): 16 at 64 px."""
+    from conftest import smooth_colour_image
+
+    folder = tmp_path_factory.mktemp("brightness")
+    for i in range(16):
+        gray = smooth_colour_image(i, 64, 64).mean(axis=-1, keepdims=True) / 255.0
+        rgb = np.concatenate([gray ** 0.6, gray, gray ** 1.8], axis=-1)
+        Image.fromarray((rgb * 255).round().astype(np.uint8)).save(folder / f"p{i:02d}.png")
+    return folder
+
+
+def offline_config(photos, out_dir) -> config_lib.Config:
+    return config_lib.from_dict({
+        "name": "offline", "out_dir": str(out_dir), "model_args": OFFLINE_ARGS,
+        "data": {"train": str(photos), "val": str(photos), "image_size": 32, "batch_size": 4},
+        "train": {"epochs": 3, "steps_per_epoch": 10, "sample_images": 1},
+    }, preset="koalarization")
+
+
+@pytest.mark.slow
+def test_an_unbounded_embedding_is_normalised_inside_the_model(brightness_photos, tmp_path):
+    """ResNet-50's pooled features (rows of length ~100) must not swamp the fusion: before any
+    training the output is as small as with no embedding at all, and the .keras file holds the
+    normalisation (so inference and export need nothing else)."""
+    cfg = offline_config(brightness_photos, tmp_path)
+    train, _ = build_datasets(cfg)
+    inputs, _ = next(iter(train))
+    assert np.linalg.norm(inputs["embedding"], axis=1).min() > 10  # the cache and pipeline keep raw rows
+    keras.utils.set_random_seed(0)
+    model = get_model("koalarization", **OFFLINE_ARGS)
+    silent = model({"L": inputs["L"], "embedding": tf.zeros_like(inputs["embedding"])})
+    assert float(tf.reduce_mean(tf.abs(model(inputs)))) < 0.05 + float(tf.reduce_mean(tf.abs(silent)))
+    model.save(tmp_path / "k.keras")
+    loaded = keras.saving.load_model(tmp_path / "k.keras", compile=False)
+    assert loaded.get_layer("embedding_l2").__class__.__name__ == "UnitNormalization"
+    np.testing.assert_allclose(loaded(inputs), model(inputs), atol=1e-6)
+    # The paper's softmax is already bounded: no normalisation there.
+    assert "embedding_l2" not in [layer.name for layer in get_model("koalarization").layers]
+
+
+@pytest.mark.slow
+def test_a_tiny_run_with_the_offline_extractor_beats_gray(brightness_photos, tmp_path):
+    """At the preset's learning rate (1e-3, MSE) the loss stays below the gray baseline's from the
+    first epoch on, and the result scores above gray."""
+    from koala.evaluation import evaluate
+    from koala.training import train
+
+    cfg = offline_config(brightness_photos, tmp_path)
+    _, val = build_datasets(cfg)
+    gray_loss = float(np.mean(np.concatenate([np.square(ab).reshape(-1) for _, ab in val])))
+    run = train(cfg)
+    losses = [float(row.split(",")[2]) for row in (run / "history.csv").read_text().splitlines()[1:]]
+    assert max(losses) < gray_loss, (losses, gray_loss)
+    paths = sorted(str(p) for p in brightness_photos.iterdir())
+    report = evaluate(Colorizer.load(run), paths, progress=False, size=32)
+    assert report["model"]["psnr"] > report["gray_baseline"]["psnr"] + 3, report["model"]

@@ -35,15 +35,26 @@ RANDOM_WEIGHTS_SEED = 0  # weights=None: every build gives the same network (and
 GRAY_MAX = 255.0
 
 
+EMBEDDING_NORMS = ("none", "l2")
+
+
 @dataclass(frozen=True)
 class ExtractorSpec:
     """build(weights) -> a Keras model from preprocessed (N, size, size, 3) images to (N, dim);
-    preprocess: the classifier's own ``preprocess_input`` over [0, 255] RGB."""
+    preprocess: the classifier's own ``preprocess_input`` over [0, 255] RGB; norm: how the
+    colorizer normalises the embedding before fusing it (a layer inside the colorizer, so the
+    cache keeps raw outputs and an exported model needs nothing else): "none" for a softmax,
+    already bounded (the paper's), "l2" (default) for anything else, scaled to unit length."""
 
     build: Callable[[str | None], keras.Model]
     size: int
     dim: int
     preprocess: Callable[[tf.Tensor], tf.Tensor]
+    norm: str = "l2"
+
+    def __post_init__(self):
+        if self.norm not in EMBEDDING_NORMS:
+            raise ValueError(f"unknown embedding norm {self.norm!r}; choose from {EMBEDDING_NORMS}")
 
 
 def _inception_resnet_v2(weights: str | None) -> keras.Model:
@@ -55,14 +66,15 @@ def _resnet50(weights: str | None) -> keras.Model:
     """ResNet50 without its classifier, its last 7x7x2048 features average-pooled to 2048 numbers.
 
     Pooled rather than spatial: the fusion layer tiles one global vector (the paper's design),
-    and a pooled row costs 8 KB in the cache instead of 400 KB.
+    and a pooled row costs 8 KB in the cache instead of 400 KB. Unbounded (rows of length ~100
+    with random weights), hence "l2" normalisation in the colorizer.
     """
     return keras.applications.ResNet50(include_top=False, weights=weights, pooling="avg", input_shape=(224, 224, 3))
 
 
 EXTRACTORS: dict[str, ExtractorSpec] = {
     "inception_resnet_v2": ExtractorSpec(
-        _inception_resnet_v2, 299, 1000, keras.applications.inception_resnet_v2.preprocess_input
+        _inception_resnet_v2, 299, 1000, keras.applications.inception_resnet_v2.preprocess_input, norm="none"
     ),
     "resnet50": ExtractorSpec(_resnet50, 224, 2048, keras.applications.resnet50.preprocess_input),
 }
