@@ -17,6 +17,11 @@ process; to spread the work over many, run the same stage as a Beam pipeline
 (``koala batch embed``, on local workers, Dataflow or Flink), whose shards ``merge`` joins into
 OUT.h5. ``merge`` also joins any caches of the same extractor and weights, skipping keys OUT.h5
 already holds. Unreadable images are reported and left out; the command then exits with 1.
+Ctrl-C stops it with one line (exit 130); the rows written so far are kept.
+
+``--weights imagenet`` (the default) downloads the classifier's weights once (into ~/.keras);
+without internet that fails in one line: ``--weights none`` (seeded random weights, the same in
+every process) or the path of a local weights file need no download.
 """
 from __future__ import annotations
 
@@ -96,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"embed: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("embed: interrupted; the rows written so far are kept (run the same command to carry on)",
+              file=sys.stderr)
+        return 130
     if failed:
         print(f"embed: {len(failed)} unreadable image(s) left out, e.g. {failed[0]}; "
               "remove them from the manifest", file=sys.stderr)

@@ -155,3 +155,60 @@ def test_dataset_keeps_each_embedding_with_its_image(tmp_path):
             expected_l = float(rgb_to_l(np.full((1, 1, 3), level / 255, np.float32))[0, 0, 0]) * 100 + 50
             assert abs(gray - expected_l) < 0.5 and np.abs(ab).max() < 0.01
         assert sorted(seen) == levels
+
+
+def run_embed(*args: str, env: dict | None = None, **kwargs):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "data_tools.embed", *map(str, args)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_imagenet_weights_that_cannot_be_fetched_fail_in_one_line(tmp_path):
+    """No internet (here: every download goes to a closed port), no weights in KERAS_HOME."""
+    photos = write_photos(tmp_path / "photos", 2)
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    env.update(KERAS_HOME=str(tmp_path / "keras"), HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9",
+               https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = run_embed(tmp_path / "photos", tmp_path / "e.h5", "--extractor", "resnet50", env=env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in err, err[-2000:]
+    (line,) = [line for line in err.splitlines() if line.startswith("embed:")]  # besides TensorFlow's start-up log
+    assert line.startswith("embed: cannot download the ImageNet weights of resnet50") and "weights none" in line
+    assert len(photos) == 2 and not (tmp_path / "e.h5").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_in_one_line_and_the_same_command_carries_on(tmp_path):
+    import signal
+    import time
+
+    count = 100
+    write_photos(tmp_path / "photos", count)
+    args = (tmp_path / "photos", tmp_path / "e.h5", "--extractor", "resnet50", "--weights", "none", "--batch", "2")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = run_embed(*args, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not rows_committed(tmp_path / "e.h5"):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("embed: interrupted; the rows written so far are kept")
+    kept = rows_committed(tmp_path / "e.h5")
+    assert 0 < kept < count
+    proc = run_embed(*args, env=env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert f"{kept} of {count} images already in" in err and rows_committed(tmp_path / "e.h5") == count
+
+
+def rows_committed(path: Path) -> int:
+    """The cache's committed rows, read beside a writer that holds the file open (0 while it cannot be read)."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f.attrs.get("rows", 0))
+    except (OSError, KeyError):
+        return 0

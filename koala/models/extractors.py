@@ -163,8 +163,14 @@ def build_extractor(
     another one looked up: Beam workers get it with the pipeline, not from their own registry."""
     spec = spec or get_extractor_spec(name)
     weights = parse_weights(weights)
-    with _seeded_python_random(RANDOM_WEIGHTS_SEED):
-        model = spec.build(weights)
+    try:
+        with _seeded_python_random(RANDOM_WEIGHTS_SEED):
+            model = spec.build(weights)
+    except Exception as e:  # Keras reports a failed download as a bare Exception
+        if weights == "imagenet" and "URL fetch failure" in str(e):
+            raise ValueError(f"cannot download the ImageNet weights of {name} ({e}); without internet give "
+                             "weights none (seeded random, no download) or the path of a weights file") from None
+        raise
     model.trainable = False
     if model.output_shape[-1] != spec.dim:
         raise ValueError(f"extractor {name!r} gives {model.output_shape[-1]} numbers, its spec says {spec.dim}")
