@@ -145,7 +145,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(colorizer, paths, size=args.size, features=features)
     report["model_path"], report["data"] = str(models[0]), str(args.data)
     print(f"{report['images']} image(s) at {args.size or 'full'} px, "
-          f"{report['images_per_second']:.2f} images/s ({report['megapixels_per_second']:.3f} MP/s)")
+          f"{report['images_per_second']:.2f} images/s ({report['megapixels_per_second']:.3f} MP/s); "
+          f"metrics as in koala's {report['protocol']}")
     print(format_table(report))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
@@ -312,7 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest photo in pixels, else 413 (default {serving.DEFAULT_MAX_PIXELS:,})")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("evaluate", help="score a model against the grayscale baseline on held-out photos")
+    p = sub.add_parser("evaluate", help="score a model against the grayscale baseline on held-out photos",
+                       description="Score a model against the grayscale baseline (ab = 0) on held-out photos. "
+                                   "Every metric and how photos are scored (8-bit results, SSIM on RGB with an "
+                                   "11x11 Gaussian window, ratio of mean colourfulness, AuC over 0-150): "
+                                   "docs/metrics.md in koala's repository.")
     p.add_argument("--model", action="append",
                    help="'default' (the default), a run folder or a .keras file; repeat it with --sweep "
                         "to draw several models' frontiers in one plot")

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from koala import config as config_lib
-from koala.evaluation import METRICS, evaluate, gray_baseline, load_at_size
+from koala.evaluation import METRICS, PROTOCOL, evaluate, gray_baseline, load_at_size
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +308,8 @@ def format_report(summary: dict, rows: list[tuple[str, str]]) -> str:
         "",
         f"Scored on {summary['images']} photo(s) of `{summary['data']}` at {summary['size']} x "
         f"{summary['size']} px. Same training budget for every trained model: {b['epochs']} epoch(s) of "
-        f"{steps}, batch {b['batch_size']}, {b['image_size']} px crops.",
+        f"{steps}, batch {b['batch_size']}, {b['image_size']} px crops. Metrics as defined in koala's "
+        f"{PROTOCOL} (8-bit results, each beside the gray baseline).",
         "",
         format_table(summary),
         "",

@@ -3,7 +3,8 @@
 PSNR alone rewards grey and sepia (the field's gains over grey are often below one decibel),
 so every report pairs it with ab errors, colour-bin accuracy and colourfulness relative to the
 ground truth, and gives the same numbers for the gray image itself. Scores are taken on the
-8-bit RGB a user would see; ab metrics use the Lab ab recomputed from those 8-bit images.
+8-bit RGB a user would see; ab metrics use the Lab ab recomputed from those 8-bit images. The
+whole protocol, for users: docs/metrics.md (:data:`PROTOCOL`), which every report names.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from koala import metrics
 from koala.color import colorize_lab, rgb_to_l, rgb_to_lab
 from koala.images import ImageError, load_rgb, to_uint8
 from koala.inference import Colorizer
+
+PROTOCOL = "docs/metrics.md"  # where the metrics and how photos are scored are stated for users
 
 # Summary keys in table order, with how to read them.
 METRICS = {
@@ -124,7 +127,7 @@ def evaluate(
                 feats[key].append(features(to_uint8(image)[None] / 255.0)[0])
     if not model_rows:
         raise ValueError("no readable images to evaluate")
-    report = {"images": len(model_rows), "size": size, "skipped": skipped,
+    report = {"protocol": PROTOCOL, "images": len(model_rows), "size": size, "skipped": skipped,
               "model": summarise(model_rows), "gray_baseline": summarise(gray_rows),
               "images_per_second": len(model_rows) / seconds, "megapixels_per_second": pixels / seconds / 1e6,
               "per_image": per_image}

@@ -66,6 +66,7 @@ def test_loaded_run_entry_is_reported_without_training(tmp_path, constant_ab_run
     assert facts["train_seconds"] is None and facts["params"] > 0 and summary["images"] == 3
     table = (folder / "report.md").read_text()
     assert "| constant (cunet) |" in table and "| gray baseline | — |" in table
+    assert "Metrics as defined in koala's docs/metrics.md" in table
     assert not (tmp_path / "report" / "runs").exists()  # nothing was trained
 
 

@@ -8,7 +8,7 @@ import pytest
 from koala import metrics
 from koala.cli import main
 from koala.color import rgb_to_lab
-from koala.evaluation import METRICS, evaluate, gray_baseline, load_at_size
+from koala.evaluation import METRICS, PROTOCOL, evaluate, gray_baseline, load_at_size
 from koala.images import list_images, to_uint8
 from koala.inference import Colorizer
 
@@ -77,8 +77,9 @@ def test_evaluate_cli_prints_a_table_and_writes_every_metric(constant_ab_run, ph
     assert code == 0
     printed = capsys.readouterr().out
     assert "| metric | model | gray baseline |" in printed and "| auc |" in printed and "| fid |" in printed
+    assert f"metrics as in koala's {PROTOCOL}" in printed.splitlines()[0]
     report = json.loads(out.read_text())
-    assert report["images"] == 5 and report["size"] == SIZE
+    assert report["images"] == 5 and report["size"] == SIZE and report["protocol"] == PROTOCOL
     assert set(METRICS) <= set(report["model"]) and set(METRICS) <= set(report["gray_baseline"])
     assert report["model"]["fid"] > 0 and report["gray_baseline"]["fid"] > 0
     # The same numbers as the Python API on the same photos.
@@ -92,3 +93,16 @@ def test_evaluate_cli_rejects_an_empty_folder(constant_ab_run, tmp_path, capsys)
     (tmp_path / "empty" / "broken.png").write_bytes(b"not a png")
     assert main(["evaluate", "--model", constant_ab_run, "--data", str(tmp_path / "empty")]) == 2
     assert "no readable images" in capsys.readouterr().err
+
+
+def test_the_metric_protocol_is_stated_once_in_docs_and_named_by_evaluate_help(capsys):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / PROTOCOL).read_text()
+    for key in METRICS:
+        assert f"| `{key}` |" in doc, key
+    for fact in ("11 x 11 Gaussian window", "ratio of means", "divided by 150", "64 px centre crops", "8-bit"):
+        assert fact in doc
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert PROTOCOL in capsys.readouterr().out
