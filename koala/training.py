@@ -39,7 +39,7 @@ def gpu_capabilities() -> list[tuple[int, int]]:
 
 
 def resolve_precision(requested: str, capabilities: list[tuple[int, int]]) -> str:
-    """Pick the dtype policy. ``auto``: float32 on CPU (mixed precision is ~100x slower there),
+    """Pick the dtype policy. ``auto``: float32 on CPU (mixed precision is several times slower there),
     mixed_float16 on GPUs with tensor cores. Explicit choices are honoured."""
     choices = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
     if requested not in choices:
