@@ -1,19 +1,21 @@
 """Choose a model's shipped colour setting on its frontier, on training photos (never val).
 
-Sweeps temperature (models that predict a colour distribution) and saturation on an even sample
-of the training photos and stores, in the run's koala.json, the most colourful point whose PSNR
+Sweeps the working size (the short side the network sees; the output keeps the photo's size),
+temperature (models that predict a colour distribution) and saturation on an even sample of the
+training photos and stores, in the run's koala.json, the most colourful point whose PSNR
 is at least ``--margin`` dB above the grayscale baseline's on those photos, ``--group-margin``
 above it on each ``--group`` of sources (e.g. the general-photo sources), and no more than
 ``--source-floor`` below it on any source. The sweep is written beside it (``tune-frontier.json``
 and ``.png`` in the run folder).
 
     python scripts/tune_colour.py runs/default --data ../shared/datasets/photos-v1/train --images 600 \\
-        --temperatures 0.3,0.38,0.5,0.7 --saturations 0.9,1,1.1,1.2 --margin 0.7 \\
+        --sizes 128,160,192 --temperatures 0.3,0.38,0.5,0.7 --saturations 0.9,1,1.1,1.2 --margin 0.7 \\
         --group general=bsds500,imagenet_sample1000,urban100 --group-margin 0.3 --source-floor 0.3
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--data", required=True, help="training photos (a folder of sources)")
     parser.add_argument("--images", type=int, default=600)
+    parser.add_argument("--sizes", help="working sizes (px) to try, comma-separated (default: the model's)")
     parser.add_argument("--temperatures", help="comma-separated (distribution models)")
     parser.add_argument("--saturations", default="1")
     parser.add_argument("--margin", type=float, default=0.7, help="dB above gray required (default 0.7)")
@@ -65,7 +68,9 @@ def main() -> None:
     sample = args.run / "tune-photos.txt"
     sample.write_text("\n".join(str(Path(p).resolve()) for p in paths) + "\n")
     colorizer = Colorizer.load(args.run)
-    report = sweep_report({args.run.name: colorizer}, str(sample), parse_values(args.saturations, "--saturations"),
+    sizes = [int(v) for v in parse_values(args.sizes, "--sizes")] if args.sizes else [colorizer.image_size]
+    models = {f"{args.run.name} at {size} px": dataclasses.replace(colorizer, image_size=size) for size in sizes}
+    report = sweep_report(models, str(sample), parse_values(args.saturations, "--saturations"),
                           parse_values(args.temperatures, "--temperatures"), groups=parse_groups(args.group))
     write_report(report, args.run / "tune-frontier.json")
     best = choose(report, args.margin, args.group_margin, args.source_floor)
@@ -74,14 +79,16 @@ def main() -> None:
                          f"{args.run / 'tune-frontier.png'}")
     meta_path = args.run / "koala.json"
     meta = json.loads(meta_path.read_text())
+    meta["image_size"] = sizes[list(models).index(best["model"])]
     meta["saturation"] = best["saturation"]
     if best["temperature"] is not None:
         meta["temperature"] = best["temperature"]
-    meta["colour_setting"] = (f"most colourful point >= gray + {args.margin} dB on {len(paths)} training photos "
+    meta["colour_setting"] = (f"{best['model']}: most colourful point >= gray + {args.margin} dB on {len(paths)} training photos "
                               f"(scripts/tune_colour.py): PSNR {best['psnr']:.2f} (gray {report['gray']['psnr']:.2f}), "
                               f"colourfulness ratio {best['cf_ratio']:.3f}")
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(meta["colour_setting"], f"-> saturation {best['saturation']:g}, temperature {best['temperature']}")
+    print(meta["colour_setting"], f"-> working size {meta['image_size']} px, saturation {best['saturation']:g}, "
+          f"temperature {best['temperature']}")
 
 
 if __name__ == "__main__":
