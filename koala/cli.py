@@ -164,10 +164,11 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
     saturations = frontier.parse_values(args.sweep, "--sweep")
     temperatures = frontier.parse_values(args.sweep_temperature, "--sweep-temperature")
     colorizers = {}
-    for model in models:
+    for item in models:
+        label, _, model = item.rpartition("=")  # LABEL=MODEL names a curve; MODEL alone is its own label
         colorizer = Colorizer.load(model, saturation=args.saturation, temperature=args.temperature)
-        frontier.check_temperatures(colorizer, temperatures or [], model)
-        colorizers[model] = colorizer
+        frontier.check_temperatures(colorizer, temperatures or [], label or model)
+        colorizers[label or model] = colorizer
     report = frontier.sweep_report(colorizers, args.data, saturations, temperatures, args.size, args.limit,
                                    groups=frontier.parse_groups(args.group))
     json_path, plot_path = frontier.write_report(report, args.out)
@@ -320,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "docs/metrics.md in koala's repository.")
     p.add_argument("--model", action="append",
                    help="'default' (the default), a run folder or a .keras file; repeat it with --sweep "
-                        "to draw several models' frontiers in one plot")
+                        "to draw several models' frontiers in one plot (LABEL=MODEL names a curve)")
     p.add_argument("--data", required=True, help="folder or split file of colour photos")
     p.add_argument("--limit", type=int, help="evaluate only the first N photos")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")

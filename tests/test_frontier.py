@@ -90,11 +90,11 @@ def test_temperature_sweep_colours_more_when_colder(distribution_run, two_source
 def test_cli_sweep_writes_json_and_plot_for_several_models(constant_ab_run, distribution_run, two_sources,
                                                            tmp_path, capsys):
     out = tmp_path / "f.json"
-    code = main(["evaluate", "--model", constant_ab_run, "--model", distribution_run, "--data", str(two_sources),
-                 "--sweep", "0.5,1", "--group", "both=right,wrong", "--out", str(out)])
+    code = main(["evaluate", "--model", constant_ab_run, "--model", f"dist={distribution_run}", "--data",
+                 str(two_sources), "--sweep", "0.5,1", "--group", "both=right,wrong", "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
-    assert {p["model"] for p in report["sweep"]} == {constant_ab_run, distribution_run}
+    assert {p["model"] for p in report["sweep"]} == {constant_ab_run, "dist"}
     assert {"value", "psnr", "ssim", "cf_ratio", "auc", "sources"} <= set(report["sweep"][0])
     assert set(report["sweep"][0]["sources"]) == {"right", "wrong"}
     # A group of sources is scored over its photos together: here, all of them.
@@ -102,7 +102,7 @@ def test_cli_sweep_writes_json_and_plot_for_several_models(constant_ab_run, dist
         assert point["groups"]["both"]["psnr"] == pytest.approx(point["psnr"])
         assert point["groups"]["both"]["images"] == 6
     # The distribution model's points carry the temperature it decoded with (the paper's 0.38).
-    assert {p["temperature"] for p in report["sweep"] if p["model"] == distribution_run} == {0.38}
+    assert {p["temperature"] for p in report["sweep"] if p["model"] == "dist"} == {0.38}
     with Image.open(tmp_path / "f.png") as plot:
         assert plot.size[0] > 600 and plot.size[1] > 400
     assert "gray baseline" in capsys.readouterr().out
