@@ -5,9 +5,11 @@ import argparse
 import glob
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import NoReturn
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -36,25 +38,66 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why an input named on the command line cannot be read, or None when it can."""
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "symbolic link loop"
+        except OSError:
+            return f"broken symbolic link (to {os.readlink(path)})"
+    if path.is_dir():
+        return None if os.access(path, os.R_OK | os.X_OK) else "folder not readable (permission denied)"
+    if not path.is_file():
+        return "not a regular file (a FIFO, socket or device)"
+    return None if os.access(path, os.R_OK) else "not readable (permission denied)"
+
+
 def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
     """(source, output path relative to OUT_DIR) pairs; folders keep their sub-folder layout.
 
-    Returns the pairs and the error lines for inputs that match nothing.
+    Returns the pairs and the error lines for inputs that cannot be read or match no file.
     """
     from koala.images import list_images
 
     pairs, errors = [], []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            pairs += [(f, Path(f).relative_to(path).with_suffix(".png")) for f in list_images(path)]
-        elif path.is_file():
-            pairs.append((item, Path(path.stem + ".png")))
+        if os.path.lexists(path):
+            if reason := _unreadable(path):
+                errors.append(f"{item}: {reason}")
+            elif path.is_dir():
+                pairs += [(f, Path(f).relative_to(path).with_suffix(".png")) for f in list_images(path)]
+            else:
+                pairs.append((item, Path(path.stem + ".png")))
         elif matches := sorted(glob.glob(item, recursive=True)):
-            pairs += [(f, Path(Path(f).stem + ".png")) for f in matches if Path(f).is_file()]
+            files = [f for f in matches if not _unreadable(Path(f)) and Path(f).is_file()]
+            if not files:
+                errors.append(f"{item}: matches no readable file ({len(matches)} folder(s) or unreadable entries)")
+            pairs += [(f, Path(Path(f).stem + ".png")) for f in files]
         else:
             errors.append(f"{item}: no such file, folder or matching glob")
     return pairs, errors
+
+
+def _output_dir(out: str) -> Path:
+    """The output folder, created if needed; refuses a file name or a folder it cannot write to
+    before any photo is colorized."""
+    from koala.images import IMAGE_EXTENSIONS
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"-o {out}: exists and is not a folder (-o takes a folder)")
+    if not path.exists() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise ValueError(f"-o {out}: looks like a file name; -o takes a folder (outputs are named after the inputs)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"-o {out}: cannot create the folder ({e.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"-o {out}: folder not writable (permission denied)")
+    return path
 
 
 def _cmd_colorize(args: argparse.Namespace) -> int:
@@ -66,8 +109,10 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     pairs, errors = _expand_inputs(args.inputs)
     for line in errors:
         print(f"koala colorize: {line}", file=sys.stderr)
+    out_dir = _output_dir(args.out_dir)
     colorizer = Colorizer.load(args.model, saturation=args.saturation, temperature=args.temperature)
-    out_dir, claimed, failed = Path(args.out_dir), {}, len(errors)
+    originals = {os.path.realpath(source) for source, _ in pairs}
+    claimed, failed = {}, len(errors)
     def report(message: str) -> None:
         tqdm.write(f"koala colorize: {message}", file=sys.stderr)
 
@@ -78,8 +123,12 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             failed += 1
             continue
         claimed[target] = source
+        if os.path.realpath(target) in originals:  # inputs are never written over, even with --overwrite
+            report(f"{source}: output {target} would replace an input photo; skipped (choose another -o folder)")
+            failed += 1
+            continue
         if target.exists() and not args.overwrite:
-            report(f"{source}: {target} exists (use --overwrite to replace it)")
+            report(f"{source}: {target} exists; kept (--overwrite replaces earlier outputs)")
             failed += 1
             continue
         try:
@@ -100,7 +149,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def _cmd_serve(args: argparse.Namespace) -> NoReturn:
     from koala.inference import Colorizer
     from koala.serving.app import create_app, make_server
 
@@ -114,12 +163,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {colorizer.metadata['model']} on http://{args.host}:{server.effective_port}/ "
           f"(waitress; {args.workers} worker(s), queue {args.queue}); Ctrl-C stops", flush=True)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        server.run()  # waitress ends its loop on Ctrl-C and swallows the KeyboardInterrupt
     finally:
         server.close()
-    return 0
+    raise KeyboardInterrupt
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -266,6 +313,8 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="koala", description="Colorize grayscale photos.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up and log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the registered architectures")
@@ -357,6 +406,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_tensorflow(verbose: bool) -> None:
+    """Import TensorFlow and Keras, keeping their start-up lines (absl, oneDNN, CUDA) off the screen
+    unless ``verbose``: those are written to file descriptor 2 by C++ code, twice, before any
+    logging setting applies, so only capturing the descriptor silences them. The capture is shown
+    if the import fails."""
+    if verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        import tensorflow  # noqa: F401
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # CUDA's own start-up lines, once
+        except Exception:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    tf.get_logger().setLevel("ERROR")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -365,10 +444,14 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "beam_args"):
         args.beam_args = unknown  # checked against Beam's options by koala.batch
     try:
+        _import_tensorflow(args.verbose)
         return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"koala {args.command}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"koala {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

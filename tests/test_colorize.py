@@ -1,5 +1,7 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +91,49 @@ def test_unknown_model_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "koala.cli", "colorize", "x.png", "-o", str(tmp_path),
                              "--model", str(tmp_path / "nope")], capture_output=True, text=True)
     assert result.returncode == 2 and "no such model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_inputs_are_never_written_over_even_with_overwrite(tmp_path, constant_ab_run, capsys):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    Image.fromarray(smooth_colour_image(4, 30, 40)).save(scans / "a.png")
+    original = (scans / "a.png").read_bytes()
+    (tmp_path / "link").symlink_to(scans)  # the same folder under another name
+    for out in (scans, tmp_path / "link"):
+        code = main(["colorize", str(scans), "-o", str(out), "--model", constant_ab_run, "--overwrite"])
+        err = capsys.readouterr().err
+        assert code == 1 and "would replace an input photo" in err and "use --overwrite" not in err
+        assert (scans / "a.png").read_bytes() == original
+
+
+def test_unreadable_inputs_are_named_and_fail(tmp_path, constant_ab_run, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(smooth_colour_image(5, 20, 20)).save("good.png")
+    Path("dangling.png").symlink_to("nowhere.png")
+    Path("loop.png").symlink_to("loop.png")
+    os.mkfifo("fifo.png")  # opening it would block forever
+    Path("folders/a").mkdir(parents=True)
+    code = main(["colorize", "good.png", "dangling.png", "loop.png", "fifo.png", "folders/*", "-o", "out",
+                 "--model", constant_ab_run])
+    err = capsys.readouterr().err
+    assert code == 1
+    for line in ("dangling.png: broken symbolic link", "loop.png: symbolic link loop",
+                 "fifo.png: not a regular file", "folders/*: matches no readable file"):
+        assert line in err
+    assert sorted(p.name for p in Path("out").iterdir()) == ["good.png"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_a_file_without_read_permission_is_named(tmp_path, constant_ab_run, capsys):
+    locked = tmp_path / "locked.png"
+    Image.fromarray(smooth_colour_image(5, 20, 20)).save(locked)
+    locked.chmod(0)
+    assert main(["colorize", str(locked), "-o", str(tmp_path / "out"), "--model", constant_ab_run]) == 1
+    assert f"{locked}: not readable (permission denied)" in capsys.readouterr().err
+
+
+def test_output_must_be_a_folder(tmp_path, constant_ab_run, capsys):
+    Image.fromarray(smooth_colour_image(5, 20, 20)).save(tmp_path / "in.png")
+    assert main(["colorize", str(tmp_path / "in.png"), "-o", str(tmp_path / "result.png"),
+                 "--model", constant_ab_run]) == 2
+    assert "-o takes a folder" in capsys.readouterr().err and not (tmp_path / "result.png").exists()
