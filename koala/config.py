@@ -9,6 +9,9 @@ A config file may name a ``preset`` to start from and override any field::
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,17 +145,88 @@ def _merge(base: dict, override: dict) -> dict:
 
 _NESTED = {(Config, "data"): DataConfig, (Config, "train"): TrainConfig, (DataConfig, "augment"): Augment}
 
+# Value rules checked when a config is read, so a mistake is one line naming the field, not a
+# TensorFlow error (or a hang: steps_per_epoch 0 never ends an epoch) minutes into a run.
+POSITIVE = {"image_size", "batch_size", "max_train_images", "max_val_images", "epochs", "steps_per_epoch",
+            "learning_rate", "sample_images"}
+NON_NEGATIVE = {"early_stopping_patience", "reduce_lr_patience", "min_learning_rate", "seed",
+                "rotation", "zoom", "shear", "shift"}
+CHOICES = {"precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+           "strategy": ("default", "mirrored", "multiworker"), "jit_compile": ("auto", True, False)}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
 
-def _build(cls, values: dict, where: str):
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against a field's type hint (ints accepted as floats); else a ValueError."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is Any or (option is bool and isinstance(value, bool)):
+            return value
+        if option in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if option is float or isinstance(value, int):
+                return option(value)
+        elif option in (str, dict) and isinstance(value, option):
+            return value
+        elif option is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    expected = " or ".join("null" if o is type(None) else _TYPE_NAMES.get(o, str(o)) for o in options)
+    raise ValueError(f"{where}: expected {expected}; got {value!r}")
+
+
+def _checked(key: str, value: Any, where: str) -> Any:
+    if value is None:
+        return value
+    if key in POSITIVE and value <= 0:
+        raise ValueError(f"{where}: must be positive; got {value!r}")
+    if key in NON_NEGATIVE and value < 0:
+        raise ValueError(f"{where}: must be zero or more; got {value!r}")
+    if key == "reduce_lr_factor" and not 0 < value < 1:
+        raise ValueError(f"{where}: must be between 0 and 1 (exclusive); got {value!r}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ValueError(f"{where}: must be one of {list(CHOICES[key])}; got {value!r}")
+    return value
+
+
+def _build(cls, values: Any, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping of fields; got {values!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown} in {where}; known: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
         nested = _NESTED.get((cls, key))
-        kwargs[key] = _build(nested, value or {}, f"{where}.{key}") if nested else value
+        if nested:
+            kwargs[key] = _build(nested, {} if value is None else value, f"{where}.{key}")
+        else:
+            kwargs[key] = _checked(key, _typed(value, hints[key], f"{where}.{key}"), f"{where}.{key}")
     return cls(**kwargs)
+
+
+def _check_model_and_loss(cfg: Config) -> None:
+    """The model name, and the loss and its arguments for models trained with a plain loss
+    (models with their own loss, such as zhang16, check their loss_args when they build it)."""
+    from koala.losses import LOSSES
+    from koala.models import MODELS
+
+    if cfg.model not in MODELS:
+        raise ValueError(f"config.model: unknown model {cfg.model!r}; choose from {sorted(MODELS)}")
+    if MODELS[cfg.model].make_loss:
+        return
+    if cfg.train.loss not in LOSSES:
+        raise ValueError(f"config.train.loss: unknown loss {cfg.train.loss!r}; choose from {sorted(LOSSES)}")
+    accepted = list(inspect.signature(LOSSES[cfg.train.loss]).parameters)[2:]  # after y_true, y_pred
+    unknown = sorted(set(cfg.train.loss_args) - set(accepted))
+    if unknown:
+        raise ValueError(f"config.train.loss_args: {cfg.train.loss} takes no argument(s) {unknown}; "
+                         f"it takes {accepted or 'none'}")
 
 
 def from_dict(values: dict, preset: str | None = None) -> Config:
@@ -161,12 +235,14 @@ def from_dict(values: dict, preset: str | None = None) -> Config:
     preset = values.pop("preset", None) or preset or "default"
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    return _build(Config, _merge(PRESETS[preset], values), "config")
+    cfg = _build(Config, _merge(PRESETS[preset], values), "config")
+    _check_model_and_loss(cfg)
+    return cfg
 
 
 def read_values(path: str | Path | None, overrides: list[str] = ()) -> dict:
     """A YAML/JSON file's mapping with ``dotted.key=value`` overrides (values parsed as YAML)."""
-    values = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
+    values = _read_yaml(Path(path)) if path else {}
     for item in overrides:
         key, _, raw = item.partition("=")
         if not _:
@@ -175,7 +251,27 @@ def read_values(path: str | Path | None, overrides: list[str] = ()) -> dict:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item}: not a YAML value ({getattr(e, 'problem', None) or e})") from None
+    return values
+
+
+def _read_yaml(path: Path) -> dict:
+    """A config file's mapping; a missing file or a YAML error is one line with the file and line."""
+    try:
+        values = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the config ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        raise ValueError(f"{where}: YAML error: {getattr(e, 'problem', None) or e}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config must be a mapping of fields; got {type(values).__name__}")
     return values
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -135,16 +136,27 @@ def train(cfg: config_lib.Config, overwrite: bool = False) -> Path:
     resuming = (run / "backup").exists()
     if (run / "best.keras").exists() and not resuming and not overwrite:
         raise FileExistsError(f"{run}: a finished run is there; choose another name or use --overwrite")
-    run.mkdir(parents=True, exist_ok=True)
-    config_lib.save(cfg, run / "config.yaml")
-    if not resuming:
-        (run / "koala.json").write_text(json.dumps(run_metadata(cfg), indent=2))
     keras.utils.set_random_seed(cfg.train.seed)
     capabilities = gpu_capabilities()
     keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.train.precision, capabilities))
-    train_ds, val_ds = build_datasets(cfg)
+    train_ds, val_ds = build_datasets(cfg)  # data and model first: a bad start leaves no run folder
     with strategy.scope():
         model = compile_model(cfg, capabilities)
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=cfg.train.steps_per_epoch,
-              callbacks=make_callbacks(cfg, val_ds, resuming), verbose=2)
+    created = not run.exists()
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        config_lib.save(cfg, run / "config.yaml")
+        if resuming:
+            state = run / "backup" / "training_metadata.json"  # BackupAndRestore's record
+            done = json.loads(state.read_text())["epoch"] if state.is_file() else 0
+            print(f"resuming {run} from epoch {done + 1} ({done} of {cfg.train.epochs} finished)", flush=True)
+        else:
+            (run / "koala.json").write_text(json.dumps(run_metadata(cfg), indent=2))
+        # shuffle=False: the dataset shuffles itself (Keras would only warn that it ignores the flag)
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=cfg.train.steps_per_epoch,
+                  shuffle=False, callbacks=make_callbacks(cfg, val_ds, resuming), verbose=2)
+    except BaseException:
+        if created and not (run / "best.keras").exists():  # nothing worth keeping or resuming
+            shutil.rmtree(run, ignore_errors=True)
+        raise
     return run

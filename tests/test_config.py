@@ -27,3 +27,46 @@ def test_saved_config_loads_back_identically(tmp_path):
 def test_bad_configs_are_named(overrides, message):
     with pytest.raises(ValueError, match=message):
         config_lib.load(overrides=overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.epochs=ten"], "config.train.epochs: expected an integer; got 'ten'"),
+    (["train.steps_per_epoch=0"], "config.train.steps_per_epoch: must be positive; got 0"),
+    (["data.batch_size=-3"], "config.data.batch_size: must be positive; got -3"),
+    (["data.augment.flip=maybe"], "config.data.augment.flip: expected true or false"),
+    (["train.precision=fp8"], "config.train.precision: must be one of"),
+    (["train.loss=l1", "train.loss_args={beta: 2}"], r"config.train.loss_args: l1 takes no argument\(s\) \['beta'\]"),
+    (["train.loss=focal"], "config.train.loss: unknown loss 'focal'"),
+    (["model=unet9"], "config.model: unknown model 'unet9'"),
+    (["data=5"], "config.data: expected a mapping"),
+])
+def test_wrong_types_and_values_name_the_field(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.load(overrides=overrides)
+
+
+def test_yaml_numbers_and_known_loss_arguments_are_accepted():
+    cfg = config_lib.load(overrides=["train.learning_rate=1e-3", "train.loss=huber", "train.loss_args={delta: 0.2}",
+                                     "data.max_train_images=null", "train.epochs=3"])
+    assert cfg.train.learning_rate == 0.001 and cfg.train.loss_args == {"delta": 0.2}
+    assert cfg.data.max_train_images is None and cfg.train.epochs == 3
+
+
+def test_yaml_errors_give_the_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochs: 3\n   batch: [\n")
+    with pytest.raises(ValueError, match=rf"{path}, line 3, column \d+: YAML error"):
+        config_lib.load(path)
+    with pytest.raises(ValueError, match="cannot read the config"):
+        config_lib.load(tmp_path / "missing.yaml")
+
+
+def test_config_errors_are_one_line_from_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "koala.cli", "train", "--preset", "smoke", "--set", "train.epochs=ten",
+                             "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["koala train: config.train.epochs: expected an integer; got 'ten'"]
+    assert not list(tmp_path.iterdir())

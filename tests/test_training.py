@@ -149,3 +149,25 @@ def test_init_weights_starts_from_a_trained_model(constant_ab_run):
     model = compile_model(cfg, [])
     out = model.predict(np.zeros((1, 16, 16, 1), np.float32), verbose=0)
     np.testing.assert_allclose(out[0, 5, 5], [0.3, -0.2], atol=1e-5)
+
+
+def test_grayscale_photos_are_refused_and_leave_no_run_folder(tmp_path):
+    from PIL import Image
+
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 40), 40 * i, np.uint8)).convert("RGB").save(gray / f"g{i}.png")
+    with pytest.raises(ValueError, match=r"no colour photos to learn colour from \(3 grayscale of 3\)"):
+        train(tiny_config(gray, tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_resumed_run_says_so(photo_dir, tmp_path, capsys):
+    cfg = tiny_config(photo_dir, tmp_path, epochs=2, steps_per_epoch=2)
+    (cfg.run_dir / "backup").mkdir(parents=True)  # what BackupAndRestore leaves after one epoch
+    (cfg.run_dir / "backup" / "training_metadata.json").write_text('{"epoch": 1}')
+    (cfg.run_dir / "koala.json").write_text("{}")
+    train(cfg)
+    assert f"resuming {cfg.run_dir} from epoch 2 (1 of 2 finished)" in capsys.readouterr().out
+    assert [int(row["epoch"]) for row in read_history(cfg.run_dir)] == [1]

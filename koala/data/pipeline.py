@@ -21,6 +21,8 @@ from koala.images import ImageError, group_by_source, list_images, load_rgb
 log = logging.getLogger(__name__)
 
 CROP_MARGIN = 1.15  # cached images are a little larger than the crop, so crops vary
+GRAY_MEAN_SPREAD = 1.0  # a photo whose channels differ by less than this (levels, on average) is gray
+GRAY_CHECK_PHOTOS = 256  # training sets read without the cache: photos decoded up front to find colour
 
 
 @dataclass
@@ -113,12 +115,27 @@ def _balanced(paths: list[str], short_side: int, cache: bool, seed: int, balance
     return tf.data.Dataset.sample_from_datasets(streams, weights, seed=seed)
 
 
-def _with_known_length(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """Count the readable photos once (which fills the cache) and state the count: with the length
-    unknown (the filter that drops unreadable files hides it), Keras warns "Your input ran out of
-    data; interrupting training" at the end of every finite pass, as if something were wrong."""
-    count = int(ds.reduce(0, lambda n, _: n + 1))
-    return ds.apply(tf.data.experimental.assert_cardinality(count))
+def _census(ds: tf.data.Dataset) -> tuple[int, int]:
+    """(readable photos, colour photos) in one pass over the decoded images (which fills the cache).
+
+    The count states the dataset's length: with it unknown (the filter that drops unreadable
+    files hides it), Keras warns "Your input ran out of data; interrupting training" at the end
+    of every finite pass, as if something were wrong. The colour count lets training refuse a
+    set of grayscale photos, from which a colorizer learns nothing.
+    """
+    def add(counts, img):
+        spread = tf.cast(tf.reduce_max(img, axis=-1) - tf.reduce_min(img, axis=-1), tf.float32)
+        colour = tf.cast(tf.reduce_mean(spread) >= GRAY_MEAN_SPREAD, tf.int64)
+        return counts + tf.stack([tf.constant(1, tf.int64), colour])
+
+    photos, colour = ds.reduce(tf.zeros([2], tf.int64), add).numpy()
+    return int(photos), int(colour)
+
+
+def _require_colour(source, paths: list[str], photos: int, colour: int) -> None:
+    if not colour:
+        found = f"{photos} grayscale" if photos else "none readable"
+        raise ValueError(f"{source}: no colour photos to learn colour from ({found} of {len(paths)})")
 
 
 def make_dataset(
@@ -149,11 +166,16 @@ def make_dataset(
     if training and source_balance:
         if not repeat:
             raise ValueError("data.source_balance needs train.steps_per_epoch (balanced sampling never ends)")
+        _require_colour(source, paths, *_census(_decoded(paths[:GRAY_CHECK_PHOTOS], short_side, cache=False)))
         ds = _balanced(paths, short_side, cache, seed, source_balance)
     else:
         ds = _decoded(paths, short_side, cache)
-        if cache and not repeat:
-            ds = _with_known_length(ds)
+        if training or (cache and not repeat):
+            photos, colour = _census(ds if cache else ds.take(GRAY_CHECK_PHOTOS))
+            if training:
+                _require_colour(source, paths, photos, colour)
+            if cache and not repeat:
+                ds = ds.apply(tf.data.experimental.assert_cardinality(photos))
         if training:
             ds = ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True)
             if repeat:
