@@ -29,6 +29,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from koala.images import apply_umask
 from koala.inference import Colorizer, colorize_tensor, predict_ab
 from koala.serving import AB_OUTPUT, BYTES_SIGNATURE, IMAGE_INPUT, L_INPUT, L_SIGNATURE, PNG_OUTPUT
 
@@ -117,6 +118,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
             write_onnx(colorizer, staging / ONNX_FILE)
         (staging / "assets.extra").mkdir(exist_ok=True)
         (staging / "assets.extra" / "koala.json").write_text(json.dumps(colorizer.metadata, indent=2))
+        apply_umask(staging)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -139,6 +139,17 @@ def _umask() -> int:
     return mask
 
 
+def apply_umask(folder: str | os.PathLike) -> None:
+    """Give a folder made by ``tempfile.mkdtemp`` (0700) and its contents the modes a plain
+    ``mkdir``/``open`` would have (0755/0644 under the usual umask), so that a server running
+    as another user, such as TF Serving, can read what koala wrote."""
+    mask = _umask()
+    for root, dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
 def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> None:
     """Write bytes so that readers never see a partial file and existing files survive.
 

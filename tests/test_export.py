@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import site
+import stat
 import subprocess
 import sys
 import textwrap
@@ -58,6 +60,16 @@ def test_layout_is_tf_serving_versioned(exported):
     meta = json.loads((version / "assets.extra" / "koala.json").read_text())
     assert meta["model"] == "cunet" and meta["image_size"] == 32
     assert not [p for p in exported.iterdir() if p.name.startswith(".")], "staging folder left behind"
+
+
+def test_exported_files_are_readable_as_the_umask_allows(exported):
+    """TF Serving often runs as another user: no 0700 folder (mkdtemp's) may stay in the way."""
+    mask = os.umask(0)
+    os.umask(mask)
+    paths = [exported / "1", *(exported / "1").rglob("*")]
+    modes = {p.relative_to(exported).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in paths}
+    expected = {name: (0o777 if (exported / name).is_dir() else 0o666) & ~mask for name in modes}
+    assert modes == expected and "1/variables/variables.index" in modes
 
 
 def test_next_version_and_refusing_to_overwrite(tmp_path, exported, capsys):
