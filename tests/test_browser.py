@@ -132,3 +132,19 @@ def test_a_broken_file_shows_the_servers_reason(served, browser, tmp_path):
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "error").is_displayed())
     assert browser.find_element(By.ID, "error").text == "notes.jpg: not an image (unrecognised format)"
     assert browser.find_element(By.ID, "results").is_displayed() is False
+
+
+def test_a_failed_upload_clears_the_previous_result(served, browser, tmp_path):
+    good, bad = tmp_path / "cat.jpg", tmp_path / "notes.jpg"
+    good.write_bytes(encode(photo((120, 100), gray=True), "JPEG"))
+    bad.write_text("these are notes, not a photo")
+    browser.get(served)
+    browser.find_element(By.ID, "file").send_keys(str(good))
+    wait_for_new_result(browser, None)
+    assert browser.find_element(By.ID, "download").is_displayed()
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert browser.find_element(By.ID, "error").text == "notes.jpg: not an image (unrecognised format)"
+    for element in ("results", "compare-section", "download"):
+        assert not browser.find_element(By.ID, element).is_displayed(), element
+    assert browser.find_element(By.ID, "result-img").get_attribute("src") in (None, "")

@@ -15,9 +15,22 @@ function showError(message) {
   $("error").hidden = !message;
 }
 
+// Hide the previous photo's result, so an error is never shown beside a result of another photo.
+function clearResult() {
+  ++generation;  // a request still running for the previous photo may not show its result
+  if (resultUrl) URL.revokeObjectURL(resultUrl);
+  resultUrl = null;
+  for (const id of ["result-img", "compare-after"]) $(id).removeAttribute("src");
+  $("download").removeAttribute("href");
+  $("download").hidden = true;
+  $("results").hidden = true;
+  $("compare-section").hidden = true;
+}
+
 function setPhoto(file) {
   if (!file) return;
   showError("");
+  clearResult();
   if (file.size > maxBytes) {
     showError(`${file.name}: too large (${(file.size / 1048576).toFixed(1)} MB; limit ${app.dataset.maxUploadMb} MB)`);
     return;
