@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import logging
 import os
 import sys
 import tempfile
@@ -149,10 +150,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _raise_open_file_limit() -> None:
+    """Idle connections cost a descriptor each: allow as many as the hard limit permits."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _cmd_serve(args: argparse.Namespace) -> NoReturn:
     from koala.inference import Colorizer
-    from koala.serving.app import create_app, make_server
+    from koala.serving.app import SLOT_PIXELS, create_app, make_server
 
+    _raise_open_file_limit()
+    handler = logging.StreamHandler(sys.stderr)  # the access log: one line per request
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    access = logging.getLogger("koala.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
     colorizer = Colorizer.load(args.model)
     app = create_app(colorizer, workers=args.workers, queue=args.queue,
                      max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels)
@@ -161,7 +179,8 @@ def _cmd_serve(args: argparse.Namespace) -> NoReturn:
     except OSError as e:
         raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     print(f"serving {colorizer.metadata['model']} on http://{args.host}:{server.effective_port}/ "
-          f"(waitress; {args.workers} worker(s), queue {args.queue}); Ctrl-C stops", flush=True)
+          f"(waitress; {args.workers} worker(s), {args.workers + args.queue} slots of "
+          f"{SLOT_PIXELS // 1_000_000} MP); Ctrl-C stops", flush=True)
     try:
         server.run()  # waitress ends its loop on Ctrl-C and swallows the KeyboardInterrupt
     finally:
@@ -348,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     from koala import serving  # constants only: no Flask or TensorFlow import here
+    from koala.images import MAX_PIXELS
 
     p = sub.add_parser("serve", help="serve a web page and API that colorize photos")
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
@@ -356,11 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=serving.DEFAULT_WORKERS,
                    help=f"photos colorized at once (default {serving.DEFAULT_WORKERS})")
     p.add_argument("--queue", type=int, default=serving.DEFAULT_QUEUE,
-                   help=f"requests that may wait; more get 503 (default {serving.DEFAULT_QUEUE})")
+                   help=f"slots for waiting requests, one per 4 MP of photo; more get 503 (default {serving.DEFAULT_QUEUE})")
     p.add_argument("--max-upload-mb", type=float, default=serving.DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest upload in MB, else 413 (default {serving.DEFAULT_MAX_UPLOAD_MB:g})")
-    p.add_argument("--max-pixels", type=int, default=serving.DEFAULT_MAX_PIXELS,
-                   help=f"largest photo in pixels, else 413 (default {serving.DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"largest photo in pixels, else 413 (default and most: koala's limit, {MAX_PIXELS:,})")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("evaluate", help="score a model against the grayscale baseline on held-out photos",

@@ -3,8 +3,10 @@
 The SavedModel carries the whole colorize path of :mod:`koala.inference` (traced, not
 rewritten), so TF Serving, plain TensorFlow and ``koala colorize`` give the same colours:
 
-``serving_default``  ``image_bytes`` (tf.string, N): encoded JPEG/PNG/GIF/BMP, any size, gray or
-    colour -> ``png_bytes`` (tf.string, N): the colorized photo as PNG at the input's size. The
+``serving_default``  ``image_bytes`` (tf.string, N): encoded JPEG/PNG/GIF/BMP/WebP, gray or colour,
+    up to :data:`koala.images.MAX_PIXELS` (larger ones are refused from their header, before
+    decoding: InvalidArgument "image has too many pixels") -> ``png_bytes`` (tf.string, N): the
+    colorized photo as PNG at the input's size, made in bounded memory as ``koala colorize`` does. The
     ``_bytes`` suffixes make TF Serving's REST API base64-wrap them as ``{"b64": ...}``.
 ``colorize_l``  ``L`` (float32, N x H x W x 1, normalised L) -> ``ab`` (float32, N x H x W x 2,
     normalised ab at the same size).
@@ -29,8 +31,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from koala.images import apply_umask
-from koala.inference import Colorizer, colorize_tensor, predict_ab
+from koala.images import MAX_PIXELS, apply_umask
+from koala.inference import Colorizer, colorize_pixels, predict_ab
 from koala.serving import AB_OUTPUT, BYTES_SIGNATURE, IMAGE_INPUT, L_INPUT, L_SIGNATURE, PNG_OUTPUT
 
 FORMATS = ("savedmodel", "onnx")
@@ -38,26 +40,78 @@ ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
 
 
-def decode_rgb(data: tf.Tensor) -> tf.Tensor:
-    """Encoded image bytes -> float RGB in [0, 1], (H, W, 3), as :func:`koala.images.load_rgb` does:
-    gray is repeated to three channels, transparency composited on white, GIFs give frame one."""
-    image = tf.cond(
+HEADER_BYTES = 32
+
+
+def _head(data: tf.Tensor) -> tf.Tensor:
+    """The first ``HEADER_BYTES`` bytes of ``data`` as int64 values, zero-padded."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, HEADER_BYTES), b"\0" * HEADER_BYTES]),
+                             0, HEADER_BYTES)
+    return tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+
+def header_shape(data: tf.Tensor) -> tf.Tensor:
+    """(height, width) as int64 from the header of a JPEG, PNG, GIF, BMP or WebP, without
+    decoding; (0, 0) for anything else (the decoder then gives its own error)."""
+    b = _head(data)
+
+    def le(at: int, size: int) -> tf.Tensor:
+        return sum(b[at + i] * 256**i for i in range(size))
+
+    def be(at: int, size: int) -> tf.Tensor:
+        return sum(b[at + i] * 256 ** (size - 1 - i) for i in range(size))
+
+    def magic(at: int, text: bytes) -> tf.Tensor:
+        return tf.reduce_all(tf.equal(b[at : at + len(text)], list(text)))
+
+    def signed32(value: tf.Tensor) -> tf.Tensor:
+        return tf.where(value >= 2**31, value - 2**32, value)
+
+    webp_lossless = tf.stack([1 + (b[22] // 64 + b[23] * 4 + (b[24] % 16) * 1024),  # 14-bit fields
+                              1 + (b[21] + (b[22] % 64) * 256)])
+    shapes = [  # (condition, (height, width)); the first that holds wins
+        (magic(0, b"\x89PNG"), tf.stack([be(20, 4), be(16, 4)])),
+        (magic(0, b"GIF8"), tf.stack([le(8, 2), le(6, 2)])),
+        (magic(0, b"BM"), tf.stack([tf.abs(signed32(le(22, 4))), signed32(le(18, 4))])),
+        (magic(0, b"RIFF") & magic(8, b"WEBPVP8X"), tf.stack([1 + le(27, 3), 1 + le(24, 3)])),
+        (magic(0, b"RIFF") & magic(8, b"WEBPVP8L"), webp_lossless),
+        (magic(0, b"RIFF") & magic(8, b"WEBPVP8 "), tf.stack([le(28, 2) % 16384, le(26, 2) % 16384])),
+    ]
+    shape = tf.zeros([2], tf.int64)
+    for condition, value in reversed(shapes):
+        shape = tf.where(condition, value, shape)
+    return tf.cond(tf.io.is_jpeg(data), lambda: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64),
+                   lambda: shape)
+
+
+def decode_pixels(data: tf.Tensor) -> tf.Tensor:
+    """Encoded image bytes -> pixels (H, W, C) at 8 bits, as :func:`koala.inference.unit_rgb` takes
+    them: GIFs give frame one; JPEG as PIL decodes it (the accurate integer IDCT; TF's default,
+    fast one differs by up to 5 levels). 16-bit PNGs are decoded by :func:`colorize_png_bytes`."""
+    return tf.cond(
         tf.io.is_jpeg(data),
-        # PIL decodes JPEG with the accurate integer IDCT; TF's default (fast) differs by up to 5 levels.
-        lambda: tf.image.convert_image_dtype(tf.io.decode_jpeg(data, dct_method="INTEGER_ACCURATE"), tf.float32),
-        lambda: tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False),
+        lambda: tf.io.decode_jpeg(data, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False),
     )
-    channels = tf.shape(image)[-1]
-    has_alpha = tf.equal(channels % 2, 0)  # gray+alpha or RGBA
-    colour = image[..., : channels - tf.cast(has_alpha, tf.int32)]
-    alpha = tf.cond(has_alpha, lambda: image[..., -1:], lambda: tf.ones_like(image[..., :1]))
-    rgb = tf.broadcast_to(colour, tf.concat([tf.shape(image)[:2], [3]], axis=0))
-    return rgb * alpha + (1.0 - alpha)
 
 
-def encode_png(rgb: tf.Tensor) -> tf.Tensor:
-    """Float RGB in [0, 1] -> PNG bytes, rounding as :func:`koala.images.to_uint8` does."""
-    return tf.io.encode_png(tf.cast(tf.clip_by_value(tf.round(rgb * 255.0), 0.0, 255.0), tf.uint8))
+def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, saturation: float) -> tf.Tensor:
+    """One encoded photo -> the colorized PNG at its size, refusing more than ``MAX_PIXELS`` pixels
+    before anything is decoded (a small file can claim a huge picture)."""
+    shape = header_shape(data)
+    limit = tf.debugging.Assert(
+        shape[0] * shape[1] <= MAX_PIXELS,
+        [f"image has too many pixels (limit {MAX_PIXELS:,}); height and width in its header:", shape])
+    head = _head(data)
+    sixteen_bit_png = tf.logical_and(tf.reduce_all(tf.equal(head[:4], list(b"\x89PNG"))), tf.equal(head[24], 16))
+
+    def colorize(pixels: tf.Tensor) -> tf.Tensor:
+        return tf.io.encode_png(colorize_pixels(network, pixels, size, multiple, saturation))
+
+    with tf.control_dependencies([limit]):
+        return tf.cond(sixteen_bit_png,
+                       lambda: colorize(tf.io.decode_png(data, channels=0, dtype=tf.uint16)),
+                       lambda: colorize(decode_pixels(data)))
 
 
 def build_archive(colorizer: Colorizer) -> keras.export.ExportArchive:
@@ -65,13 +119,10 @@ def build_archive(colorizer: Colorizer) -> keras.export.ExportArchive:
     network = colorizer.network_fn()
     size, multiple, saturation = colorizer.image_size, colorizer.multiple, colorizer.saturation
 
-    def colorize_one(data: tf.Tensor) -> tf.Tensor:
-        rgb = decode_rgb(data)[None]
-        return encode_png(colorize_tensor(network, rgb, size, multiple, saturation)[0])
-
     def serve_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         # One photo at a time: a batch may mix sizes, and each keeps its own.
-        pngs = tf.map_fn(colorize_one, image_bytes, fn_output_signature=tf.TensorSpec([], tf.string))
+        pngs = tf.map_fn(lambda data: colorize_png_bytes(network, data, size, multiple, saturation), image_bytes,
+                         fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=1)
         return {PNG_OUTPUT: pngs}
 
     def serve_l(l_full: tf.Tensor) -> dict[str, tf.Tensor]:

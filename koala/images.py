@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MAX_PIXELS = 100_000_000  # beyond this a file is treated as a decompression bomb
+# The pixel limit of every entry point (koala colorize, the Colorizer API, koala serve and the
+# exported SavedModel): larger pictures are refused before they are decoded, as possible
+# decompression bombs. 100 MP covers a 600 dpi scan of an A3 page; memory stays bounded below it.
+MAX_PIXELS = 100_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La", "RGBa"}
@@ -40,10 +43,10 @@ def _open(source: str | os.PathLike | bytes) -> tuple[Image.Image, str]:
         raise ImageError(name, "empty file (0 bytes)")
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # PIL's own limit (89 MP) would be a second, lower one
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ImageError(name, _reason(e)) from None
     except OSError as e:
         raise ImageError(name, f"cannot read: {e}") from None
@@ -56,28 +59,30 @@ def _reason(error: Exception) -> str:
     return "too many pixels (possible decompression bomb)"
 
 
-def _to_float_rgb(img: Image.Image, name: str) -> np.ndarray:
+def _to_pixels(img: Image.Image, name: str) -> np.ndarray:
     mode = img.mode
     if mode in _SIXTEEN_BIT_MODES:
-        gray = np.asarray(img, dtype=np.float32)
-        scale = 65535.0 if gray.max(initial=0) > 255 or mode != "I" else 255.0
-        gray = np.clip(gray / scale, 0.0, 1.0)
-        return np.repeat(gray[..., None], 3, axis=-1)
+        gray = np.asarray(img)
+        if mode == "I" and gray.max(initial=0) <= 255:  # 8-bit values in a 32-bit image
+            return np.clip(gray, 0, 255).astype(np.uint8)
+        return np.clip(gray, 0, 65535).astype(np.uint16)
     if mode not in _EIGHT_BIT_MODES:
         raise ImageError(name, f"unsupported image mode {mode!r}")
     if "A" in mode or "a" in mode or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return np.asarray(img.convert("L") if mode in ("L", "1") else img.convert("RGB"))
 
 
-def load_rgb(source: str | os.PathLike | bytes) -> np.ndarray:
-    """Decode a photo to float32 RGB in [0, 1], shape (H, W, 3), EXIF orientation applied.
+def load_pixels(source: str | os.PathLike | bytes) -> np.ndarray:
+    """Decode a photo to its pixels at their own depth: uint8 (H, W) gray or (H, W, 3) RGB, or
+    uint16 (H, W) for 16-bit gray. A 24-megapixel gray scan stays 24 MB here, where float RGB
+    takes 288 MB, so big scans are colorized in bounded memory.
 
-    Accepts a path or encoded bytes. GIFs give their first frame, 16-bit grayscale keeps its
-    precision, transparent pixels are composited on white. Raises :class:`ImageError` with a
-    one-line reason (empty, truncated, not an image, unsupported mode, too many pixels).
+    Accepts a path or encoded bytes; EXIF orientation is applied, GIFs give their first frame,
+    transparent pixels are composited on white. Raises :class:`ImageError` with a one-line
+    reason (empty, truncated, not an image, unsupported mode, more than ``MAX_PIXELS`` pixels).
     """
     img, name = _open(source)
     with img:
@@ -92,7 +97,19 @@ def load_rgb(source: str | os.PathLike | bytes) -> np.ndarray:
             img = ImageOps.exif_transpose(img)
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageError(name, f"truncated or corrupt image data ({e})") from None
-        return _to_float_rgb(img, name)
+        return _to_pixels(img, name)
+
+
+def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Pixels from :func:`load_pixels` as float32 RGB in [0, 1], shape (H, W, 3)."""
+    rgb = pixels.astype(np.float32) / float(np.iinfo(pixels.dtype).max)
+    return np.repeat(rgb[..., None], 3, axis=-1) if rgb.ndim == 2 else rgb
+
+
+def load_rgb(source: str | os.PathLike | bytes) -> np.ndarray:
+    """Decode a photo to float32 RGB in [0, 1], shape (H, W, 3), as :func:`load_pixels` reads it
+    (gray repeated to three channels, 16-bit gray with its precision)."""
+    return to_float_rgb(load_pixels(source))
 
 
 def list_images(source: str | os.PathLike) -> list[str]:

@@ -3,6 +3,12 @@
 The network sees L at its working scale (short side = the training size, sides padded to the
 model's multiple); the predicted ab is resized back to the photo's size and joined with the
 full-resolution L, so the output keeps every detail of the input.
+
+Memory stays bounded for any size up to :data:`koala.images.MAX_PIXELS`: the photo is kept at its
+own depth (1-3 bytes a pixel), and the full-resolution work (L, and L joined with the upsampled
+ab into RGB) is done in stripes of ``STRIPE_PIXELS``, so no float32 copy of the whole photo is
+ever made: the network's input is shrunk from L stripe by stripe (along the rows, then once
+along the columns; the antialiased resize is separable).
 """
 from __future__ import annotations
 
@@ -17,11 +23,12 @@ import numpy as np
 import tensorflow as tf
 
 from koala.color import TEMPERATURE, colorize_lab, rgb_to_l
-from koala.images import load_rgb, to_uint8
+from koala.images import MAX_PIXELS, load_pixels
 from koala.models import get_spec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MAX_WORKING_SIDE_FACTOR = 4  # panoramas: the long side is capped at this many working sizes
+STRIPE_PIXELS = 1 << 19  # full-resolution pixels per step: ~50 MB of float32 temporaries at any size
 
 
 def working_shape(height: tf.Tensor, width: tf.Tensor, size: int, multiple: int) -> tf.Tensor:
@@ -46,13 +53,81 @@ def predict_ab(
     return tf.image.resize(ab_small, shape[1:3], method="bilinear")
 
 
-def colorize_tensor(
-    network: Callable[[tf.Tensor], tf.Tensor], rgb: tf.Tensor, size: int, multiple: int, saturation: float = 1.0
+def unit_rgb(pixels: tf.Tensor) -> tf.Tensor:
+    """Pixels (H, W, C): uint8, uint16 or float in [0, 1]; gray, gray+alpha, RGB or RGBA -> float
+    RGB in [0, 1], (H, W, 3), transparency composited on white (as :func:`koala.images.load_pixels`)."""
+    image = tf.cast(pixels, tf.float32)
+    if pixels.dtype.is_integer:
+        image = image / float(pixels.dtype.max)
+    channels = tf.shape(image)[-1]
+    has_alpha = tf.equal(channels % 2, 0)  # gray+alpha or RGBA
+    colour = image[..., : channels - tf.cast(has_alpha, tf.int32)]
+    alpha = tf.cond(has_alpha, lambda: image[..., -1:], lambda: tf.ones_like(image[..., :1]))
+    rgb = tf.broadcast_to(colour, tf.concat([tf.shape(image)[:2], [3]], axis=0))
+    return rgb * alpha + (1.0 - alpha)
+
+
+def _by_stripes(fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], height: tf.Tensor, rows: tf.Tensor,
+                dtype: tf.DType, channels: int) -> tf.Tensor:
+    """``fn(start, stop)`` (rows, W, channels) for consecutive row ranges, concatenated along the rows.
+    One stripe at a time (``parallel_iterations=1``), so temporaries exist for one stripe only."""
+    count = (height + rows - 1) // rows
+
+    def body(i, stripes):
+        start = i * rows
+        return i + 1, stripes.write(i, fn(start, tf.minimum(start + rows, height)))
+
+    stripes = tf.TensorArray(dtype, size=count, infer_shape=False, element_shape=[None, None, channels])
+    _, stripes = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0), stripes], parallel_iterations=1)
+    return stripes.concat()
+
+
+def _bilinear_rows(image: tf.Tensor, out_height: tf.Tensor, start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
+    """Rows [start, stop) of ``tf.image.resize(image, (out_height, width), "bilinear")`` for an
+    ``image`` (h, width, C) that already has its final width: TensorFlow's half-pixel bilinear
+    interpolation along the rows, computed for one stripe instead of the whole picture."""
+    in_height = tf.shape(image)[0]
+    scale = tf.cast(in_height, tf.float32) / tf.cast(out_height, tf.float32)
+    y = (tf.cast(tf.range(start, stop), tf.float32) + 0.5) * scale - 0.5
+    y_floor = tf.floor(y)
+    top = tf.gather(image, tf.maximum(tf.cast(y_floor, tf.int32), 0))
+    bottom = tf.gather(image, tf.minimum(tf.cast(tf.math.ceil(y), tf.int32), in_height - 1))
+    return top + (bottom - top) * (y - y_floor)[:, None, None]
+
+
+def colorize_pixels(
+    network: Callable[[tf.Tensor], tf.Tensor], pixels: tf.Tensor, size: int, multiple: int,
+    saturation: tf.Tensor | float = 1.0, out_dtype: tf.DType = tf.uint8,
 ) -> tf.Tensor:
-    """RGB in [0, 1] (N, H, W, 3; colour or gray) -> colorized RGB in [0, 1], same size."""
-    l_full = rgb_to_l(rgb)
-    ab = predict_ab(network, l_full, size, multiple) * saturation
-    return colorize_lab(l_full, ab)
+    """One photo's pixels (H, W, C; see :func:`unit_rgb`) -> colorized RGB (H, W, 3), as uint8
+    (rounded as :func:`koala.images.to_uint8`) or float32 in [0, 1].
+
+    The same colours as resizing ab to full size and joining it with L over the whole picture,
+    computed in stripes. Pure TF ops, so :mod:`koala.export` traces this same function into the
+    SavedModel.
+    """
+    shape = tf.shape(pixels)
+    height, width = shape[0], shape[1]
+    rows = tf.maximum(STRIPE_PIXELS // width, 1)
+    small_shape = working_shape(height, width, size, multiple)
+
+    def narrow(start, stop):  # a stripe's L shrunk along its rows only (the resize is separable)
+        l_stripe = rgb_to_l(unit_rgb(pixels[start:stop]))
+        return tf.image.resize(l_stripe[None], tf.stack([stop - start, small_shape[1]]), antialias=True)[0]
+
+    l_narrow = _by_stripes(narrow, height, rows, tf.float32, 1)  # (H, working width): no full-size L
+    small = tf.image.resize(l_narrow[None], small_shape, antialias=True)
+    ab_small = tf.cast(network(small), tf.float32)[0]
+    ab_wide = tf.image.resize(ab_small, tf.stack([tf.shape(ab_small)[0], width]), method="bilinear")
+
+    def join(start, stop):
+        rgb = colorize_lab(rgb_to_l(unit_rgb(pixels[start:stop])),
+                           _bilinear_rows(ab_wide, height, start, stop) * saturation)
+        if out_dtype == tf.uint8:
+            return tf.cast(tf.clip_by_value(tf.round(rgb * 255.0), 0.0, 255.0), tf.uint8)
+        return rgb
+
+    return _by_stripes(join, height, rows, out_dtype, 3)
 
 
 def resolve_model_path(model: str | os.PathLike) -> Path:
@@ -134,37 +209,44 @@ class Colorizer:
             return lambda l_small: spec.decode(call(l_small), self.temperature)
         return call
 
-    def graph(self) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-        """:func:`colorize_tensor` as one graph for any image size (saturation is an input):
-        run eagerly, op by op, it is about 4x slower on small photos."""
-        key = (id(self.network), self.temperature, self.image_size, self.multiple)
+    def graph(self, dtype: tf.DType = tf.uint8, out_dtype: tf.DType = tf.uint8) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+        """:func:`colorize_pixels` as one graph for any image size (saturation is an input), for
+        pixels of ``dtype``: run eagerly, op by op, it is about 4x slower on small photos."""
+        key = (id(self.network), self.temperature, self.image_size, self.multiple, dtype, out_dtype)
         if key not in self._graphs:
             network, size, multiple = self.network_fn(), self.image_size, self.multiple
             self._graphs[key] = tf.function(
-                lambda rgb, saturation: colorize_tensor(network, rgb, size, multiple, saturation),
-                input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([], tf.float32)],
+                lambda pixels, saturation: colorize_pixels(network, pixels, size, multiple, saturation, out_dtype),
+                input_signature=[tf.TensorSpec([None, None, None], dtype), tf.TensorSpec([], tf.float32)],
             )
         return self._graphs[key]
 
+    def _run(self, pixels: np.ndarray, out_dtype: tf.DType) -> np.ndarray:
+        pixels = pixels if pixels.ndim == 3 else pixels[..., None]
+        graph = self.graph(tf.as_dtype(pixels.dtype), out_dtype)
+        return graph(tf.convert_to_tensor(pixels), tf.constant(self.saturation, tf.float32)).numpy()
+
     def colorize_float(self, rgb: np.ndarray) -> np.ndarray:
         """Float RGB (H, W, 3) in [0, 1] -> colorized float RGB, same size."""
-        out = self.graph()(tf.convert_to_tensor(rgb[None], tf.float32), tf.constant(self.saturation, tf.float32))
-        return out[0].numpy()
+        return self._run(np.asarray(rgb, np.float32), tf.float32)
 
     def colorize(self, image: np.ndarray | str | os.PathLike | bytes) -> np.ndarray:
-        """A photo (path, encoded bytes, or uint8/float array, gray or RGB) -> uint8 RGB."""
-        return to_uint8(self.colorize_float(as_float_rgb(image)))
+        """A photo (path, encoded bytes, or uint8/uint16/float array, gray or RGB) -> uint8 RGB."""
+        return self._run(as_pixels(image), tf.uint8)
 
 
-def as_float_rgb(image: np.ndarray | str | os.PathLike | bytes) -> np.ndarray:
-    """Any accepted input as float32 RGB in [0, 1]: arrays may be gray (H, W) or (H, W, 1|3|4)."""
+def as_pixels(image: np.ndarray | str | os.PathLike | bytes) -> np.ndarray:
+    """Any accepted input as pixels for :func:`colorize_pixels`: files and bytes through
+    :func:`koala.images.load_pixels`; arrays (H, W) or (H, W, 1|3|4) of uint8, uint16 or float in
+    [0, 1] keep their depth (a fourth channel is dropped). At most ``MAX_PIXELS`` pixels."""
     if not isinstance(image, np.ndarray):
-        return load_rgb(image)
-    array = image.astype(np.float32)
-    if np.issubdtype(image.dtype, np.integer):
-        array /= float(np.iinfo(image.dtype).max)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        return load_pixels(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
         raise ValueError(f"expected an image array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {image.shape}")
-    return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        raise ValueError(f"too many pixels ({image.shape[1]}x{image.shape[0]}; limit {MAX_PIXELS:,})")
+    if np.issubdtype(image.dtype, np.integer) and image.dtype not in (np.uint8, np.uint16):
+        image = image.astype(np.float32) / float(np.iinfo(image.dtype).max)
+    elif image.dtype not in (np.uint8, np.uint16):
+        image = image.astype(np.float32)
+    return image[..., :3] if image.ndim == 3 and image.shape[-1] == 4 else image

@@ -6,6 +6,10 @@
 Sends exactly --requests requests with at most --concurrency in flight and stops. Only loopback
 addresses are accepted unless --allow-remote is given. 503 answers (queue full) are counted
 apart from failures; latency percentiles cover the successful requests.
+
+``--idle N`` first opens N connections that send a request's headers and then nothing (slow
+clients, or a slowloris attack), holds them through the test, and reports how long /healthz
+took to answer beside them and how many of them the server had closed by the end.
 """
 from __future__ import annotations
 
@@ -46,6 +50,44 @@ def send(url: str, data: bytes, timeout: float) -> tuple[int, float]:
     return status, time.perf_counter() - start
 
 
+def open_idle(url: str, count: int) -> list[socket.socket]:
+    """``count`` connections that promise a 100 kB body after their headers and never send it."""
+    parts = urlsplit(url)
+    head = (f"POST /api/colorize HTTP/1.1\r\nHost: {parts.hostname}\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n").encode()
+    idle = []
+    for _ in range(count):
+        conn = socket.create_connection((parts.hostname, parts.port or 80), timeout=5)
+        conn.sendall(head)
+        idle.append(conn)
+    return idle
+
+
+def count_closed(idle: list[socket.socket]) -> int:
+    """How many of the idle connections the server has hung up on (without waiting)."""
+    closed = 0
+    for conn in idle:
+        conn.setblocking(False)
+        try:
+            closed += conn.recv(1024) == b""
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            closed += 1
+    return closed
+
+
+def health_seconds(url: str, timeout: float) -> float | None:
+    """Seconds /healthz took to answer 200, or None if it did not within ``timeout``."""
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=timeout) as answer:
+            answer.read()
+            return time.perf_counter() - start if answer.status == 200 else None
+    except OSError:
+        return None
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100) by linear interpolation; NaN for no values."""
     if not values:
@@ -62,16 +104,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=50, help="requests in all (default 50)")
     parser.add_argument("--image", required=True, help="the photo to send")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    parser.add_argument("--idle", type=int, default=0, help="hold this many idle connections open meanwhile")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback URL")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.requests < 1:
         parser.error("--concurrency and --requests must be at least 1")
     if not args.allow_remote and not is_loopback(args.url):
         parser.error(f"{args.url} is not a loopback address (use --allow-remote for a server you run elsewhere)")
-    url = f"{args.url.rstrip('/')}/api/colorize"
+    base = args.url.rstrip("/")
+    url = f"{base}/api/colorize"
     data = Path(args.image).read_bytes()
 
     send(url, data, args.timeout)  # warm-up: the first call traces the model for this size
+    idle, idle_since = open_idle(base, args.idle), time.perf_counter()
+    if idle:
+        seconds = health_seconds(base, args.timeout)
+        answer = f"in {seconds * 1000:.0f} ms" if seconds is not None else f"not within {args.timeout:g} s"
+        print(f"{len(idle)} idle connections open; /healthz answered {answer}")
     start = time.perf_counter()
     with ThreadPoolExecutor(args.concurrency) as pool:
         results = list(pool.map(lambda _: send(url, data, args.timeout), range(args.requests)))
@@ -84,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ok {len(ok)}, 503 busy {busy}, failed {failed}")
     print(f"  {len(ok) / wall:.2f} requests/s; latency p50 {percentile(ok, 50) * 1000:.0f} ms, "
           f"p95 {percentile(ok, 95) * 1000:.0f} ms")
+    if idle:
+        print(f"  idle connections closed by the server after {time.perf_counter() - idle_since:.0f} s: "
+              f"{count_closed(idle)} of {len(idle)}")
+        for conn in idle:
+            conn.close()
     return 1 if failed else 0
 
 

@@ -137,3 +137,36 @@ def test_output_must_be_a_folder(tmp_path, constant_ab_run, capsys):
     assert main(["colorize", str(tmp_path / "in.png"), "-o", str(tmp_path / "result.png"),
                  "--model", constant_ab_run]) == 2
     assert "-o takes a folder" in capsys.readouterr().err and not (tmp_path / "result.png").exists()
+
+
+def test_stripes_give_the_colours_of_the_whole_picture(monkeypatch):
+    """Joined stripe by stripe (bounded memory), the result is that of resizing ab to the whole
+    picture and joining it with the whole L, within one level."""
+    import keras
+    import tensorflow as tf
+
+    from koala import inference
+    from koala.color import colorize_lab, rgb_to_l
+    from koala.images import to_uint8
+    from koala.models import get_model
+
+    keras.utils.set_random_seed(1)
+    colorizer = Colorizer(get_model("cunet", base_filters=4), 32, 8, saturation=1.3, metadata={"model": "cunet"})
+    gray = smooth_colour_image(7, 97, 61).mean(axis=-1).astype(np.uint8)
+    l_full = rgb_to_l(tf.constant(np.repeat(gray[None, ..., None], 3, -1) / np.float32(255)))
+    ab = inference.predict_ab(colorizer.network_fn(), l_full, 32, 8) * 1.3
+    whole = to_uint8(colorize_lab(l_full, ab)[0].numpy())
+    for stripe_pixels in (1 << 19, 61 * 10, 5):  # one stripe, 10 rows, one row at a time
+        monkeypatch.setattr(inference, "STRIPE_PIXELS", stripe_pixels)
+        colorizer._graphs.clear()
+        striped = colorizer.colorize(gray)
+        assert np.abs(striped.astype(int) - whole).max() <= 1 and (striped != whole).mean() < 1e-3
+        assert np.array_equal(colorizer.colorize(np.repeat(gray[..., None], 3, -1)), striped)  # RGB as gray
+
+
+def test_arrays_over_the_pixel_limit_are_refused(monkeypatch, constant_ab_run):
+    from koala import inference
+
+    monkeypatch.setattr(inference, "MAX_PIXELS", 99)
+    with pytest.raises(ValueError, match="too many pixels"):
+        Colorizer.load(constant_ab_run).colorize(np.zeros((10, 10), np.uint8))

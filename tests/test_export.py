@@ -2,10 +2,12 @@
 `koala colorize`, and ONNX against Keras."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import site
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
@@ -14,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from deploy_fixtures import decode, encode, exported, photo, photo_files, tiny_model  # noqa: F401 (fixtures)
 from koala.cli import main
-from koala.export import next_version
+from koala.export import header_shape, next_version
+from koala.images import MAX_PIXELS
 from koala.inference import Colorizer, predict_ab
+from tests.test_images import png_with_size
 
 SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
 
@@ -125,6 +130,32 @@ def test_batch_of_different_sizes_and_alpha(loaded, colorizer):
         assert np.abs(out.astype(int) - colorizer.colorize(data)).max() <= 1
     with pytest.raises(tf.errors.InvalidArgumentError):
         loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]))
+
+
+@pytest.mark.parametrize("fmt, options", [
+    ("PNG", {}), ("JPEG", {}), ("GIF", {}), ("BMP", {}), ("WEBP", {"lossless": False}), ("WEBP", {"lossless": True}),
+    ("WEBP", {"lossless": False, "exif": b"Exif\0\0"}),  # extended (VP8X) header
+])
+def test_header_shape_reads_the_size_without_decoding(fmt, options):
+    buffer = io.BytesIO()
+    Image.fromarray(photo((53, 37))).save(buffer, format=fmt, **options)
+    assert header_shape(tf.constant(buffer.getvalue())).numpy().tolist() == [37, 53]
+    assert header_shape(tf.constant(b"tiny")).numpy().tolist() == [0, 0]
+
+
+def test_saved_model_refuses_more_than_the_pixel_limit_before_decoding(loaded):
+    side = int(MAX_PIXELS**0.5) + 1  # a few hundred bytes that claim a picture over the limit
+    for bomb in (png_with_size(side, side), b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\0" * 20):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="image has too many pixels"):
+            loaded.signatures["serving_default"](image_bytes=tf.constant([bomb]))
+
+
+def test_sixteen_bit_png_keeps_its_precision(loaded, colorizer):
+    deep = (photo(gray=True).astype(np.uint16) * 257 + np.arange(48, dtype=np.uint16)).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(deep).save(buffer, format="PNG")
+    png = loaded.signatures["serving_default"](image_bytes=tf.constant([buffer.getvalue()]))["png_bytes"].numpy()[0]
+    assert np.abs(decode(png).astype(int) - colorizer.colorize(buffer.getvalue())).max() <= 1
 
 
 def test_colorize_l_signature_is_predict_ab(loaded, colorizer):

@@ -3,6 +3,9 @@ and every refusal (413 size, 413 pixels, 400 non-image/truncated/bad parameter, 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +17,7 @@ import requests
 
 from deploy_fixtures import colourfulness, decode, encode, photo, tiny_model  # noqa: F401 (fixtures)
 from koala.inference import Colorizer
-from koala.serving.app import WorkerPool, create_app, make_server
+from koala.serving.app import Busy, WorkerPool, create_app, make_server
 
 MAX_UPLOAD_MB = 0.05  # about 52 KB
 MAX_PIXELS = 5000  # the 48 x 40 test photo has 1920
@@ -143,6 +146,90 @@ def test_worker_pool_bounds():
     assert pool.run(lambda x: x + 1, 1) == 2
     with pytest.raises(ValueError, match="workers >= 1"):
         WorkerPool(workers=0)
+
+
+def test_big_photos_take_more_of_the_pool_and_small_ones_go_first():
+    pool = WorkerPool(workers=1, queue=3, slot_pixels=100)  # 4 slots
+    assert [pool.weight(p) for p in (0, 100, 101, 250, 10**9)] == [1, 1, 2, 3, 3]  # never all 4 slots
+    gate, order = threading.Event(), []
+
+    def job(name: str, pixels: int) -> threading.Thread:
+        thread = threading.Thread(target=pool.run, args=(lambda: gate.wait() and order.append(name),),
+                                  kwargs={"pixels": pixels})
+        thread.start()
+        return thread
+
+    def wait_for_load(load: int) -> None:
+        deadline = time.time() + 10
+        while pool.load < load and time.time() < deadline:
+            time.sleep(0.01)
+        assert pool.load == load
+
+    threads = [job("running", 50)]
+    wait_for_load(1)
+    threads.append(job("big scan", 150))  # 2 slots, waits
+    wait_for_load(3)
+    threads.append(job("small photo", 80))  # arrives later, 1 slot
+    wait_for_load(4)
+    with pytest.raises(Busy):
+        pool.run(lambda: None, pixels=150)  # another big scan does not fit
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["running", "small photo", "big scan"] and pool.load == pool.admitted == 0
+
+
+def test_the_pixel_limit_is_koalas_own(tiny_model):
+    from koala.cli import build_parser
+    from koala.images import MAX_PIXELS as LIMIT
+
+    assert build_parser().parse_args(["serve"]).max_pixels == LIMIT
+    assert create_app(Colorizer.load(tiny_model)).test_client().get("/healthz").json["max_pixels"] == LIMIT
+    with pytest.raises(ValueError, match="max_pixels"):
+        create_app(Colorizer.load(tiny_model), max_pixels=LIMIT + 1)
+
+
+def test_access_log_has_one_line_per_request(server, caplog):
+    with caplog.at_level(logging.INFO, logger="koala.access"):
+        requests.get(f"{server.url}/healthz", timeout=10)
+        post(server, encode(photo()))
+    lines = [r.getMessage() for r in caplog.records if r.name == "koala.access"]
+    assert len(lines) == 2
+    assert re.fullmatch(r"127\.0\.0\.1 GET /healthz 200 \d+ \d+", lines[0])
+    assert re.fullmatch(r"127\.0\.0\.1 POST /api/colorize 200 \d+ \d+", lines[1]) and int(lines[1].split()[4]) > 1000
+
+
+def test_idle_connections_neither_lock_others_out_nor_stay_open(tiny_model):
+    """300 clients that send headers and then nothing: others are still served at once, and the
+    server closes the idle ones after its channel timeout. Loopback only; every wait is bounded."""
+    app = create_app(Colorizer.load(tiny_model), workers=1, queue=1)
+    httpd = make_server(app, "127.0.0.1", 0, channel_timeout=2)
+    threading.Thread(target=httpd.run, daemon=True).start()
+    url, idle = f"http://127.0.0.1:{httpd.effective_port}", []
+    try:
+        for _ in range(300):
+            conn = socket.create_connection(("127.0.0.1", httpd.effective_port), timeout=5)
+            conn.sendall(b"POST /api/colorize HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+            idle.append(conn)
+        started = time.perf_counter()
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        answer = requests.post(f"{url}/api/colorize", data=encode(photo()), timeout=10,
+                               headers={"Content-Type": "application/octet-stream"})
+        assert answer.status_code == 200 and time.perf_counter() - started < 10
+        closed = 0
+        for conn in idle:  # the server hangs up on each: recv gives b"" (or a reset) well within 5 s
+            conn.settimeout(max(0.1, started + 8 - time.perf_counter()))
+            try:
+                closed += conn.recv(1024) == b""
+            except ConnectionResetError:
+                closed += 1
+            except TimeoutError:
+                pass
+        assert closed == 300
+    finally:
+        for conn in idle:
+            conn.close()
+        httpd.close()
 
 
 def test_a_burst_gets_only_colours_or_503s(server):

@@ -16,4 +16,3 @@ AB_OUTPUT = "ab"
 DEFAULT_WORKERS = 1
 DEFAULT_QUEUE = 8
 DEFAULT_MAX_UPLOAD_MB = 20.0
-DEFAULT_MAX_PIXELS = 25_000_000  # a 25-megapixel photo needs about 2 GB of float tensors at full size

@@ -7,7 +7,7 @@
 ``GET /healthz``         JSON: status, model and limits.
 
 Errors are JSON ``{"error": reason}``: 400 for a file that is not a usable photo (the reasons of
-:func:`koala.images.load_rgb`) or a bad parameter, 413 for an upload or a picture over the
+:func:`koala.images.load_pixels`) or a bad parameter, 413 for an upload or a picture over the
 limits, 503 when the colorize queue is full. Colorizing runs on a bounded pool of workers with
 a bounded queue, so a burst of requests gets quick 503s instead of piling up memory.
 Colours come from :class:`koala.inference.Colorizer`, the same path as ``koala colorize``.
@@ -17,28 +17,38 @@ Flask is already a dependency, and the API is three routes.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
+import heapq
 import io
+import itertools
 import logging
 import threading
+import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from PIL import Image
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from koala.images import ImageError, encode_png, load_rgb
+from koala.images import MAX_PIXELS, ImageError, encode_png
 from koala.inference import Colorizer
 from koala.models import get_spec
-from koala.serving import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE, DEFAULT_WORKERS
+from koala.serving import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE, DEFAULT_WORKERS
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("koala.access")
 
 SATURATION_RANGE = (0.0, 3.0)
 TEMPERATURE_RANGE = (0.01, 1.0)
 MB = 1 << 20
+SLOT_PIXELS = 4_000_000  # one slot of the worker pool per 4 MP: a 24 MP scan takes 6
+CHANNEL_TIMEOUT = 10  # seconds a connection may send or read nothing before it is closed
+CONNECTION_LIMIT = 1000  # open connections; idle ones cost a socket, not a thread
+SPARE_THREADS = 8  # server threads beyond the pool's slots: health checks, quick refusals, slow readers
+OUTBUF_HIGH_WATERMARK = 256 * MB  # responses up to this are buffered (on disk past 1 MB) for slow readers
 
 
 class Busy(Exception):
@@ -55,35 +65,75 @@ class ApiError(Exception):
 
 
 class WorkerPool:
-    """Run jobs on ``workers`` threads with at most ``queue`` more waiting; refuse the rest.
+    """Run jobs ``workers`` at a time in a waiting room of ``workers + queue`` slots, admitted by size.
 
-    Example: ``WorkerPool(1, 2).run(colorizer.colorize, photo)`` blocks until done, or raises
-    :class:`Busy` at once when three jobs are already admitted.
+    A job weighs one slot per ``slot_pixels`` of its photo (at least one; at most all slots but
+    one, so a small photo always finds room), and waiting jobs run lightest first: a big scan
+    takes more of the pool than a small photo, and small photos are not stuck behind big scans.
+    A job that does not fit is refused at once with :class:`Busy`. Jobs run in the caller's thread.
+
+    Example: ``WorkerPool(1, 2).run(colorizer.colorize, photo, pixels=12_000_000)``.
     """
 
-    def __init__(self, workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE):
-        if workers < 1 or queue < 0:
-            raise ValueError(f"need workers >= 1 and queue >= 0; got workers={workers}, queue={queue}")
-        self.workers, self.queue = workers, queue
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="koala-colorize")
-        self._lock = threading.Lock()
-        self._admitted = 0
+    def __init__(self, workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE, slot_pixels: int = SLOT_PIXELS):
+        if workers < 1 or queue < 0 or slot_pixels < 1:
+            raise ValueError(f"need workers >= 1, queue >= 0 and slot_pixels >= 1; got workers={workers}, "
+                             f"queue={queue}, slot_pixels={slot_pixels}")
+        self.workers, self.queue, self.slot_pixels = workers, queue, slot_pixels
+        self.slots = workers + queue
+        self._changed = threading.Condition()
+        self._waiting: list[tuple[int, int]] = []  # heap of (weight, arrival)
+        self._arrivals = itertools.count()
+        self._admitted = self._load = self._running = 0
 
     @property
     def admitted(self) -> int:
         """Jobs running or waiting now."""
         return self._admitted
 
-    def run(self, fn: Callable, *args):
-        with self._lock:
-            if self._admitted >= self.workers + self.queue:
+    @property
+    def load(self) -> int:
+        """Slots taken by the jobs running or waiting now."""
+        return self._load
+
+    def weight(self, pixels: int) -> int:
+        """Slots a job on a photo of ``pixels`` takes."""
+        return max(1, min(-(-pixels // self.slot_pixels), self.slots - 1))
+
+    def run(self, fn: Callable, *args, pixels: int = 0):
+        weight = self.weight(pixels)
+        with self._changed:
+            if self._load + weight > self.slots:
                 raise Busy()
             self._admitted += 1
+            self._load += weight
+            ticket = (weight, next(self._arrivals))
+            heapq.heappush(self._waiting, ticket)
+            self._changed.wait_for(lambda: self._running < self.workers and self._waiting[0] == ticket)
+            heapq.heappop(self._waiting)
+            self._running += 1
+            self._changed.notify_all()  # the next lightest may start too if a worker is free
         try:
-            return self._executor.submit(fn, *args).result()
+            return fn(*args)
         finally:
-            with self._lock:
+            with self._changed:
+                self._running -= 1
                 self._admitted -= 1
+                self._load -= weight
+                self._changed.notify_all()
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)``, or a no-op elsewhere. Freed memory stays in glibc's per-thread
+    arenas: without trimming, a server that colorized one big scan keeps its memory."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0) and None
+
+
+release_memory = _malloc_trim()
 
 
 def pixel_count(data: bytes) -> int | None:
@@ -95,7 +145,7 @@ def pixel_count(data: bytes) -> int | None:
                 return img.width * img.height
     except Image.DecompressionBombError:
         return Image.MAX_IMAGE_PIXELS * 2 + 1  # PIL refuses to even open it
-    except Exception:  # not an image: load_rgb gives the reason
+    except Exception:  # not an image: load_pixels gives the reason
         return None
 
 
@@ -118,11 +168,13 @@ def create_app(
     workers: int = DEFAULT_WORKERS,
     queue: int = DEFAULT_QUEUE,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = MAX_PIXELS,
 ) -> Flask:
-    """The Flask app serving ``colorizer``; ``app.extensions["koala_pool"]`` is its :class:`WorkerPool`."""
-    if max_upload_mb <= 0 or max_pixels < 1:
-        raise ValueError(f"limits must be positive; got max_upload_mb={max_upload_mb}, max_pixels={max_pixels}")
+    """The Flask app serving ``colorizer``; ``app.extensions["koala_pool"]`` is its :class:`WorkerPool`.
+    ``max_pixels`` may lower koala's pixel limit (:data:`koala.images.MAX_PIXELS`), not raise it."""
+    if max_upload_mb <= 0 or not 1 <= max_pixels <= MAX_PIXELS:
+        raise ValueError(f"need max_upload_mb > 0 and 1 <= max_pixels <= {MAX_PIXELS:,}; "
+                         f"got max_upload_mb={max_upload_mb}, max_pixels={max_pixels}")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * MB)
     pool = WorkerPool(workers, queue)
@@ -142,6 +194,18 @@ def create_app(
         "max_pixels": max_pixels,
     }
 
+    @app.before_request
+    def start_clock():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def log_access(response: Response) -> Response:
+        """One line per request: client, method, path, status, bytes sent, milliseconds."""
+        ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        access_log.info("%s %s %s %d %d %.0f", request.remote_addr, request.method, request.path,
+                        response.status_code, response.content_length or response.calculate_content_length() or 0, ms)
+        return response
+
     @app.get("/")
     def index():
         return render_template("index.html", info=info, saturation_range=SATURATION_RANGE,
@@ -149,7 +213,7 @@ def create_app(
 
     @app.get("/healthz")
     def healthz():
-        return jsonify(status="ok", busy=pool.admitted, **info)
+        return jsonify(status="ok", busy=pool.admitted, load=pool.load, slots=pool.slots, **info)
 
     @app.post("/api/colorize")
     def colorize():
@@ -163,7 +227,10 @@ def create_app(
         if pixels is not None and pixels > max_pixels:
             raise ApiError(413, f"too many pixels ({pixels:,}; limit {max_pixels:,})")
         tuned = dataclasses.replace(colorizer, **{k: v for k, v in options.items() if v is not None})
-        png = pool.run(lambda: encode_png(tuned.colorize(load_rgb(data))))
+        try:
+            png = pool.run(lambda: encode_png(tuned.colorize(data)), pixels=pixels or 0)
+        finally:
+            release_memory()  # back to the baseline after a big scan
         return Response(png, mimetype="image/png")
 
     @app.errorhandler(ApiError)
@@ -210,16 +277,23 @@ def upload_bytes() -> bytes:
     return data
 
 
-def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000):
+def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, channel_timeout: float = CHANNEL_TIMEOUT):
     """A waitress server for ``app`` (port 0: any free one; see ``.effective_port``); ``.run()`` serves.
 
-    Waitress is a production WSGI server with a pool of request threads. It gets one for every
-    job the app admits plus two (health checks and quick 503s), so the app's own pool, not
-    waitress's backlog, decides who waits. Bodies far over the upload limit are refused by
-    waitress itself (413, plain text) before they are buffered.
+    Waitress reads requests and writes responses for every connection in one event loop and
+    hands a request to a thread only once its body has arrived, so slow or idle clients cost a
+    socket, not a thread: up to ``CONNECTION_LIMIT`` of them are held (polled, not selected, so
+    more than 1024 descriptors work), and one that sends or reads nothing for ``channel_timeout``
+    seconds is closed. Threads: one per slot of the app's pool plus ``SPARE_THREADS``, so the
+    pool, not waitress's backlog, decides who waits. Bodies far over the upload limit are
+    refused by waitress itself (413, plain text) before they are buffered. For the public
+    internet, put a reverse proxy in front (docs/deploy.md).
     """
     from waitress.server import create_server
 
     pool: WorkerPool = app.extensions["koala_pool"]
-    return create_server(app, host=host, port=port, threads=pool.workers + pool.queue + 2,
+    return create_server(app, host=host, port=port, threads=pool.slots + SPARE_THREADS,
+                         connection_limit=CONNECTION_LIMIT, channel_timeout=channel_timeout,
+                         cleanup_interval=max(1, channel_timeout / 4), asyncore_use_poll=True,
+                         outbuf_high_watermark=OUTBUF_HIGH_WATERMARK,
                          max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"] + MB, ident="koala")
