@@ -12,6 +12,13 @@ order, so the peak at 256 px is that of the whole model run. Models train with t
 defaults (paper widths) in float32 without XLA, through ``koala.training``'s own datasets, loss
 and compile steps; downloads are avoided by giving builders that take ``extractor_weights``
 "none" (same compute, random weights). Numbers depend on what else the machine is doing.
+
+    python scripts/benchmark.py --scans 1 24 100              # big scans through koala colorize
+
+``--scans`` instead measures ``koala colorize`` on generated grayscale scans of the given
+megapixels (3:2, smooth, so the files are small), each in its own process with the bundled
+model: seconds for the command (model load, decode, colorize, PNG encode and write) and the
+process's peak resident memory, beside that of the same process before it colorized.
 """
 from __future__ import annotations
 
@@ -208,6 +215,57 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write_scan(megapixels: float, path: Path) -> None:
+    """A smooth 3:2 grayscale scan of ``megapixels``, made in stripes (no float copy of it)."""
+    import numpy as np
+    from PIL import Image
+
+    width = int(round((megapixels * 1e6 * 1.5) ** 0.5))
+    height = int(round(megapixels * 1e6 / width))
+    pixels = np.empty((height, width), np.uint8)
+    x = np.sin(np.arange(width, dtype=np.float32) / 97.0)
+    for top in range(0, height, 1024):
+        y = np.cos(np.arange(top, min(top + 1024, height), dtype=np.float32) / 53.0)
+        pixels[top : top + len(y)] = (127 + 100 * y[:, None] * x[None, :]).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def bench_scan(path: str) -> dict:
+    """``koala colorize`` on one scan, inside this process (run as a child, so the peak is its own)."""
+    from PIL import Image
+
+    from koala.cli import main as koala_main
+    from koala.inference import Colorizer
+
+    Colorizer.load("default")  # TensorFlow and Keras imported, as before any colorize
+    before = peak_rss_mb()
+    start = time.perf_counter()
+    code = koala_main(["colorize", path, "-o", str(Path(path).parent / "out"), "--overwrite"])
+    seconds = time.perf_counter() - start
+    with Image.open(path) as img:
+        pixels = img.width * img.height
+    return {"megapixels": pixels / 1e6, "size": f"{img.width}x{img.height}", "exit": code, "seconds": seconds,
+            "peak_rss_mb": peak_rss_mb(), "rss_before_mb": before}
+
+
+def bench_scans(megapixels: list[float], timeout: float) -> list[dict]:
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="koala-scans-") as folder:
+        for mp in sorted(megapixels):
+            path = Path(folder) / f"scan_{mp:g}mp.png"
+            write_scan(mp, path)
+            print(f"benchmark: {mp:g} MP scan ({path.stat().st_size:,} bytes) ...", file=sys.stderr, flush=True)
+            rows.append(run_child(["--child", "scan", str(path)], timeout))
+            path.unlink()
+    print("| scan | exit | seconds | peak RSS, MB | RSS before colorizing, MB |\n|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['megapixels']:.0f} MP ({r['size']}) | {r['exit']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
+              f"{r['rss_before_mb']:.0f} |")
+    return rows
+
+
 def run_child(args: list[str], timeout: float) -> dict:
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("{", "["))]
@@ -229,8 +287,18 @@ def main() -> None:
     parser.add_argument("--out", help="write the JSON here")
     parser.add_argument("--md", help="write the Markdown table here")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per model")
+    parser.add_argument("--scans", nargs="*", type=float, metavar="MP",
+                        help="instead: koala colorize on grayscale scans of these megapixels (e.g. 1 24 100)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.child[0] == "scan":
+        print(json.dumps(bench_scan(args.child[1])))
+        return
+    if args.scans is not None:
+        rows = bench_scans(args.scans or [1, 24, 100], args.timeout)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"machine": {"cpus": os.cpu_count()}, "scans": rows}, indent=2))
+        return
     if args.quick:
         args.batch, args.steps, args.repeats = 2, 2, 2
     from koala.training import data_source
