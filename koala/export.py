@@ -106,7 +106,7 @@ def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, satur
     sixteen_bit_png = tf.logical_and(tf.reduce_all(tf.equal(head[:4], list(b"\x89PNG"))), tf.equal(head[24], 16))
 
     def colorize(pixels: tf.Tensor) -> tf.Tensor:
-        return tf.io.encode_png(colorize_pixels(network, pixels, size, multiple, saturation))
+        return tf.io.encode_png(colorize_pixels(network, pixels[None], size, multiple, saturation)[0])
 
     with tf.control_dependencies([limit]):
         return tf.cond(sixteen_bit_png,

@@ -54,8 +54,8 @@ def predict_ab(
 
 
 def unit_rgb(pixels: tf.Tensor) -> tf.Tensor:
-    """Pixels (H, W, C): uint8, uint16 or float in [0, 1]; gray, gray+alpha, RGB or RGBA -> float
-    RGB in [0, 1], (H, W, 3), transparency composited on white (as :func:`koala.images.load_pixels`)."""
+    """Pixels (..., C): uint8, uint16 or float in [0, 1]; gray, gray+alpha, RGB or RGBA -> float
+    RGB in [0, 1], (..., 3), transparency composited on white (as :func:`koala.images.load_pixels`)."""
     image = tf.cast(pixels, tf.float32)
     if pixels.dtype.is_integer:
         image = image / float(pixels.dtype.max)
@@ -63,35 +63,36 @@ def unit_rgb(pixels: tf.Tensor) -> tf.Tensor:
     has_alpha = tf.equal(channels % 2, 0)  # gray+alpha or RGBA
     colour = image[..., : channels - tf.cast(has_alpha, tf.int32)]
     alpha = tf.cond(has_alpha, lambda: image[..., -1:], lambda: tf.ones_like(image[..., :1]))
-    rgb = tf.broadcast_to(colour, tf.concat([tf.shape(image)[:2], [3]], axis=0))
+    rgb = tf.broadcast_to(colour, tf.concat([tf.shape(image)[:-1], [3]], axis=0))
     return rgb * alpha + (1.0 - alpha)
 
 
 def _by_stripes(fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], height: tf.Tensor, rows: tf.Tensor,
                 dtype: tf.DType, channels: int) -> tf.Tensor:
-    """``fn(start, stop)`` (rows, W, channels) for consecutive row ranges, concatenated along the rows.
+    """``fn(start, stop)`` (N, rows, W, channels) for consecutive row ranges, joined along the rows.
     One stripe at a time (``parallel_iterations=1``), so temporaries exist for one stripe only."""
     count = (height + rows - 1) // rows
 
     def body(i, stripes):
         start = i * rows
-        return i + 1, stripes.write(i, fn(start, tf.minimum(start + rows, height)))
+        stripe = fn(start, tf.minimum(start + rows, height))
+        return i + 1, stripes.write(i, tf.transpose(stripe, [1, 0, 2, 3]))  # rows first, to concatenate
 
-    stripes = tf.TensorArray(dtype, size=count, infer_shape=False, element_shape=[None, None, channels])
+    stripes = tf.TensorArray(dtype, size=count, infer_shape=False, element_shape=[None, None, None, channels])
     _, stripes = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0), stripes], parallel_iterations=1)
-    return stripes.concat()
+    return tf.transpose(stripes.concat(), [1, 0, 2, 3])  # no copy for one photo: only a size-1 axis moves
 
 
 def _bilinear_rows(image: tf.Tensor, out_height: tf.Tensor, start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
-    """Rows [start, stop) of ``tf.image.resize(image, (out_height, width), "bilinear")`` for an
-    ``image`` (h, width, C) that already has its final width: TensorFlow's half-pixel bilinear
+    """Rows [start, stop) of ``tf.image.resize(image, (out_height, width), "bilinear")`` for images
+    (N, h, width, C) that already have their final width: TensorFlow's half-pixel bilinear
     interpolation along the rows, computed for one stripe instead of the whole picture."""
-    in_height = tf.shape(image)[0]
+    in_height = tf.shape(image)[1]
     scale = tf.cast(in_height, tf.float32) / tf.cast(out_height, tf.float32)
     y = (tf.cast(tf.range(start, stop), tf.float32) + 0.5) * scale - 0.5
     y_floor = tf.floor(y)
-    top = tf.gather(image, tf.maximum(tf.cast(y_floor, tf.int32), 0))
-    bottom = tf.gather(image, tf.minimum(tf.cast(tf.math.ceil(y), tf.int32), in_height - 1))
+    top = tf.gather(image, tf.maximum(tf.cast(y_floor, tf.int32), 0), axis=1)
+    bottom = tf.gather(image, tf.minimum(tf.cast(tf.math.ceil(y), tf.int32), in_height - 1), axis=1)
     return top + (bottom - top) * (y - y_floor)[:, None, None]
 
 
@@ -99,29 +100,29 @@ def colorize_pixels(
     network: Callable[[tf.Tensor], tf.Tensor], pixels: tf.Tensor, size: int, multiple: int,
     saturation: tf.Tensor | float = 1.0, out_dtype: tf.DType = tf.uint8,
 ) -> tf.Tensor:
-    """One photo's pixels (H, W, C; see :func:`unit_rgb`) -> colorized RGB (H, W, 3), as uint8
-    (rounded as :func:`koala.images.to_uint8`) or float32 in [0, 1].
+    """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> colorized RGB (N, H, W, 3), as
+    uint8 (rounded as :func:`koala.images.to_uint8`) or float32 in [0, 1].
 
     The same colours as resizing ab to full size and joining it with L over the whole picture,
-    computed in stripes. Pure TF ops, so :mod:`koala.export` traces this same function into the
-    SavedModel.
+    computed in stripes of about ``STRIPE_PIXELS``. Pure TF ops, so :mod:`koala.export` traces this
+    same function into the SavedModel.
     """
     shape = tf.shape(pixels)
-    height, width = shape[0], shape[1]
-    rows = tf.maximum(STRIPE_PIXELS // width, 1)
+    count, height, width = shape[0], shape[1], shape[2]
+    rows = tf.maximum(STRIPE_PIXELS // (count * width), 1)
     small_shape = working_shape(height, width, size, multiple)
 
     def narrow(start, stop):  # a stripe's L shrunk along its rows only (the resize is separable)
-        l_stripe = rgb_to_l(unit_rgb(pixels[start:stop]))
-        return tf.image.resize(l_stripe[None], tf.stack([stop - start, small_shape[1]]), antialias=True)[0]
+        l_stripe = rgb_to_l(unit_rgb(pixels[:, start:stop]))
+        return tf.image.resize(l_stripe, tf.stack([stop - start, small_shape[1]]), antialias=True)
 
-    l_narrow = _by_stripes(narrow, height, rows, tf.float32, 1)  # (H, working width): no full-size L
-    small = tf.image.resize(l_narrow[None], small_shape, antialias=True)
-    ab_small = tf.cast(network(small), tf.float32)[0]
-    ab_wide = tf.image.resize(ab_small, tf.stack([tf.shape(ab_small)[0], width]), method="bilinear")
+    l_narrow = _by_stripes(narrow, height, rows, tf.float32, 1)  # (N, H, working width, 1): no full-size L
+    small = tf.image.resize(l_narrow, small_shape, antialias=True)
+    ab_small = tf.cast(network(small), tf.float32)
+    ab_wide = tf.image.resize(ab_small, tf.stack([tf.shape(ab_small)[1], width]), method="bilinear")
 
     def join(start, stop):
-        rgb = colorize_lab(rgb_to_l(unit_rgb(pixels[start:stop])),
+        rgb = colorize_lab(rgb_to_l(unit_rgb(pixels[:, start:stop])),
                            _bilinear_rows(ab_wide, height, start, stop) * saturation)
         if out_dtype == tf.uint8:
             return tf.cast(tf.clip_by_value(tf.round(rgb * 255.0), 0.0, 255.0), tf.uint8)
@@ -209,22 +210,24 @@ class Colorizer:
             return lambda l_small: spec.decode(call(l_small), self.temperature)
         return call
 
-    def graph(self, dtype: tf.DType = tf.uint8, out_dtype: tf.DType = tf.uint8) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-        """:func:`colorize_pixels` as one graph for any image size (saturation is an input), for
-        pixels of ``dtype``: run eagerly, op by op, it is about 4x slower on small photos."""
+    def graph(self, dtype: tf.DType = tf.float32, out_dtype: tf.DType = tf.float32
+              ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+        """:func:`colorize_pixels` as one graph for photos of any one size (N, H, W, C), with
+        saturation as an input, for pixels of ``dtype`` (default: float RGB in and out): run
+        eagerly, op by op, it is about 4x slower on small photos."""
         key = (id(self.network), self.temperature, self.image_size, self.multiple, dtype, out_dtype)
         if key not in self._graphs:
             network, size, multiple = self.network_fn(), self.image_size, self.multiple
             self._graphs[key] = tf.function(
                 lambda pixels, saturation: colorize_pixels(network, pixels, size, multiple, saturation, out_dtype),
-                input_signature=[tf.TensorSpec([None, None, None], dtype), tf.TensorSpec([], tf.float32)],
+                input_signature=[tf.TensorSpec([None, None, None, None], dtype), tf.TensorSpec([], tf.float32)],
             )
         return self._graphs[key]
 
     def _run(self, pixels: np.ndarray, out_dtype: tf.DType) -> np.ndarray:
-        pixels = pixels if pixels.ndim == 3 else pixels[..., None]
+        pixels = pixels[None] if pixels.ndim == 3 else pixels[None, ..., None]
         graph = self.graph(tf.as_dtype(pixels.dtype), out_dtype)
-        return graph(tf.convert_to_tensor(pixels), tf.constant(self.saturation, tf.float32)).numpy()
+        return graph(tf.convert_to_tensor(pixels), tf.constant(self.saturation, tf.float32))[0].numpy()
 
     def colorize_float(self, rgb: np.ndarray) -> np.ndarray:
         """Float RGB (H, W, 3) in [0, 1] -> colorized float RGB, same size."""

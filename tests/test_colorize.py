@@ -162,6 +162,10 @@ def test_stripes_give_the_colours_of_the_whole_picture(monkeypatch):
         striped = colorizer.colorize(gray)
         assert np.abs(striped.astype(int) - whole).max() <= 1 and (striped != whole).mean() < 1e-3
         assert np.array_equal(colorizer.colorize(np.repeat(gray[..., None], 3, -1)), striped)  # RGB as gray
+        pair = np.stack([np.repeat(gray[..., None], 3, -1), smooth_colour_image(8, 97, 61)]) / np.float32(255)
+        batched = to_uint8(colorizer.graph()(tf.constant(pair), tf.constant(1.3)).numpy())  # photos of one size
+        assert np.array_equal(batched[0], striped)
+        assert np.abs(batched[1].astype(int) - colorizer.colorize(smooth_colour_image(8, 97, 61))).max() <= 1
 
 
 def test_arrays_over_the_pixel_limit_are_refused(monkeypatch, constant_ab_run):
