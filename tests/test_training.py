@@ -112,6 +112,7 @@ def test_a_killed_run_resumes_and_keeps_the_truth(toy_run, toy_photos, opposite_
 
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"resuming {run} from epoch " in finished.stdout
     epochs = [int(row["epoch"]) for row in read_history(run)]
     assert epochs[-1] == 3 and epochs == sorted(epochs) and epochs.count(0) == 1  # continued, not restarted
     losses = val_losses_by_epoch(run)
