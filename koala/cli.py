@@ -104,7 +104,7 @@ def _output_dir(out: str) -> Path:
 def _cmd_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from koala.images import ImageError, encode_png, write_atomic
+    from koala.images import ImageError, write_atomic
     from koala.inference import Colorizer
 
     pairs, errors = _expand_inputs(args.inputs)
@@ -133,7 +133,7 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             failed += 1
             continue
         try:
-            write_atomic(target, encode_png(colorizer.colorize(source)), overwrite=args.overwrite)
+            write_atomic(target, colorizer.colorize_png(source), overwrite=args.overwrite)
         except (ImageError, OSError) as e:
             report(str(e) if isinstance(e, ImageError) else f"{source}: {e}")
             failed += 1

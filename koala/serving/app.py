@@ -33,7 +33,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from PIL import Image
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from koala.images import MAX_PIXELS, ImageError, encode_png
+from koala.images import MAX_PIXELS, ImageError
 from koala.inference import Colorizer
 from koala.models import get_spec
 from koala.serving import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE, DEFAULT_WORKERS
@@ -228,7 +228,7 @@ def create_app(
             raise ApiError(413, f"too many pixels ({pixels:,}; limit {max_pixels:,})")
         tuned = dataclasses.replace(colorizer, **{k: v for k, v in options.items() if v is not None})
         try:
-            png = pool.run(lambda: encode_png(tuned.colorize(data)), pixels=pixels or 0)
+            png = pool.run(tuned.colorize_png, data, pixels=pixels or 0)
         finally:
             release_memory()  # back to the baseline after a big scan
         return Response(png, mimetype="image/png")
