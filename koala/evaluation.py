@@ -127,6 +127,8 @@ def evaluate(
                 feats[key].append(features(to_uint8(image)[None] / 255.0)[0])
     if not model_rows:
         raise ValueError("no readable images to evaluate")
+    if not any(row["colourfulness_true"] > 0 for row in model_rows):  # no colour to score against
+        raise ValueError(f"no colour photos to score against ({len(model_rows)} grayscale)")
     report = {"protocol": PROTOCOL, "images": len(model_rows), "size": size, "skipped": skipped,
               "model": summarise(model_rows), "gray_baseline": summarise(gray_rows),
               "images_per_second": len(model_rows) / seconds, "megapixels_per_second": pixels / seconds / 1e6,

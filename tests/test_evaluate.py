@@ -106,3 +106,13 @@ def test_the_metric_protocol_is_stated_once_in_docs_and_named_by_evaluate_help(c
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert PROTOCOL in capsys.readouterr().out
+
+
+def test_grayscale_photos_are_refused_in_one_line(tmp_path, constant_ab_run, capsys):
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.full((32, 32), 60 * i + 30, np.uint8)).save(tmp_path / f"gray{i}.png")
+    assert main(["evaluate", "--model", constant_ab_run, "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err  # the progress bar, then one line
+    assert "koala evaluate: no colour photos to score against (2 grayscale)\n" in err and "Traceback" not in err
