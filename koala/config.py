@@ -185,6 +185,8 @@ def _checked(key: str, value: Any, where: str) -> Any:
         raise ValueError(f"{where}: must be positive; got {value!r}")
     if key in NON_NEGATIVE and value < 0:
         raise ValueError(f"{where}: must be zero or more; got {value!r}")
+    if key == "source_balance" and not 0 <= value <= 1:
+        raise ValueError(f"{where}: must be between 0 and 1; got {value!r}")
     if key == "reduce_lr_factor" and not 0 < value < 1:
         raise ValueError(f"{where}: must be between 0 and 1 (exclusive); got {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
