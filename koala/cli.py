@@ -145,7 +145,8 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from koala.export import export
 
-    target = export(args.model, args.out, version=args.version, fmt=args.format)
+    target = export(args.model, args.out, version=args.version, fmt=args.format, saturation=args.saturation,
+                    temperature=args.temperature)
     print(f"exported {args.format}: {target}")
     return 0
 
@@ -364,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, help="version number (default: the next free one, from 1)")
     p.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel",
                    help="savedmodel: bytes-in/PNG-out and L-in/ab-out signatures; onnx: the network alone")
+    p.add_argument("--saturation", type=float,
+                   help="colour scale baked into the SavedModel (default: the model's own)")
+    p.add_argument("--temperature", type=float,
+                   help="annealed-mean temperature baked in, for models that predict colour distributions")
     p.set_defaults(func=_cmd_export)
 
     from koala import serving  # constants only: no Flask or TensorFlow import here

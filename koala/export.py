@@ -142,8 +142,11 @@ def next_version(base: Path) -> int:
 
 
 def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None = None,
-           fmt: str = "savedmodel") -> Path:
+           fmt: str = "savedmodel", saturation: float | None = None, temperature: float | None = None) -> Path:
     """Export ``model`` ('default', a run folder or a .keras file) to ``out/<version>/``.
+
+    ``saturation`` and ``temperature`` (default: the model's own setting) are baked into the
+    SavedModel's signatures, as TF Serving takes no per-request options.
 
     ``version`` defaults to the next free number; an existing version is never overwritten. The
     folder is written beside its final place and renamed in, so a TF Serving that watches
@@ -158,7 +161,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
     target = base / str(version)
     if target.exists():
         raise FileExistsError(f"{target}: version {version} exists (omit --version to use the next free one)")
-    colorizer = Colorizer.load(model)
+    colorizer = Colorizer.load(model, saturation=saturation, temperature=temperature)
     created = _missing_ancestor(base)  # removed again if the export fails: nothing is left behind
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=base, prefix=f".{version}.", suffix=".tmp"))

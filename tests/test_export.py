@@ -167,6 +167,15 @@ def test_colorize_l_signature_is_predict_ab(loaded, colorizer):
     assert 0.2 < ab[..., 0].mean() < 0.3  # the tiny model's orange bias comes through
 
 
+def test_export_bakes_in_the_colour_knob(tiny_model, loaded, tmp_path):
+    assert main(["export", "--model", str(tiny_model), "--out", str(tmp_path), "--saturation", "0.5"]) == 0
+    half = tf.saved_model.load(str(tmp_path / "1"))
+    l_norm = tf.random.stateless_uniform([1, 24, 40, 1], seed=[3, 4], minval=-0.5, maxval=0.5)
+    full_ab = loaded.signatures["colorize_l"](L=l_norm)["ab"].numpy()
+    half_ab = half.signatures["colorize_l"](L=l_norm)["ab"].numpy()
+    np.testing.assert_allclose(half_ab, 0.5 * full_ab, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_onnx_matches_keras(tiny_model, colorizer, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
