@@ -17,14 +17,14 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from koala.color import colorize_lab, rgb_to_l
+from koala.color import TEMPERATURE, colorize_lab, rgb_to_l
 from koala.evaluation import gray_baseline, image_scores, load_at_size, summarise
-from koala.images import ImageError, group_by_source, list_images
+from koala.images import ImageError, group_by_source, list_images, write_atomic
 from koala.inference import Colorizer, predict_ab
+
 
 def point_metrics(rows: list[dict]) -> dict[str, float]:
     """The frontier's numbers for a group of per-image scores (:func:`koala.evaluation.image_scores`)."""
@@ -64,33 +64,31 @@ def check_temperatures(colorizer: Colorizer, temperatures: list[float], label: s
         raise ValueError(f"--sweep-temperature: temperatures must be > 0; got {temperatures}")
 
 
-def sweep(
-    colorizer: Colorizer,
-    paths: list[str],
-    saturations: list[float] | None = None,
-    temperatures: list[float] | None = None,
-    size: int | None = None,
-    label: str = "model",
-    progress: bool = True,
-    groups: dict[str, list[str]] | None = None,
-) -> tuple[list[dict], dict, list[str]]:
-    """Score ``colorizer`` at every (temperature, saturation) pair on ``paths``.
+def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[float] | None,
+                 temperatures: list[float] | None, size: int | None = None, limit: int | None = None,
+                 progress: bool = True, groups: dict[str, list[str]] | None = None) -> dict:
+    """Score each model in ``models`` (label -> colorizer) at every (temperature, saturation) pair
+    on the photos of ``data``, beside the gray baseline.
 
-    saturations: default the model's own; temperatures: default the model's own (only for models
+    saturations: default each model's own; temperatures: default the model's own (only for models
     that predict a colour distribution). size: score at size x size (default: full resolution).
     groups: named groups of sources also scored together (``{"general": ["bsds500", "urban100"]}``).
-    Returns the sweep points (one dict per pair, each with overall and per-source metrics: the
-    sources are :func:`koala.images.group_by_source`'s), the gray baseline's metrics, and the
-    skipped files.
+    Each photo is read, and the gray baseline scored, once for all models. Returns
+    ``{"data", "size", "images", "gray": {...}, "sweep": [points], "skipped"}``: each point and the
+    gray entry hold overall metrics and the same per source (:func:`koala.images.group_by_source`)
+    and per group.
     """
+    paths = list_images(data)[:limit]
     source = {path: name for name, group in group_by_source(paths).items() for path in group}
-    check_temperatures(colorizer, temperatures or [], label)
-    saturations = saturations or [colorizer.saturation]
-    temps = temperatures or [colorizer.temperature]
-    ab_fns = {t: _ab_function(colorizer, t) for t in temps}
-    rows = {(t, s): [] for t in temps for s in saturations}
+    ab_fns, pairs = {}, {}
+    for label, colorizer in models.items():
+        check_temperatures(colorizer, temperatures or [], label)
+        temps = temperatures or [colorizer.temperature]
+        ab_fns[label] = {t: _ab_function(colorizer, t) for t in temps}
+        pairs[label] = [(t, s) for t in temps for s in saturations or [colorizer.saturation]]
+    rows = {(label, t, s): [] for label, ts in pairs.items() for t, s in ts}
     gray_rows, sources, skipped = [], [], []
-    for path in tqdm(paths, disable=not progress, unit="image", desc=f"sweep {label}"):
+    for path in tqdm(paths, disable=not progress, unit="image", desc="sweep"):
         try:
             true = load_at_size(path, size)
         except ImageError as e:
@@ -99,47 +97,36 @@ def sweep(
         sources.append(source[path])
         gray_rows.append(image_scores(gray_baseline(true), true))
         l_full = rgb_to_l(tf.constant(true[None], tf.float32))
-        for t, ab_fn in ab_fns.items():
-            ab = ab_fn(l_full)
-            for s in saturations:
-                rows[(t, s)].append(image_scores(colorize_lab(l_full, ab * s)[0].numpy(), true))
+        for label, fns in ab_fns.items():
+            for t, ab_fn in fns.items():
+                ab = ab_fn(l_full)
+                for s in (s for pt, s in pairs[label] if pt == t):
+                    rows[(label, t, s)].append(image_scores(colorize_lab(l_full, ab * s)[0].numpy(), true))
     if not gray_rows:
         raise ValueError("no readable images to evaluate")
-    parameter = "temperature" if temperatures and len(saturations) == 1 else "saturation"
     points = []
-    for (t, s), group in rows.items():
-        value = t if parameter == "temperature" else s
-        points.append({"model": label, "parameter": parameter, "value": value, "saturation": s,
-                       "temperature": effective_temperature(colorizer, t), **grouped(group, sources, groups)})
-    return points, grouped(gray_rows, sources, groups), skipped
+    for label, colorizer in models.items():
+        parameter = "temperature" if temperatures and len({s for _, s in pairs[label]}) == 1 else "saturation"
+        for t, s in pairs[label]:
+            points.append({"model": label, "parameter": parameter, "value": t if parameter == "temperature" else s,
+                           "saturation": s, "temperature": effective_temperature(colorizer, t),
+                           **grouped(rows[(label, t, s)], sources, groups)})
+    gray = grouped(gray_rows, sources, groups)
+    return {"data": str(data), "size": size, "images": gray["images"], "gray": gray, "sweep": points,
+            "skipped": skipped}
 
 
 def effective_temperature(colorizer: Colorizer, temperature: float | None) -> float | None:
-    """The temperature a distribution model decodes with (its default when None); None for others."""
+    """The temperature a distribution model decodes with (the paper's when None); None for others."""
     if not colorizer.predicts_distribution:
         return None
-    return colorizer.default_temperature if temperature is None else float(temperature)
-
-
-def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[float] | None,
-                 temperatures: list[float] | None, size: int | None = None, limit: int | None = None,
-                 progress: bool = True, groups: dict[str, list[str]] | None = None) -> dict:
-    """The frontier of each model in ``models`` (label -> colorizer) on the photos of ``data``:
-    ``{"data", "images", "size", "gray": {...}, "sweep": [points], "skipped"}``."""
-    paths = list_images(data)[:limit]
-    report = {"data": str(data), "size": size, "sweep": []}
-    for label, colorizer in models.items():
-        points, gray, skipped = sweep(colorizer, paths, saturations, temperatures, size, label, progress, groups)
-        report["sweep"] += points
-    report.update(images=gray["images"], gray=gray, skipped=skipped)
-    return report
+    return TEMPERATURE if temperature is None else float(temperature)
 
 
 def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
     """``out`` (JSON) and the plot beside it (same stem, .png)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_atomic(out, (json.dumps(report, indent=2) + "\n").encode(), overwrite=True)
     plot = out.with_suffix(".png")
     plot_frontier(report, plot)
     return out, plot

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from koala.color import TEMPERATURE, colorize_lab, rgb_to_l
+from koala.color import colorize_lab, rgb_to_l
 from koala.images import MAX_PIXELS, load_pixels
 from koala.models import get_spec
 
@@ -195,11 +195,6 @@ class Colorizer:
     def predicts_distribution(self) -> bool:
         """Whether the network predicts a colour distribution that ``temperature`` decodes."""
         return bool(self.metadata) and get_spec(self.metadata["model"]).decode is not None
-
-    @property
-    def default_temperature(self) -> float:
-        """The temperature used when none is set: the paper's annealed-mean value."""
-        return TEMPERATURE
 
     def network_fn(self) -> Callable[[tf.Tensor], tf.Tensor]:
         """L at working size -> normalised ab, through the model's inference hooks."""
