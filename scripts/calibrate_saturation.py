@@ -9,7 +9,6 @@ systematic without inventing colour; it is fitted on training photos, never on v
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from koala.callbacks import update_run_metadata
 from koala.color import rgb_to_lab, split_lab
 from koala.images import ImageError, list_images, load_rgb
 from koala.inference import Colorizer, predict_ab
@@ -42,12 +42,9 @@ def main() -> None:
         dot += float(tf.reduce_sum(ab_pred * ab_true))
         norm += float(tf.reduce_sum(ab_pred * ab_pred))
     gain = dot / norm
-    meta_path = args.run / "koala.json"
-    meta = json.loads(meta_path.read_text())
-    meta["saturation"] = round(gain, 3)
-    meta["saturation_fit"] = f"least-squares ab gain on {len(paths)} photos of {args.data}"
-    meta_path.write_text(json.dumps(meta, indent=2))
-    print(f"saturation gain {gain:.3f} written to {meta_path}")
+    update_run_metadata(args.run, saturation=round(gain, 3),
+                        saturation_fit=f"least-squares ab gain on {len(paths)} photos of {args.data}")
+    print(f"saturation gain {gain:.3f} written to {args.run / 'koala.json'}")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
+from koala.callbacks import update_run_metadata
 from koala.frontier import parse_groups, parse_values, sweep_report, write_report
 from koala.images import group_by_source, list_images
 from koala.inference import Colorizer
@@ -77,17 +77,14 @@ def main() -> None:
     if best is None:
         raise SystemExit(f"no setting is {args.margin} dB above gray on {len(paths)} photos; see "
                          f"{args.run / 'tune-frontier.png'}")
-    meta_path = args.run / "koala.json"
-    meta = json.loads(meta_path.read_text())
-    meta["image_size"] = sizes[list(models).index(best["model"])]
-    meta["saturation"] = best["saturation"]
+    setting = {"image_size": sizes[list(models).index(best["model"])], "saturation": best["saturation"],
+               "colour_setting": (f"{best['model']}: most colourful point >= gray + {args.margin} dB on "
+                                  f"{len(paths)} training photos (scripts/tune_colour.py): PSNR {best['psnr']:.2f} "
+                                  f"(gray {report['gray']['psnr']:.2f}), colourfulness ratio {best['cf_ratio']:.3f}")}
     if best["temperature"] is not None:
-        meta["temperature"] = best["temperature"]
-    meta["colour_setting"] = (f"{best['model']}: most colourful point >= gray + {args.margin} dB on {len(paths)} training photos "
-                              f"(scripts/tune_colour.py): PSNR {best['psnr']:.2f} (gray {report['gray']['psnr']:.2f}), "
-                              f"colourfulness ratio {best['cf_ratio']:.3f}")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(meta["colour_setting"], f"-> working size {meta['image_size']} px, saturation {best['saturation']:g}, "
+        setting["temperature"] = best["temperature"]
+    update_run_metadata(args.run, **setting)
+    print(setting["colour_setting"], f"-> working size {setting['image_size']} px, saturation {best['saturation']:g}, "
           f"temperature {best['temperature']}")
 
 
