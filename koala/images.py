@@ -126,6 +126,14 @@ def list_images(source: str | os.PathLike) -> list[str]:
     raise FileNotFoundError(f"{source}: no such file or folder")
 
 
+def evenly_spaced(items: list, count: int) -> list:
+    """At most ``count`` items taken at even steps over the whole list (all when it is shorter),
+    so a sample of a sorted folder reaches every sub-folder, not just the first."""
+    if count <= 0 or len(items) <= count:
+        return list(items)
+    return items[:: len(items) // count][:count]
+
+
 def group_by_source(paths: list[str]) -> dict[str, list[str]]:
     """Paths grouped by source: the first folder below their common folder (``.`` for files
     directly in it). photos-v1's sources are its eight first-level sub-folders."""

@@ -111,3 +111,17 @@ def test_source_balance_needs_an_endless_stream(uneven_sources):
         make_dataset(str(uneven_sources), 16, 4, training=True, source_balance=0.5)
     with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
         make_dataset(str(uneven_sources), 16, 4, training=True, repeat=True, source_balance=2)
+
+
+def test_the_colour_check_looks_at_every_source(tmp_path, monkeypatch):
+    """A first source of gray scans must not hide the colour photos of the next one."""
+    from koala.data import pipeline
+
+    monkeypatch.setattr(pipeline, "GRAY_CHECK_PHOTOS", 2)
+    for name, colour, count in (("a_gray", (90, 90, 90), 4), ("b_colour", (200, 40, 40), 4)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            Image.fromarray(np.full((20, 20, 3), colour, np.uint8)).save(tmp_path / name / f"{i}.png")
+    for options in ({"source_balance": 0.5}, {"cache": False}):
+        ds = make_dataset(str(tmp_path), 16, 4, training=True, repeat=True, **options)
+        assert next(iter(ds))[1].shape == (4, 16, 16, 2)

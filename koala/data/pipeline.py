@@ -16,13 +16,13 @@ import tensorflow as tf
 from PIL import Image
 
 from koala.color import rgb_to_lab, split_lab
-from koala.images import ImageError, group_by_source, list_images, load_rgb
+from koala.images import ImageError, evenly_spaced, group_by_source, list_images, load_rgb
 
 log = logging.getLogger(__name__)
 
 CROP_MARGIN = 1.15  # cached images are a little larger than the crop, so crops vary
 GRAY_MEAN_SPREAD = 1.0  # a photo whose channels differ by less than this (levels, on average) is gray
-GRAY_CHECK_PHOTOS = 256  # training sets read without the cache: photos decoded up front to find colour
+GRAY_CHECK_PHOTOS = 256  # training sets read without the cache: photos (evenly spread) decoded up front to find colour
 
 
 @dataclass
@@ -132,6 +132,12 @@ def _census(ds: tf.data.Dataset) -> tuple[int, int]:
     return int(photos), int(colour)
 
 
+def _gray_check_sample(paths: list[str], short_side: int) -> tf.data.Dataset:
+    """Up to ``GRAY_CHECK_PHOTOS`` photos spread over the whole list (so every source can show its
+    colour), decoded without caching, for :func:`_census`."""
+    return _decoded(evenly_spaced(paths, GRAY_CHECK_PHOTOS), short_side, cache=False)
+
+
 def _require_colour(source, paths: list[str], photos: int, colour: int) -> None:
     if not colour:
         found = f"{photos} grayscale" if photos else "none readable"
@@ -166,12 +172,12 @@ def make_dataset(
     if training and source_balance:
         if not repeat:
             raise ValueError("data.source_balance needs train.steps_per_epoch (balanced sampling never ends)")
-        _require_colour(source, paths, *_census(_decoded(paths[:GRAY_CHECK_PHOTOS], short_side, cache=False)))
+        _require_colour(source, paths, *_census(_gray_check_sample(paths, short_side)))
         ds = _balanced(paths, short_side, cache, seed, source_balance)
     else:
         ds = _decoded(paths, short_side, cache)
         if training or (cache and not repeat):
-            photos, colour = _census(ds if cache else ds.take(GRAY_CHECK_PHOTOS))
+            photos, colour = _census(ds if cache else _gray_check_sample(paths, short_side))
             if training:
                 _require_colour(source, paths, photos, colour)
             if cache and not repeat:

@@ -51,7 +51,7 @@ from koala.color import (
     rgb_to_lab,
 )
 from koala.data.pipeline import load_shrunk
-from koala.images import list_images
+from koala.images import evenly_spaced, list_images
 from koala.models.layers import l_input, normalization
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,8 @@ def prior_from_source(source: str, max_images: int | None = None, size: int = PR
     """The prior of a folder or split file, and how many photos it came from. ``max_images``
     (default: all) are taken evenly spaced over the sorted list, so every subfolder counts."""
     paths = list_images(source)
-    if max_images and len(paths) > max_images:
-        paths = paths[:: len(paths) // max_images][:max_images]
+    if max_images:
+        paths = evenly_spaced(paths, max_images)
     return estimate_prior(paths, size, progress), len(paths)
 
 
