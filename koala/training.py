@@ -75,16 +75,19 @@ def run_metadata(cfg: config_lib.Config) -> dict:
 
 
 def build_datasets(cfg: config_lib.Config):
-    """Train and validation datasets of (L, ab), adapted by the model's hook if it has one."""
+    """Train and validation datasets: batches of (L, ab), or ({"L", <side input>}, ab) for a model
+    whose spec asks for a side input (koalarization: its embedding, from ``data.embeddings`` or
+    computed on the fly)."""
     d, t = cfg.data, cfg.train
+    spec = get_spec(cfg.model)
+    side = spec.side_input(cfg.model_args, d.embeddings) if spec.side_input else None
     train = make_dataset(data_source(d.train), d.image_size, d.batch_size, training=True,
                          augment=d.augment, cache=d.cache, seed=t.seed,
                          max_images=d.max_train_images, repeat=t.steps_per_epoch is not None,
-                         source_balance=d.source_balance)
+                         source_balance=d.source_balance, side_input=side)
     val = make_dataset(data_source(d.val), d.image_size, d.batch_size, training=False,
-                       cache=d.cache, max_images=d.max_val_images)
-    adapt = get_spec(cfg.model).adapt_datasets
-    return adapt(cfg, train, val) if adapt else (train, val)
+                       cache=d.cache, max_images=d.max_val_images, side_input=side)
+    return train, val
 
 
 def make_callbacks(cfg: config_lib.Config, val, resuming: bool) -> list[keras.callbacks.Callback]:

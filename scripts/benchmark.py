@@ -328,7 +328,7 @@ def main() -> None:
     print("benchmark: input pipeline and naive feeding ...", file=sys.stderr, flush=True)
     # The naive comparison uses the fastest plain (L in, ab out) model: where the input matters most.
     plain = [r for r in result["models"] if "error" not in r and r["size"] == args.sizes[0]
-             and MODELS[r["model"]].output == "ab" and not MODELS[r["model"]].adapt_datasets]
+             and MODELS[r["model"]].output == "ab" and not MODELS[r["model"]].side_input]
     plain = max(plain, key=lambda r: r["train_images_per_s"])["model"] if plain else names[0]
     try:
         result["pipeline"] = run_child([*common, "--child", "pipeline", plain], args.timeout)

@@ -20,7 +20,7 @@ from koala.batch.common import pipeline_options
 from koala.cli import main
 from koala.data.embeddings import EmbeddingCache, resolve_key
 from koala.models import get_model
-from koala.models.koalarization import adapt_datasets
+from koala.training import build_datasets
 
 BEAM = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 BAD = {"empty.png": "empty file (0 bytes)", "notes.jpg": "not an image (unrecognised format)",
@@ -117,7 +117,7 @@ def test_batch_embed_shards_merge_into_the_cache_data_tools_writes(archive, tmp_
     cfg = config_lib.from_dict({"model": "koalarization", "model_args": {"extractor": tiny, "extractor_weights": "none"},
                                 "data": {"train": "good.txt", "val": "good.txt", "image_size": 32, "batch_size": 4,
                                          "embeddings": "beam.h5"}})
-    _, val = adapt_datasets(cfg, None, None)
+    _, val = build_datasets(cfg)
     inputs, _ = next(iter(val))
     np.testing.assert_allclose(inputs["embedding"], reference.embeddings[:4], atol=1e-5)
 

@@ -1,5 +1,5 @@
-"""The embedding cache: data_tools.embed (write, resume, merge) and koala.data.embeddings
-(checks and the tf.data pipeline), with the tiny stand-in extractor."""
+"""The embedding cache: data_tools.embed (write, resume, merge), koala.data.embeddings (checks)
+and its rows joined to the photos by koala.data.make_dataset, with the tiny stand-in extractor."""
 from __future__ import annotations
 
 import os
@@ -14,8 +14,8 @@ from tiny_extractor import TINY_DIM, tiny  # noqa: F401  (tiny is a fixture)
 
 from data_tools.embed import main
 from koala.color import rgb_to_l
-from koala.data import Augment
-from koala.data.embeddings import CacheError, EmbeddingCache, make_embedding_dataset
+from koala.data import Augment, SideInput, make_dataset
+from koala.data.embeddings import CacheError, EmbeddingCache
 from koala.images import list_images, load_rgb
 from koala.models.extractors import build_extractor, fingerprint
 
@@ -134,7 +134,8 @@ def test_unreadable_images_are_left_out(tmp_path, tiny, capsys):
 
 
 def test_dataset_keeps_each_embedding_with_its_image(tmp_path):
-    """Shuffled, augmented and with a bad file dropped, every L still arrives with its own row."""
+    """Shuffled, augmented and with a bad file dropped, every L still arrives with its own row.
+    One colour photo (row -2, not checked) lets training accept the set (all gray is refused)."""
     folder = tmp_path / "gray"
     folder.mkdir()
     levels = [30, 80, 130, 180, 230]
@@ -144,13 +145,18 @@ def test_dataset_keeps_each_embedding_with_its_image(tmp_path):
         paths.append(str(folder / f"g{i}.png"))
     (folder / "bad.png").write_bytes(b"")
     paths.insert(2, str(folder / "bad.png"))
-    embeddings = np.array([[v] for v in [30, 80, -1, 130, 180, 230]], np.float32)
+    Image.fromarray(np.full((40, 50, 3), (200, 40, 40), np.uint8)).save(folder / "colour.png")
+    paths.append(str(folder / "colour.png"))
+    embeddings = np.array([[v] for v in [30, 80, -1, 130, 180, 230, -2]], np.float32)
+    side = SideInput("embedding", per_photo=lambda p, source: embeddings[[paths.index(x) for x in p]])
     for training in (True, False):
-        ds = make_embedding_dataset(paths, embeddings, 32, 1, training, augment=Augment(), seed=3)
+        ds = make_dataset(paths, 32, 1, training, augment=Augment(), seed=3, side_input=side)
         seen = []
         for inputs, ab in ds:
             gray = float(np.mean(inputs["L"])) * 100 + 50  # L in [0, 100]
             level = float(inputs["embedding"][0, 0])
+            if level == -2:
+                continue
             seen.append(level)
             expected_l = float(rgb_to_l(np.full((1, 1, 3), level / 255, np.float32))[0, 0, 0]) * 100 + 50
             assert abs(gray - expected_l) < 0.5 and np.abs(ab).max() < 0.01

@@ -17,7 +17,7 @@ from koala.color import rgb_to_l
 from koala.data.embeddings import EmbeddingCache
 from koala.inference import Colorizer, predict_ab
 from koala.models import extractors, get_model, get_spec, trainable_params
-from koala.models.koalarization import FusionLayer, adapt_datasets
+from koala.models.koalarization import FusionLayer
 from koala.training import build_datasets
 
 TINY_ARGS = {"extractor": "tiny", "extractor_weights": "none"}
@@ -93,7 +93,7 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path, tiny):
     assert path.stat().st_size < 30_000_000  # the trainable network only, no 55M-parameter extractor
 
 
-def test_adapt_datasets_computes_embeddings_from_the_same_augmented_l(tmp_path, tiny):
+def test_training_data_carries_embeddings_of_the_same_augmented_l_or_from_the_cache(tmp_path, tiny):
     folder = tmp_path / "photos"
     folder.mkdir()
     for i, rgb in enumerate(smooth_photos(4, size=48)):
@@ -110,13 +110,13 @@ def test_adapt_datasets_computes_embeddings_from_the_same_augmented_l(tmp_path, 
     cache = tmp_path / "cache.h5"
     assert embed_main([str(folder), str(cache), "--extractor", "tiny", "--weights", "none"]) == 0
     cfg.data.embeddings = str(cache)
-    _, val = adapt_datasets(cfg, None, None)
+    _, val = build_datasets(cfg)
     inputs, _ = next(iter(val))
     np.testing.assert_array_equal(inputs["embedding"], EmbeddingCache.open(cache).embeddings[:2])
     assert not np.allclose(inputs["embedding"][0], inputs["embedding"][1])
     cfg.data.embeddings = str(tmp_path / "missing.h5")
     with pytest.raises(ValueError, match="missing.h5: no such embedding cache"):
-        adapt_datasets(cfg, None, None)
+        build_datasets(cfg)
 
 
 @pytest.mark.slow

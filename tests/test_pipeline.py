@@ -4,7 +4,7 @@ import tensorflow as tf
 from PIL import Image
 
 from koala.color import join_lab
-from koala.data import Augment, build_augmenter, make_dataset
+from koala.data import Augment, SideInput, build_augmenter, make_dataset
 
 
 def test_batches_have_the_model_shapes_and_ranges(photo_dir):
@@ -125,3 +125,70 @@ def test_the_colour_check_looks_at_every_source(tmp_path, monkeypatch):
     for options in ({"source_balance": 0.5}, {"cache": False}):
         ds = make_dataset(str(tmp_path), 16, 4, training=True, repeat=True, **options)
         assert next(iter(ds))[1].shape == (4, 16, 16, 2)
+
+
+def rows_by_path(table: dict[str, float]) -> SideInput:
+    """A per-photo side input that looks each photo's row up by its path."""
+    return SideInput("embedding", per_photo=lambda paths, source: np.array([[table[p]] for p in paths], np.float32))
+
+
+def test_a_side_input_rides_with_its_photo_beside_the_plain_l_and_ab(tmp_path):
+    """Same (L, ab) as without the side input, and each photo's own row, through a dropped bad file
+    and the training shuffle. The photos are smaller than the crop, so a training crop is the whole
+    (enlarged) photo: the same pixels as its validation crop, whatever the random draw."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(7):
+        coarse = rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((16, 16), Image.BILINEAR).save(tmp_path / f"p{i}.png")
+        paths.append(str(tmp_path / f"p{i}.png"))
+    (tmp_path / "bad.png").write_bytes(b"")
+    paths.insert(2, str(tmp_path / "bad.png"))
+    side = rows_by_path({p: float(i) for i, p in enumerate(paths)})
+    good = [i for i, p in enumerate(paths) if not p.endswith("bad.png")]
+
+    val_plain = list(make_dataset(paths, 32, 3, training=False))
+    val_side = list(make_dataset(paths, 32, 3, training=False, side_input=side))
+    assert len(val_side) == len(val_plain) == 3
+    for (l, ab), (inputs, ab_side) in zip(val_plain, val_side):
+        assert sorted(inputs) == ["L", "embedding"]
+        np.testing.assert_array_equal(inputs["L"], l)
+        np.testing.assert_array_equal(ab_side, ab)
+    assert np.concatenate([x["embedding"] for x, _ in val_side])[:, 0].tolist() == good  # file order
+    l_of = {int(row): l for x, _ in val_side for row, l in zip(x["embedding"][:, 0], x["L"])}
+
+    train_plain = make_dataset(paths, 32, 2, training=True, seed=5)
+    train_side = make_dataset(paths, 32, 2, training=True, seed=5, side_input=side)
+    seen = []
+    for (l, ab), (inputs, ab_side) in zip(train_plain, train_side):
+        np.testing.assert_array_equal(inputs["L"], l)  # the same seeded shuffle
+        np.testing.assert_array_equal(ab_side, ab)
+        for row, l_photo in zip(inputs["embedding"][:, 0], inputs["L"]):
+            np.testing.assert_array_equal(l_photo, l_of[int(row)])
+            seen.append(int(row))
+    assert len(seen) == 6 and set(seen) <= set(good) and seen != sorted(seen)
+
+
+def test_a_side_input_follows_its_photo_through_source_balancing(uneven_sources):
+    paths = sorted(str(p) for p in uneven_sources.rglob("*.png"))
+    side = rows_by_path({p: -1.0 if "/small/" in p else 1.0 for p in paths})
+    ds = make_dataset(paths, 16, 20, training=True, repeat=True, source_balance=1.0, seed=3, side_input=side)
+    for inputs, ab in ds.take(3):
+        blue = np.mean(ab.numpy()[..., 1], axis=(1, 2)) < 0
+        np.testing.assert_array_equal(inputs["embedding"][:, 0] < 0, blue)
+        assert 0 < blue.sum() < 20
+
+
+def test_a_side_input_from_l_is_computed_from_the_batch_l(photo_dir):
+    total = SideInput("total", from_l=lambda l_norm: tf.reduce_sum(l_norm, axis=[1, 2]))
+    inputs, ab = next(iter(make_dataset(str(photo_dir), 32, 4, training=True, augment=Augment(), side_input=total)))
+    assert inputs["L"].shape == (4, 32, 32, 1) and ab.shape == (4, 32, 32, 2)
+    np.testing.assert_allclose(inputs["total"], tf.reduce_sum(inputs["L"], axis=[1, 2]), rtol=1e-6)
+
+
+def test_a_side_input_needs_one_source_and_a_row_per_photo(photo_dir):
+    with pytest.raises(ValueError, match="give exactly one of per_photo and from_l"):
+        SideInput("embedding")
+    two_rows = SideInput("embedding", per_photo=lambda paths, source: np.zeros([2, 4]))
+    with pytest.raises(ValueError, match=r"2 rows for \d+ photos"):
+        make_dataset(str(photo_dir), 16, 2, training=False, side_input=two_rows)

@@ -1,7 +1,9 @@
-"""The HDF5 embedding cache: its format, its checks, and the tf.data pipeline that trains from it.
+"""The HDF5 embedding cache: its format, its checks, reading and writing.
 
-``python -m data_tools.embed`` writes the cache once (as the paper did: one embedding per image,
-computed offline); training reads it here. Layout of the file:
+``python -m data_tools.embed`` (or ``koala batch embed``) writes the cache once (as the paper did: one
+embedding per image, computed offline); training reads it here and joins each photo's row to its L
+through :func:`koala.data.make_dataset`'s side input (``SideInput(per_photo=cache.lookup)``).
+Layout of the file:
 
 * ``keys``: (N,) utf-8 image paths, as the manifest gave them (relative ones are relative to the
   ``base_dir`` attribute, the folder the tool ran in);
@@ -21,17 +23,6 @@ from datetime import datetime, timezone
 
 import h5py
 import numpy as np
-import tensorflow as tf
-
-from koala.data.pipeline import (  # the crops are pipeline.py's own, shared so both paths crop alike
-    CROP_MARGIN,
-    Augment,
-    _center_crop,
-    _random_crop,
-    build_augmenter,
-    load_shrunk,
-    rgb_to_pair,
-)
 
 KEYS = "keys"
 EMBEDDINGS = "embeddings"
@@ -183,52 +174,3 @@ def merge(out: str, shards: list[str]) -> int:
             added += len(keep)
     return added
 
-
-def make_embedding_dataset(
-    paths: list[str],
-    embeddings: np.ndarray,
-    image_size: int,
-    batch_size: int,
-    training: bool,
-    augment: Augment | None = None,
-    cache: bool = True,
-    seed: int = 0,
-    repeat: bool = False,
-) -> tf.data.Dataset:
-    """Batches of ({"L", "embedding"}, ab): :func:`koala.data.make_dataset`'s steps with each image's
-    cached embedding carried alongside, so shuffling and skipped bad files cannot misalign them.
-
-    The embedding is of the whole image; the L the network sees is a crop of it, then the config's
-    geometric augmentation (flip, small rotation, zoom, shear, shift), which hardly changes what
-    a classifier sees in the photo.
-    """
-    if len(paths) != len(embeddings):
-        raise ValueError(f"{len(paths)} paths but {len(embeddings)} embeddings")
-    short_side = int(round(image_size * CROP_MARGIN)) if training else image_size
-    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(embeddings, np.float32)))
-    ds = ds.map(
-        lambda p, e: (tf.numpy_function(load_shrunk, [p, short_side], tf.uint8, stateful=False), e),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    ds = ds.filter(lambda img, e: tf.size(img) > 0)
-    ds = ds.map(lambda img, e: (tf.ensure_shape(img, [None, None, 3]), e))
-    if cache:
-        ds = ds.cache()
-    if training:
-        ds = ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
-        ds = ds.map(lambda img, e: (_random_crop(img, image_size, seed), e), num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(lambda img, e: (_center_crop(img, image_size), e), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=training)
-    augmenter = build_augmenter(augment, seed) if training else None
-    if augmenter is not None:
-        ds = ds.map(lambda x, e: (augmenter(x, training=True), e), num_parallel_calls=tf.data.AUTOTUNE)
-
-    def to_inputs(rgb, e):
-        l_norm, ab = rgb_to_pair(tf.clip_by_value(rgb, 0.0, 1.0))
-        return {"L": l_norm, "embedding": e}, ab
-
-    return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,4 +1,5 @@
-"""tf.data input pipelines: photos -> (normalised L, normalised ab) batches.
+"""The tf.data input pipeline: photos -> (normalised L, normalised ab) batches, optionally with
+a side input beside L (a model's second input, e.g. Deep Koalarization's image embedding).
 
 Decoding goes through :func:`koala.images.load_rgb` (every format, EXIF orientation, 16-bit),
 images are shrunk once and cached as uint8, then each epoch takes random crops, applies the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import keras
 import numpy as np
@@ -38,6 +40,31 @@ class Augment:
     zoom: float = 0.1
     shear: float = 0.05
     shift: float = 0.05
+
+
+@dataclass(frozen=True)
+class SideInput:
+    """A second model input beside L: :func:`make_dataset` then yields ``({"L": l, name: x}, ab)``.
+
+    Give exactly one source:
+
+    * ``per_photo(paths, source) -> array`` with one row per path (``source`` names the data in
+      errors), looked up once and carried with its photo through shuffling, source balancing and
+      dropped unreadable files; e.g. an HDF5 embedding cache's
+      :meth:`koala.data.embeddings.EmbeddingCache.lookup`.
+    * ``from_l(l_norm) -> tensor``, computed from each finished batch's normalised L (cropped and
+      augmented, the very L the model sees); e.g. a frozen extractor run on the fly.
+
+    Example: ``SideInput("embedding", per_photo=EmbeddingCache.open("e.h5").lookup)``.
+    """
+
+    name: str
+    per_photo: Callable[[list[str], str], np.ndarray] | None = None
+    from_l: Callable[[tf.Tensor], tf.Tensor] | None = None
+
+    def __post_init__(self):
+        if (self.per_photo is None) == (self.from_l is None):
+            raise ValueError(f"side input {self.name!r}: give exactly one of per_photo and from_l")
 
 
 def load_shrunk(path: bytes | str, short_side: int) -> np.ndarray:
@@ -83,15 +110,29 @@ def rgb_to_pair(rgb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return split_lab(rgb_to_lab(rgb))
 
 
-def _decoded(paths: list[str], short_side: int, cache: bool) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices(paths)
+def _on_image(fn: Callable, with_rows: bool) -> Callable:
+    """``fn`` over the image of an element that is the image, or (image, its side-input row)
+    ``with_rows``; the row passes through unchanged."""
+    return (lambda img, row: (fn(img), row)) if with_rows else fn
+
+
+def _image_only(fn: Callable, with_rows: bool) -> Callable:
+    """``fn`` of the image alone, for an element with or without a side-input row (filters)."""
+    return (lambda img, row: fn(img)) if with_rows else fn
+
+
+def _decoded(paths: list[str], short_side: int, cache: bool, rows: np.ndarray | None = None) -> tf.data.Dataset:
+    """uint8 photos shrunk to ``short_side``, unreadable ones left out; each one paired with its
+    row of ``rows`` when given, so no shuffle or dropped file can separate them."""
+    with_rows = rows is not None
+    ds = tf.data.Dataset.from_tensor_slices((paths, rows) if with_rows else paths)
     ds = ds.map(
-        lambda p: tf.numpy_function(load_shrunk, [p, short_side], tf.uint8, stateful=False),
+        _on_image(lambda p: tf.numpy_function(load_shrunk, [p, short_side], tf.uint8, stateful=False), with_rows),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    ds = ds.filter(lambda img: tf.size(img) > 0)
-    ds = ds.map(lambda img: tf.ensure_shape(img, [None, None, 3]))
+    ds = ds.filter(_image_only(lambda img: tf.size(img) > 0, with_rows))
+    ds = ds.map(_on_image(lambda img: tf.ensure_shape(img, [None, None, 3]), with_rows))
     return ds.cache() if cache else ds
 
 
@@ -105,10 +146,14 @@ def source_weights(counts: list[int], balance: float) -> list[float]:
     return [w / sum(weights) for w in weights]
 
 
-def _balanced(paths: list[str], short_side: int, cache: bool, seed: int, balance: float) -> tf.data.Dataset:
-    """An endless shuffled stream drawing each photo's source by :func:`source_weights`."""
+def _balanced(paths: list[str], short_side: int, cache: bool, seed: int, balance: float,
+              rows: np.ndarray | None = None) -> tf.data.Dataset:
+    """An endless shuffled stream drawing each photo's source by :func:`source_weights` (each photo
+    with its row of ``rows`` when given)."""
     groups = group_by_source(paths)
-    streams = [_decoded(group, short_side, cache).shuffle(min(len(group), 4096), seed=seed).repeat()
+    position = {path: i for i, path in enumerate(paths)}
+    streams = [_decoded(group, short_side, cache, None if rows is None else rows[[position[p] for p in group]])
+               .shuffle(min(len(group), 4096), seed=seed).repeat()
                for group in groups.values()]
     weights = source_weights([len(group) for group in groups.values()], balance)
     log.info("source sampling weights: %s", {k: round(w, 3) for k, w in zip(groups, weights)})
@@ -155,29 +200,36 @@ def make_dataset(
     max_images: int | None = None,
     repeat: bool = False,
     source_balance: float = 0.0,
+    side_input: SideInput | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (L, ab) from a folder, a split file or a list of paths.
+    """Batches of (L, ab) from a folder, a split file or a list of paths; of
+    ``({"L": l, side_input.name: x}, ab)`` with a :class:`SideInput`.
 
     Training takes random crops (images are cached ``CROP_MARGIN`` larger than the crop) and augments;
     evaluation takes centre crops so every epoch sees the same pixels. ``source_balance`` (training
     with ``repeat`` only; default 0: every photo equally often) evens out sources of very different
     sizes (:func:`source_weights`), so the largest one does not teach its colours to every photo.
+    A per-photo side input describes the whole photo: the L beside it is a crop of it, then the
+    geometric augmentation, which hardly changes what a classifier sees in the photo.
     """
     paths = list_images(source) if isinstance(source, str) else list(source)
     if max_images:
         paths = paths[:max_images]
     if not paths:
         raise ValueError(f"{source}: no images found")
+    rows = _side_rows(side_input, paths, source)
+    with_rows = rows is not None
     short_side = int(round(image_size * CROP_MARGIN)) if training else image_size
     if training and source_balance:
         if not repeat:
             raise ValueError("data.source_balance needs train.steps_per_epoch (balanced sampling never ends)")
         _require_colour(source, paths, *_census(_gray_check_sample(paths, short_side)))
-        ds = _balanced(paths, short_side, cache, seed, source_balance)
+        ds = _balanced(paths, short_side, cache, seed, source_balance, rows)
     else:
-        ds = _decoded(paths, short_side, cache)
+        ds = _decoded(paths, short_side, cache, rows)
         if training or (cache and not repeat):
-            photos, colour = _census(ds if cache else _gray_check_sample(paths, short_side))
+            images = ds.map(lambda img, row: img) if with_rows else ds
+            photos, colour = _census(images if cache else _gray_check_sample(paths, short_side))
             if training:
                 _require_colour(source, paths, photos, colour)
             if cache and not repeat:
@@ -187,15 +239,38 @@ def make_dataset(
             if repeat:
                 ds = ds.repeat()
     if training:
-        ds = ds.map(lambda img: _random_crop(img, image_size, seed), num_parallel_calls=tf.data.AUTOTUNE)
+        crop = _on_image(lambda img: _random_crop(img, image_size, seed), with_rows)
     else:
-        ds = ds.map(lambda img: _center_crop(img, image_size), num_parallel_calls=tf.data.AUTOTUNE)
+        crop = _on_image(lambda img: _center_crop(img, image_size), with_rows)
+    ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)
     augmenter = build_augmenter(augment, seed) if training else None
     if augmenter is not None:
-        ds = ds.map(lambda x: augmenter(x, training=True), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda x: rgb_to_pair(tf.clip_by_value(x, 0.0, 1.0)), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(_on_image(lambda x: augmenter(x, training=True), with_rows), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def to_pair(x):
+        return rgb_to_pair(tf.clip_by_value(x, 0.0, 1.0))
+
+    if with_rows:  # a per-photo side input: each row joins the L of its own photo
+        def to_inputs(x, row):
+            l_norm, ab = to_pair(x)
+            return {"L": l_norm, side_input.name: row}, ab
+
+        return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    if side_input is not None:  # from_l: one call at a time, after the prefetch (an extractor is a large model)
+        ds = ds.map(lambda l_norm, ab: ({"L": l_norm, side_input.name: side_input.from_l(l_norm)}, ab))
+    return ds
+
+
+def _side_rows(side_input: SideInput | None, paths: list[str], source) -> np.ndarray | None:
+    """The per-photo side input's rows, in the order of ``paths`` (None without one)."""
+    if side_input is None or side_input.per_photo is None:
+        return None
+    rows = np.asarray(side_input.per_photo(paths, source if isinstance(source, str) else "the photo list"))
+    if len(rows) != len(paths):
+        raise ValueError(f"side input {side_input.name!r}: {len(rows)} rows for {len(paths)} photos")
+    return rows
 
 
 def _random_crop(img: tf.Tensor, size: int, seed: int) -> tf.Tensor:

@@ -26,7 +26,8 @@ class ModelSpec:
     network returns normalised ab, else the name of what it returns (e.g. "logits").
     Optional hooks, for architectures that need more than L -> ab regression:
     make_loss(cfg) -> loss fn (default: ``koala.losses.get_loss(cfg.train.loss)``);
-    adapt_datasets(cfg, train, val) -> (train, val) (e.g. add cached embeddings);
+    side_input(model_args, embeddings) -> koala.data.SideInput: a second input beside L that
+    the training data must carry (``embeddings``: the config's ``data.embeddings`` cache path);
     decode(outputs, temperature) -> normalised ab (for output != "ab");
     inference_network(model, metadata) -> callable L -> network outputs (e.g. compute an
     embedding on the fly); the count of trainable parameters ``koala models`` shows may
@@ -39,7 +40,7 @@ class ModelSpec:
     multiple: int
     output: str = "ab"
     make_loss: Callable | None = None
-    adapt_datasets: Callable | None = None
+    side_input: Callable | None = None
     decode: Callable | None = None
     inference_network: Callable | None = None
     count_params: Callable | None = None
@@ -58,7 +59,7 @@ MODELS: dict[str, ModelSpec] = {
         "using CNNs and Inception-ResNet-v2 (arXiv:1712.03400)",
         default_size=224,  # the paper's encoder size; the extractor resizes to its own (299 for Inception)
         multiple=8,
-        adapt_datasets=koalarization.adapt_datasets,
+        side_input=koalarization.side_input,
         inference_network=koalarization.inference_network,
         count_params=koalarization.count_params,
     ),

@@ -30,6 +30,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from koala.data import SideInput
+from koala.data.embeddings import EmbeddingCache
 from koala.models.extractors import (
     DEFAULT_EXTRACTOR,
     DEFAULT_WEIGHTS,
@@ -107,34 +109,17 @@ def extractor_from_args(model_args: dict) -> Extractor:
     )
 
 
-def with_embeddings(dataset, extractor: Extractor):
-    """(L, ab) batches -> ({"L", "embedding"}, ab), the embedding computed from that very L."""
-    return dataset.map(lambda l_norm, ab: ({"L": l_norm, EMBEDDING_INPUT_NAME: extractor(l_norm)}, ab))
-
-
-def adapt_datasets(cfg, train, val):
-    """Join embeddings to the pipeline's batches: from ``cfg.data.embeddings`` when set (the cache is
-    checked against the config's extractor and weights and must hold every train and val image),
-    else computed on the fly from the same augmented L (exact, but the extractor runs every step)."""
-    extractor = extractor_from_args(cfg.model_args)
-    if not cfg.data.embeddings:
-        return with_embeddings(train, extractor), with_embeddings(val, extractor)
-    from koala.data.embeddings import EmbeddingCache, make_embedding_dataset
-    from koala.images import list_images
-    from koala.training import data_source  # imported here: koala.training imports the registry
-
-    d, t = cfg.data, cfg.train
-    cache = EmbeddingCache.open(d.embeddings)
+def side_input(model_args: dict, embeddings: str | None = None) -> SideInput:
+    """The embedding the network takes beside L, for :func:`koala.data.make_dataset`: the rows of the
+    HDF5 cache at ``embeddings`` (checked against the extractor and weights ``model_args`` name; every
+    photo must be in it), or without one (default) computed on the fly from each batch's augmented L
+    by that extractor (exact, but the extractor runs every step)."""
+    extractor = extractor_from_args(model_args)
+    if not embeddings:
+        return SideInput(EMBEDDING_INPUT_NAME, from_l=extractor)
+    cache = EmbeddingCache.open(embeddings)
     cache.check(extractor.name, weights_label(extractor.weights), fingerprint(extractor.model))
-    datasets = []
-    for source, limit, training in ((d.train, d.max_train_images, True), (d.val, d.max_val_images, False)):
-        paths = list_images(data_source(source))[:limit]
-        embeddings = cache.lookup(paths, source or "the sample photos")
-        datasets.append(make_embedding_dataset(
-            paths, embeddings, d.image_size, d.batch_size, training, augment=d.augment if training else None,
-            cache=d.cache, seed=t.seed, repeat=training and t.steps_per_epoch is not None,
-        ))
-    return tuple(datasets)
+    return SideInput(EMBEDDING_INPUT_NAME, per_photo=cache.lookup)
 
 
 def inference_network(model: keras.Model, metadata: dict):
