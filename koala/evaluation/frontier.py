@@ -21,13 +21,13 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from koala.color import TEMPERATURE, colorize_lab, rgb_to_l
-from koala.evaluation import gray_baseline, image_scores, load_at_size, summarise
+from koala.evaluation.evaluate import gray_baseline, image_scores, load_at_size, summarise
 from koala.images import ImageError, group_by_source, list_images, write_atomic
 from koala.inference import Colorizer, predict_ab
 
 
 def point_metrics(rows: list[dict]) -> dict[str, float]:
-    """The frontier's numbers for a group of per-image scores (:func:`koala.evaluation.image_scores`)."""
+    """The frontier's numbers for a group of per-image scores (:func:`koala.evaluation.evaluate.image_scores`)."""
     s = summarise(rows)
     return {"psnr": s["psnr"], "ssim": s["ssim"], "cf_ratio": s["colourfulness_ratio"], "auc": s["auc"],
             "ab_mse": s["ab_mse"], "images": len(rows)}
