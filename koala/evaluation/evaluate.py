@@ -9,6 +9,7 @@ whole protocol, for users: docs/metrics.md (:data:`koala.evaluation.PROTOCOL`), 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -38,6 +39,17 @@ def load_at_size(path: str, size: int | None = None) -> np.ndarray:
     img = resize_short_side(to_uint8(rgb), size).astype(np.float32) / 255.0
     top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
     return img[top:top + size, left:left + size]
+
+
+def photos_at_size(paths: list[str], size: int | None, skipped: list[str], progress: bool = True,
+                   desc: str = "evaluate") -> Iterator[tuple[str, np.ndarray]]:
+    """(path, float RGB at ``size``: :func:`load_at_size`) for each readable photo of ``paths``,
+    with a progress bar; the reason each unreadable one is passed over is appended to ``skipped``."""
+    for path in tqdm(paths, disable=not progress, unit="image", desc=desc):
+        try:
+            yield path, load_at_size(path, size)
+        except ImageError as e:
+            skipped.append(str(e))
 
 
 def image_scores(pred: np.ndarray, true: np.ndarray) -> dict:
@@ -88,12 +100,7 @@ def evaluate(
     model_rows, gray_rows, per_image, skipped = [], [], [], []
     feats = {"model": [], "gray_baseline": [], "truth": []}
     seconds, pixels = 0.0, 0
-    for path in tqdm(paths, disable=not progress, unit="image", desc="evaluate"):
-        try:
-            true = load_at_size(path, size)
-        except ImageError as e:
-            skipped.append(str(e))
-            continue
+    for path, true in photos_at_size(paths, size, skipped, progress):
         start = time.perf_counter()
         pred = colorizer.colorize_float(true)
         seconds += time.perf_counter() - start
