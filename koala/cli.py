@@ -199,14 +199,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return _sweep(args, models)
     if len(models) > 1:
         raise ValueError("give one --model, or several with --sweep/--sweep-temperature to compare frontiers")
-    from koala.evaluation import evaluate, format_table
+    from koala.evaluation.evaluate import evaluate, format_table
     from koala.images import list_images
 
     paths = list_images(args.data)[: args.limit]
     colorizer = Colorizer.load(models[0], saturation=args.saturation, temperature=args.temperature)
     features = None
     if args.fid:
-        from koala.metrics import load_feature_extractor
+        from koala.evaluation.metrics import load_feature_extractor
 
         features = load_feature_extractor(args.fid, args.fid_weights, args.fid_size)
     report = evaluate(colorizer, paths, size=args.size, features=features)
@@ -223,7 +223,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace, models: list[str]) -> int:
     """``koala evaluate --sweep``: the PSNR-colourfulness frontier of each model, beside gray."""
-    from koala import frontier
+    from koala.evaluation import frontier
     from koala.inference import Colorizer
 
     if not args.out:
@@ -247,11 +247,13 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     import json
 
-    from koala import compare as compare_lib
+    from koala.evaluation.compare import config as compare_config
+    from koala.evaluation.compare import report as compare_report
+    from koala.evaluation.compare import runner
 
-    cc = compare_lib.load(args.config, args.preset, list(args.set or []))
-    folder = compare_lib.compare(cc, out=args.out, overwrite=args.overwrite)
-    print(compare_lib.format_table(json.loads((folder / "report.json").read_text())))
+    cc = compare_config.load(args.config, args.preset, list(args.set or []))
+    folder = runner.compare(cc, out=args.out, overwrite=args.overwrite)
+    print(compare_report.format_table(json.loads((folder / "report.json").read_text())))
     print(f"report written to {folder}/ (report.md, report.json, curves.png, grid.png)")
     return 0
 
@@ -420,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("compare", help="train or load several models and compare them on the same photos")
-    p.add_argument("--config", help="compare config (YAML); see koala.compare")
+    p.add_argument("--config", help="compare config (YAML); see koala.evaluation.compare")
     p.add_argument("--preset", help="start from this compare preset (smoke)")
     p.add_argument("--out", help="report folder (default: the config's out)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. eval.limit=50")

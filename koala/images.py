@@ -152,10 +152,16 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
 
 
-def encode_png(rgb_uint8: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb_uint8).save(buffer, format="PNG")
-    return buffer.getvalue()
+def resize_short_side(rgb_uint8: np.ndarray, side: int, upscale: bool = True) -> np.ndarray:
+    """uint8 RGB (H, W, 3) with its short side resized to ``side``, keeping the aspect ratio:
+    PIL's bilinear filter, antialiased when shrinking (``reducing_gap`` 2). With ``upscale``
+    False a photo already no larger than ``side`` is returned as it is."""
+    img = Image.fromarray(rgb_uint8)
+    scale = side / min(img.size)
+    if scale >= 1 and not upscale:
+        return rgb_uint8
+    size = (max(side, round(img.width * scale)), max(side, round(img.height * scale)))
+    return np.asarray(img.resize(size, Image.BILINEAR, reducing_gap=2.0 if scale < 1 else None))
 
 
 def _umask() -> int:

@@ -11,15 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from koala.evaluation import gray_baseline  # noqa: E402
-from koala.images import group_by_source, list_images, load_rgb  # noqa: E402
-from koala.inference import Colorizer  # noqa: E402
+from koala.evaluation.compare.plots import draw_image_grid
+from koala.evaluation.evaluate import gray_baseline
+from koala.images import group_by_source, list_images, load_rgb
+from koala.inference import Colorizer
 
 PER_SOURCE = {"bsds500": 2, "imagenet_sample1000": 3, "urban100": 1, "roads_scenes250": 2, "cats_dogs": 1,
               "people_masked": 1, "clothing_cc0": 1, "faces_rmfd_nomask": 1}
@@ -39,19 +34,13 @@ def main() -> None:
     models = {label: Colorizer.load(model) for label, _, model in (m.partition("=") for m in args.model)}
     paths = pick(args.data, PER_SOURCE)
     titles = ["truth", "gray input", *models]
-    fig, axes = plt.subplots(len(paths), len(titles), figsize=(2.3 * len(titles), 1.9 * len(paths)), squeeze=False)
-    for r, path in enumerate(paths):
+
+    def row(path: str) -> tuple[str, list]:
         true = load_rgb(path)
-        images = [true, gray_baseline(true), *(c.colorize_float(true) for c in models.values())]
-        for c, image in enumerate(images):
-            axes[r, c].imshow(np.clip(image, 0, 1))
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-            if r == 0:
-                axes[r, c].set_title(titles[c], fontsize=10)
-        axes[r, 0].set_ylabel(f"{Path(path).parent.name}\n{Path(path).stem[:18]}", fontsize=6)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=90)
+        return (f"{Path(path).parent.name}\n{Path(path).stem[:18]}",
+                [true, gray_baseline(true), *(c.colorize_float(true) for c in models.values())])
+
+    draw_image_grid((row(path) for path in paths), titles, args.out, cell=(2.3, 1.9), title_size=10, dpi=90)
     print(f"wrote {args.out}: {len(paths)} photos x {len(titles)} columns")
 
 

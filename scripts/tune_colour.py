@@ -19,7 +19,7 @@ import dataclasses
 from pathlib import Path
 
 from koala.callbacks import update_run_metadata
-from koala.frontier import parse_groups, parse_values, sweep_report, write_report
+from koala.evaluation.frontier import parse_groups, parse_values, sweep_report, write_report
 from koala.images import group_by_source, list_images
 from koala.inference import Colorizer
 

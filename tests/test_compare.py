@@ -5,20 +5,22 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from koala import compare as compare_lib
 from koala.cli import main
 from koala.evaluation import METRICS
+from koala.evaluation.compare import config as compare_config
+from koala.evaluation.compare import runner
+from koala.evaluation.compare.plots import grid_rows
 from koala.models import MODELS
 from tiny_extractor import tiny  # noqa: F401  (fixture)
 
 
 def test_models_all_follows_the_registry_and_gets_each_architectures_args(tmp_path):
-    cc = compare_lib.load(preset="smoke", overrides=[f"out={tmp_path}"])
-    entries = compare_lib.entries(cc)
+    cc = compare_config.load(preset="smoke", overrides=[f"out={tmp_path}"])
+    entries = runner.entries(cc)
     assert [e.label for e in entries] == list(MODELS)
     for entry in entries:
         assert entry.cfg.model == entry.arch == entry.label
-        assert entry.cfg.model_args == compare_lib.SMOKE_MODEL_ARGS.get(entry.arch, {})
+        assert entry.cfg.model_args == compare_config.SMOKE_MODEL_ARGS.get(entry.arch, {})
         assert entry.run == tmp_path / "runs" / entry.label
         # the same split and budget for everyone
         assert (entry.cfg.data.image_size, entry.cfg.data.batch_size) == (32, 4)
@@ -26,22 +28,22 @@ def test_models_all_follows_the_registry_and_gets_each_architectures_args(tmp_pa
 
 
 def test_model_entries_can_override_training_or_load_a_run(tmp_path, constant_ab_run):
-    cc = compare_lib.from_dict({"out": str(tmp_path), "train": {"preset": "smoke"},
+    cc = compare_config.from_dict({"out": str(tmp_path), "train": {"preset": "smoke"},
                                 "models": {"cunet_mse": {"model": "cunet", "train": {"loss": "mse"}},
                                            "bundled": {"run": constant_ab_run}},
                                 "model_args": {"cunet": {"base_filters": 4}}})
-    trained, loaded = compare_lib.entries(cc)
+    trained, loaded = runner.entries(cc)
     assert (trained.label, trained.arch, trained.cfg.train.loss) == ("cunet_mse", "cunet", "mse")
     assert trained.cfg.model_args == {"base_filters": 4} and trained.cfg.train.epochs == 2
     assert loaded.cfg is None and loaded.arch == "cunet" and str(loaded.run) == constant_ab_run
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
-        compare_lib.entries(compare_lib.from_dict({"models": ["vgg"]}))
+        runner.entries(compare_config.from_dict({"models": ["vgg"]}))
     with pytest.raises(ValueError, match="unknown compare config key"):
-        compare_lib.from_dict({"modle": "cunet"})
+        compare_config.from_dict({"modle": "cunet"})
     with pytest.raises(ValueError, match="unknown eval key"):
-        compare_lib.from_dict({"eval": {"sise": 3}})
+        compare_config.from_dict({"eval": {"sise": 3}})
     with pytest.raises(ValueError, match="unknown compare preset"):
-        compare_lib.load(preset="huge")
+        compare_config.load(preset="huge")
 
 
 def fake_result(psnrs: list[float]) -> dict:
@@ -51,16 +53,16 @@ def fake_result(psnrs: list[float]) -> dict:
 def test_grid_rows_hold_the_sample_and_each_models_worst_and_best():
     paths = [f"p{i}.png" for i in range(6)]
     results = {"a": fake_result([20, 10, 30, 25, 24, 23]), "b": fake_result([20, 21, 22, 23, 24, 9])}
-    rows = compare_lib.grid_rows(paths, results, samples=2)
+    rows = grid_rows(paths, results, samples=2)
     assert rows == [("p0.png", "sample"), ("p5.png", "sample, worst b"), ("p1.png", "worst a"),
                     ("p2.png", "best a"), ("p4.png", "best b")]
 
 
 def test_loaded_run_entry_is_reported_without_training(tmp_path, constant_ab_run, photo_dir):
-    cc = compare_lib.from_dict({"out": str(tmp_path / "report"), "train": {"preset": "smoke"},
+    cc = compare_config.from_dict({"out": str(tmp_path / "report"), "train": {"preset": "smoke"},
                                 "models": {"constant": {"run": constant_ab_run}},
                                 "eval": {"data": str(photo_dir), "size": 32, "limit": 3, "samples": 1}})
-    folder = compare_lib.compare(cc, progress=False)
+    folder = runner.compare(cc, progress=False)
     summary = json.loads((folder / "report.json").read_text())
     facts = summary["models"]["constant"]
     assert facts["train_seconds"] is None and facts["params"] > 0 and summary["images"] == 3
@@ -125,5 +127,5 @@ def test_smoke_preset_compares_every_registered_model_consistently_with_evaluate
                 assert summary["models"][label]["evaluation"][side][key] == pytest.approx(value, abs=1e-6), (label, key)
 
     # Run again: every finished run is reused, nothing retrains.
-    for entry in compare_lib.entries(compare_lib.load(preset="smoke", overrides=sets + [f"out={out}"])):
-        assert compare_lib.train_entry(entry) is False
+    for entry in runner.entries(compare_config.load(preset="smoke", overrides=sets + [f"out={out}"])):
+        assert runner.train_entry(entry) is False

@@ -70,3 +70,15 @@ def test_config_errors_are_one_line_from_the_cli(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["koala train: config.train.epochs: expected an integer; got 'ten'"]
     assert not list(tmp_path.iterdir())
+
+
+def test_merge_is_deep_replaces_model_and_loss_args_whole_and_changes_neither_input():
+    base = {"train": {"epochs": 2, "loss": "mse", "loss_args": {"delta": 1.0}}, "model_args": {"a": 1, "b": 2}}
+    override = {"train": {"epochs": 5, "loss_args": {"scale": 3}}, "model_args": {"b": 4}}
+    merged = config_lib.merge(base, override)
+    assert merged == {"train": {"epochs": 5, "loss": "mse", "loss_args": {"scale": 3}}, "model_args": {"b": 4}}
+    merged["train"]["loss_args"]["scale"] = 0
+    merged["model_args"]["b"] = 0
+    assert base["train"] == {"epochs": 2, "loss": "mse", "loss_args": {"delta": 1.0}}
+    assert override == {"train": {"epochs": 5, "loss_args": {"scale": 3}}, "model_args": {"b": 4}}
+

@@ -1,14 +1,14 @@
-"""koala.evaluation and `koala evaluate`: every metric, the gray baseline, --size, reproducibility."""
+"""koala.evaluation.evaluate and `koala evaluate`: every metric, the gray baseline, --size, reproducibility."""
 import json
 
 import keras
 import numpy as np
 import pytest
 
-from koala import metrics
 from koala.cli import main
 from koala.color import rgb_to_lab
-from koala.evaluation import METRICS, PROTOCOL, evaluate, gray_baseline, load_at_size
+from koala.evaluation import METRICS, PROTOCOL, metrics
+from koala.evaluation.evaluate import evaluate, gray_baseline, load_at_size
 from koala.images import list_images, to_uint8
 from koala.inference import Colorizer
 

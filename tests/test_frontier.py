@@ -1,4 +1,4 @@
-"""koala.frontier and `koala evaluate --sweep`: the PSNR-colourfulness frontier, per source, beside gray."""
+"""koala.evaluation.frontier and `koala evaluate --sweep`: the PSNR-colourfulness frontier, per source, beside gray."""
 import json
 
 import keras
@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import save_run
 from koala.cli import main
 from koala.color import AB_NORM, ab_bins, lab_to_rgb
-from koala.frontier import sweep_report
+from koala.evaluation.frontier import sweep_report
 from koala.images import group_by_source
 from koala.inference import Colorizer
 from koala.models.layers import l_input

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from koala.images import ImageError, list_images, load_rgb, to_uint8, write_atomic
+from koala.images import ImageError, list_images, load_rgb, resize_short_side, to_uint8, write_atomic
 from tests.conftest import smooth_colour_image
 
 
@@ -109,3 +109,12 @@ def test_write_atomic_never_clobbers_without_overwrite(tmp_path):
 
 def test_to_uint8_rounds():
     assert to_uint8(np.array([0.0, 0.5 / 255, 1.6 / 255, 1.2])).tolist() == [0, 0, 2, 255]
+
+
+def test_resize_short_side_keeps_the_aspect_and_upscales_only_when_asked():
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 100, 3), dtype=np.uint8)
+    assert resize_short_side(rgb, 20).shape == (20, 50, 3)
+    assert resize_short_side(rgb, 80).shape == (80, 200, 3)
+    assert resize_short_side(rgb, 80, upscale=False) is rgb
+    flat = np.full((30, 30, 3), 77, np.uint8)
+    assert np.all(resize_short_side(flat, 13) == 77)  # bilinear: a flat photo stays flat

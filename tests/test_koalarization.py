@@ -229,7 +229,7 @@ def test_an_unbounded_embedding_is_normalised_inside_the_model(brightness_photos
 def test_a_tiny_run_with_the_offline_extractor_beats_gray(brightness_photos, tmp_path):
     """At the preset's learning rate (1e-3, MSE) the loss stays below the gray baseline's from the
     first epoch on, and the result scores above gray."""
-    from koala.evaluation import evaluate
+    from koala.evaluation.evaluate import evaluate
     from koala.training import train
 
     cfg = offline_config(brightness_photos, tmp_path)

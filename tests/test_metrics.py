@@ -1,9 +1,9 @@
-"""koala.metrics on hand-checked values."""
+"""koala.evaluation.metrics on hand-checked values."""
 import keras
 import numpy as np
 import pytest
 
-from koala import metrics
+from koala.evaluation import metrics
 from koala.color import ab_bins
 
 

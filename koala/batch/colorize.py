@@ -43,7 +43,7 @@ from koala.batch.common import (
     run,
     write_file,
 )
-from koala.images import IMAGE_EXTENSIONS, ImageError, encode_png, load_rgb, to_uint8
+from koala.images import IMAGE_EXTENSIONS, ImageError, load_rgb, to_uint8
 from koala.inference import Colorizer, resolve_model_path
 
 GLOB_CHARS = "*?["
@@ -179,7 +179,8 @@ class WritePng(beam.DoFn):
     def process(self, element: tuple[tuple[str, str], PredictionResult]) -> Iterator:
         (target, source), result = element
         try:
-            write_file(target, encode_png(result.inference), overwrite=self.overwrite)
+            # TensorFlow's encoder, as `koala colorize` and the SavedModel use: the same pixels give the same file
+            write_file(target, tf.io.encode_png(result.inference).numpy(), overwrite=self.overwrite)
         except FileExistsError:
             Metrics.counter(NAMESPACE, SKIPPED).inc()
             return

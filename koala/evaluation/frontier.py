@@ -18,16 +18,15 @@ import json
 from pathlib import Path
 
 import tensorflow as tf
-from tqdm import tqdm
 
 from koala.color import TEMPERATURE, colorize_lab, rgb_to_l
-from koala.evaluation import gray_baseline, image_scores, load_at_size, summarise
-from koala.images import ImageError, group_by_source, list_images, write_atomic
+from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size, summarise
+from koala.images import group_by_source, list_images, write_atomic
 from koala.inference import Colorizer, predict_ab
 
 
 def point_metrics(rows: list[dict]) -> dict[str, float]:
-    """The frontier's numbers for a group of per-image scores (:func:`koala.evaluation.image_scores`)."""
+    """The frontier's numbers for a group of per-image scores (:func:`koala.evaluation.evaluate.image_scores`)."""
     s = summarise(rows)
     return {"psnr": s["psnr"], "ssim": s["ssim"], "cf_ratio": s["colourfulness_ratio"], "auc": s["auc"],
             "ab_mse": s["ab_mse"], "images": len(rows)}
@@ -88,12 +87,7 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
         pairs[label] = [(t, s) for t in temps for s in saturations or [colorizer.saturation]]
     rows = {(label, t, s): [] for label, ts in pairs.items() for t, s in ts}
     gray_rows, sources, skipped = [], [], []
-    for path in tqdm(paths, disable=not progress, unit="image", desc="sweep"):
-        try:
-            true = load_at_size(path, size)
-        except ImageError as e:
-            skipped.append(str(e))
-            continue
+    for path, true in photos_at_size(paths, size, skipped, progress, desc="sweep"):
         sources.append(source[path])
         gray_rows.append(image_scores(gray_baseline(true), true))
         l_full = rgb_to_l(tf.constant(true[None], tf.float32))

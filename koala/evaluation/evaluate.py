@@ -4,37 +4,21 @@ PSNR alone rewards grey and sepia (the field's gains over grey are often below o
 so every report pairs it with ab errors, colour-bin accuracy and colourfulness relative to the
 ground truth, and gives the same numbers for the gray image itself. Scores are taken on the
 8-bit RGB a user would see; ab metrics use the Lab ab recomputed from those 8-bit images. The
-whole protocol, for users: docs/metrics.md (:data:`PROTOCOL`), which every report names.
+whole protocol, for users: docs/metrics.md (:data:`koala.evaluation.PROTOCOL`), which every report names.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from koala import metrics
 from koala.color import colorize_lab, rgb_to_l, rgb_to_lab
-from koala.images import ImageError, load_rgb, to_uint8
+from koala.evaluation import METRICS, PROTOCOL, metrics
+from koala.images import ImageError, load_rgb, resize_short_side, to_uint8
 from koala.inference import Colorizer
 
-PROTOCOL = "docs/metrics.md"  # where the metrics and how photos are scored are stated for users
-
-# Summary keys in table order, with how to read them.
-METRICS = {
-    "psnr": "PSNR of RGB, dB (higher is better)",
-    "ssim": "SSIM of RGB (higher is better)",
-    "ab_mse": "MSE of normalised ab (lower is better)",
-    "ab_r2": "R^2 of ab over all pixels (higher is better)",
-    "auc": "AuC of the ab error curve 0-150 (higher is better)",
-    "bin_acc": "pixels in the true 10x10 ab bin (higher is better)",
-    "coarse_acc": "pixels of the true coarse colour (higher is better)",
-    "colourfulness": "Hasler-Suesstrunk colourfulness of the output",
-    "colourfulness_ratio": "colourfulness / that of the photos (1 is ideal)",
-    "delta_colourfulness": "colourfulness minus that of the photos (0 is ideal)",
-    "fid": "Frechet distance of features to the photos' (lower is better)",
-}
 PER_IMAGE = ("psnr", "ssim", "ab_mse", "auc", "bin_acc", "coarse_acc", "colourfulness", "colourfulness_true")
 
 
@@ -45,18 +29,27 @@ def gray_baseline(rgb: np.ndarray) -> np.ndarray:
 
 
 def load_at_size(path: str, size: int | None = None) -> np.ndarray:
-    """A photo as float RGB; with ``size``, its short side resized to ``size`` (bilinear with
-    antialiasing) and the centre ``size`` x ``size`` square kept, as the validation pipeline
-    crops. Without it, the full resolution."""
+    """A photo as float RGB; with ``size``, its short side resized to ``size``
+    (:func:`koala.images.resize_short_side`) and the centre ``size`` x ``size`` square kept.
+    Without it, the full resolution. (The validation pipeline also takes the centre square, but
+    of the photo shrunk to a little more than the crop, so its square holds a little less.)"""
     rgb = load_rgb(path)
     if size is None:
         return rgb
-    img = Image.fromarray(to_uint8(rgb))
-    scale = size / min(img.size)
-    new = (max(size, round(img.width * scale)), max(size, round(img.height * scale)))
-    img = np.asarray(img.resize(new, Image.BILINEAR, reducing_gap=2.0 if scale < 1 else None), np.float32) / 255.0
+    img = resize_short_side(to_uint8(rgb), size).astype(np.float32) / 255.0
     top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
     return img[top:top + size, left:left + size]
+
+
+def photos_at_size(paths: list[str], size: int | None, skipped: list[str], progress: bool = True,
+                   desc: str = "evaluate") -> Iterator[tuple[str, np.ndarray]]:
+    """(path, float RGB at ``size``: :func:`load_at_size`) for each readable photo of ``paths``,
+    with a progress bar; the reason each unreadable one is passed over is appended to ``skipped``."""
+    for path in tqdm(paths, disable=not progress, unit="image", desc=desc):
+        try:
+            yield path, load_at_size(path, size)
+        except ImageError as e:
+            skipped.append(str(e))
 
 
 def image_scores(pred: np.ndarray, true: np.ndarray) -> dict:
@@ -107,12 +100,7 @@ def evaluate(
     model_rows, gray_rows, per_image, skipped = [], [], [], []
     feats = {"model": [], "gray_baseline": [], "truth": []}
     seconds, pixels = 0.0, 0
-    for path in tqdm(paths, disable=not progress, unit="image", desc="evaluate"):
-        try:
-            true = load_at_size(path, size)
-        except ImageError as e:
-            skipped.append(str(e))
-            continue
+    for path, true in photos_at_size(paths, size, skipped, progress):
         start = time.perf_counter()
         pred = colorizer.colorize_float(true)
         seconds += time.perf_counter() - start

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from koala.color.lab import AB_NORM
+from koala.losses import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
+from koala.models.extractors import ExtractorSpec, build_extractor
 
-SSIM_FILTER_SIZE = 11
-SSIM_SIGMA = 1.5
 AUC_MAX_THRESHOLD = 150  # Lab units: Zhang et al.'s sweep of the ab error threshold
 ACHROMATIC_CHROMA = 10.0  # Lab units (one bin of the 313-bin grid): below this a pixel reads as grey
 HUE_SECTORS = 8  # coarse colours: 45-degree hue sectors centred on +a (0 deg), +a+b (45 deg), ...
@@ -40,9 +41,6 @@ FRECHET_MAX_IMAGINARY = 1e-3  # pytorch-fid's tolerance on the imaginary diagona
 def psnr(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """PSNR in dB of RGB in [0, 1] (peak 1), over all pixels and channels of each image."""
     return tf.image.psnr(tf.convert_to_tensor(pred, tf.float32), tf.convert_to_tensor(true, tf.float32), 1.0).numpy()
-
-
-SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 def _gaussian_window(size: int, sigma: float) -> np.ndarray:
@@ -75,7 +73,7 @@ def _mean_ssim_map(pred: np.ndarray, true: np.ndarray, window: np.ndarray) -> fl
 
 def ssim(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """SSIM of RGB in [0, 1] (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01,
-    K2=0.03): the SSIM map over every position where the window fits (no padding), averaged over
+    K2=0.03, the constants of :mod:`koala.losses`' SSIM): the SSIM map over every position where the window fits (no padding), averaged over
     those positions and the channels. This is scikit-image's ``structural_similarity(pred, true,
     gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1,
     channel_axis=-1)`` and ``tf.image.ssim``'s definition. Images smaller than the window are
@@ -87,7 +85,7 @@ def ssim(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     if pred.shape != true.shape or pred.ndim != 4:
         raise ValueError(f"expected two batches of the same shape (N, H, W, C); got {pred.shape} and {true.shape}")
-    window = _gaussian_window(min(SSIM_FILTER_SIZE, pred.shape[1], pred.shape[2]), SSIM_SIGMA)
+    window = _gaussian_window(min(SSIM_WINDOW, pred.shape[1], pred.shape[2]), SSIM_SIGMA)
     return np.array([np.mean([_mean_ssim_map(np.ascontiguousarray(p[..., c]), np.ascontiguousarray(t[..., c]), window)
                               for c in range(pred.shape[-1])]) for p, t in zip(pred, true)])
 
@@ -300,29 +298,20 @@ class FeatureExtractor:
 
 
 INCEPTION_SIZE = 299
+INCEPTION_DIM = 2048  # features of InceptionV3's average pool
 
 
 def inception_extractor(weights: str | None = "imagenet", size: int = INCEPTION_SIZE) -> FeatureExtractor:
     """InceptionV3's 2048-d pool features, the standard FID network. ``weights``: "imagenet"
     (default; Keras downloads them once), a local weights file, or None / "none" (random,
-    seeded: tests and smoke runs; the distances then say nothing about realism). ``size``
-    (default 299; at least 75) is the side images are resized to."""
-    import random
-
-    import keras
-
-    if weights is not None and str(weights).lower() == "none":
-        weights = None
-    if weights not in (None, "imagenet") and not Path(weights).is_file():
-        raise FileNotFoundError(f"{weights}: no such weights file (give imagenet, none or a path)")
-    state = random.getstate()
-    random.seed(0)  # Keras draws unseeded initializers' seeds from Python's random
-    try:
-        model = keras.applications.InceptionV3(include_top=False, weights=weights, pooling="avg",
-                                               input_shape=(size, size, 3))
-    finally:
-        random.setstate(state)
-    return FeatureExtractor(model, size, keras.applications.inception_v3.preprocess_input, "inception_v3")
+    seeded: tests and smoke runs; the distances then say nothing about realism), read and
+    seeded as koalarization's extractors are (:func:`koala.models.extractors.build_extractor`).
+    ``size`` (default 299; at least 75) is the side images are resized to."""
+    spec = ExtractorSpec(
+        lambda w: keras.applications.InceptionV3(include_top=False, weights=w, pooling="avg", input_shape=(size, size, 3)),
+        size, INCEPTION_DIM, keras.applications.inception_v3.preprocess_input)
+    extractor = build_extractor("inception_v3", weights, spec)
+    return FeatureExtractor(extractor.model, size, extractor.preprocess, "inception_v3")
 
 
 def load_feature_extractor(spec: str, weights: str | None = "imagenet", size: int | None = None) -> FeatureExtractor:
@@ -330,8 +319,6 @@ def load_feature_extractor(spec: str, weights: str | None = "imagenet", size: in
     Keras model (``.keras``) taking RGB in [0, 1] at ``size`` (default: the model's input size)."""
     if spec == "inception_v3":
         return inception_extractor(weights, size or INCEPTION_SIZE)
-    import keras
-
     if not Path(spec).is_file():
         raise FileNotFoundError(f"{spec}: give inception_v3 or the path of a .keras feature model")
     model = keras.saving.load_model(spec, compile=False)

@@ -1,0 +1,98 @@
+"""A compare config: which models, the shared training config and budget, how they are scored.
+
+Presets are plain dicts (:data:`PRESETS`); a YAML file or ``--set`` values override any field
+(see :mod:`koala.evaluation.compare`).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koala import config as config_lib
+
+# The smallest sensible setting of each architecture known here, for smoke runs: tiny widths, and
+# no downloads (koalarization's extractor gets seeded random weights). Architectures registered
+# later and not named here are trained with their defaults.
+SMOKE_MODEL_ARGS: dict[str, dict] = {
+    "cunet": {"base_filters": 8, "batch_norm": False},
+    "zhang16": {"width": 0.125},
+    "koalarization": {"extractor": "resnet50", "extractor_weights": "none"},
+    "resunet34": {"decoder_filters": [16, 16, 8, 8, 8]},
+    "resnet18ae": {},
+}
+
+PRESETS: dict[str, dict] = {
+    "smoke": {  # every registered model, tiny, on scikit-image's photos: a few minutes on 2 CPU cores
+        "out": "reports/compare-smoke",
+        "train": {
+            "preset": "smoke",
+            "data": {"image_size": 32, "batch_size": 4, "max_val_images": 6},
+            "train": {"epochs": 2, "steps_per_epoch": 4, "sample_images": 2},
+        },
+        "models": "all",
+        "model_args": SMOKE_MODEL_ARGS,
+        "eval": {"size": 32, "samples": 2},
+    },
+}
+
+
+@dataclass
+class EvalSettings:
+    """data: folder or split file ("" = the training config's validation photos); size: side of
+    the square the photos are scored at (None = the training image_size); limit: first N photos;
+    samples: photos in the grid besides each model's worst and best; fid: "" (none),
+    "inception_v3" or a .keras feature model, with fid_weights and fid_size as in ``koala evaluate``."""
+
+    data: str = ""
+    size: int | None = None
+    limit: int | None = None
+    samples: int = 4
+    fid: str = ""
+    fid_weights: str = "imagenet"
+    fid_size: int | None = None
+
+
+@dataclass
+class CompareConfig:
+    """out: the report folder; train: a ``koala train`` config (a mapping) shared by every model;
+    models: "all" (every registered model), a list of names or {label: overrides}; model_args:
+    per architecture, for the models trained here; eval: how they are scored."""
+
+    out: str = "reports/compare"
+    train: dict = field(default_factory=dict)
+    models: Any = "all"
+    model_args: dict = field(default_factory=dict)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+
+def from_dict(values: dict, preset: str | None = None) -> CompareConfig:
+    """A CompareConfig from a preset name plus overrides; ``models`` and each architecture's
+    ``model_args`` are replaced whole, the rest merged."""
+    values = dict(values)
+    preset = values.pop("preset", None) or preset
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown compare preset {preset!r}; choose from {sorted(PRESETS)}")
+    base = copy.deepcopy(PRESETS.get(preset, {}))
+    known = {f.name for f in dataclasses.fields(CompareConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown compare config key(s) {unknown}; known: {sorted(known)}")
+    merged = {**base, **{k: v for k, v in values.items() if k not in ("train", "model_args", "eval")}}
+    merged["train"] = config_lib.merge(base.get("train", {}), values.get("train") or {})
+    merged["model_args"] = {**base.get("model_args", {}), **(values.get("model_args") or {})}
+    eval_values = {**base.get("eval", {}), **(values.get("eval") or {})}
+    eval_known = {f.name for f in dataclasses.fields(EvalSettings)}
+    if set(eval_values) - eval_known:
+        raise ValueError(f"unknown eval key(s) {sorted(set(eval_values) - eval_known)}; known: {sorted(eval_known)}")
+    merged["eval"] = EvalSettings(**eval_values)
+    return CompareConfig(**merged)
+
+
+def load(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> CompareConfig:
+    """Read a compare config (YAML); ``overrides`` are ``dotted.key=value`` strings parsed as YAML."""
+    if not path and not preset:
+        raise ValueError("give a compare config file or a preset")
+    return from_dict(config_lib.read_values(path, overrides), preset)
