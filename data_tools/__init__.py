@@ -1,1 +1,2 @@
-"""Dataset preparation tools for koala (pure Python + numpy + Pillow, no TensorFlow)."""
+"""Offline dataset stages, run as ``python -m data_tools.X`` before training: ``prepare`` (clean and
+split photos; Pillow only), ``ab_prior`` (zhang16's colour prior) and ``embed`` (the embedding cache)."""

@@ -8,8 +8,9 @@ Usage::
 SOURCE is what ``data.train`` accepts: a folder, a split file (.txt) or one image. Each photo is
 read as koala reads photos, shrunk to a short side of ``--size`` px (default 64: the colour
 histogram barely depends on it) and every pixel's ab is counted in its nearest in-gamut bin
-(:func:`koala.color.ab_bins`). OUT.npy holds the Q probabilities (float32, summing to 1), in
-the order of ``ab_bins()``. ``--max-images`` takes that many photos evenly spread over the sorted
+(:func:`koala.color.ab_bins`); the counting is :mod:`koala.color.prior`'s, which zhang16's quick
+prior also uses. OUT.npy holds the Q probabilities (float32, summing to 1), in the order of
+``ab_bins()``. ``--max-images`` takes that many photos evenly spread over the sorted
 list. Unreadable photos are skipped with a warning.
 """
 from __future__ import annotations
@@ -21,8 +22,8 @@ import sys
 import numpy as np
 
 from koala.color import ab_bins
+from koala.color.prior import PRIOR_SIZE, prior_from_source
 from koala.images import write_atomic
-from koala.models.zhang16 import PRIOR_SIZE, prior_from_source
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

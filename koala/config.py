@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from koala.data.pipeline import Augment
+from koala.losses import LOSSES, get_loss
 
 
 @dataclass
@@ -220,9 +220,9 @@ def _build(cls, values: Any, where: str):
 
 
 def _check_model_and_loss(cfg: Config) -> None:
-    """The model name, and the loss and its arguments for models trained with a plain loss
-    (models with their own loss, such as zhang16, check their loss_args when they build it)."""
-    from koala.losses import LOSSES
+    """The model name, and the loss and its arguments for models trained with a plain loss, checked
+    as :func:`koala.losses.get_loss` checks them (it builds the loss), so both give the same error.
+    Models with their own loss, such as zhang16, check their loss_args when they build it."""
     from koala.models import MODELS
 
     if cfg.model not in MODELS:
@@ -231,11 +231,10 @@ def _check_model_and_loss(cfg: Config) -> None:
         return
     if cfg.train.loss not in LOSSES:
         raise ValueError(f"config.train.loss: unknown loss {cfg.train.loss!r}; choose from {sorted(LOSSES)}")
-    accepted = list(inspect.signature(LOSSES[cfg.train.loss]).parameters)[2:]  # after y_true, y_pred
-    unknown = sorted(set(cfg.train.loss_args) - set(accepted))
-    if unknown:
-        raise ValueError(f"config.train.loss_args: {cfg.train.loss} takes no argument(s) {unknown}; "
-                         f"it takes {accepted or 'none'}")
+    try:
+        get_loss(cfg.train.loss, **cfg.train.loss_args)
+    except ValueError as e:
+        raise ValueError(f"config.train.loss_args: {e}") from None
 
 
 def from_dict(values: dict, preset: str | None = None) -> Config:

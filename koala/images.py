@@ -6,6 +6,7 @@ broken file gets the same one-line reason everywhere.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 # The pixel limit of every entry point (koala colorize, the Colorizer API, koala serve and the
 # exported SavedModel): larger pictures are refused before they are decoded, as possible
@@ -110,6 +113,22 @@ def load_rgb(source: str | os.PathLike | bytes) -> np.ndarray:
     """Decode a photo to float32 RGB in [0, 1], shape (H, W, 3), as :func:`load_pixels` reads it
     (gray repeated to three channels, 16-bit gray with its precision)."""
     return to_float_rgb(load_pixels(source))
+
+
+def load_shrunk(path: bytes | str, short_side: int) -> np.ndarray:
+    """Decode a photo (:func:`load_rgb`) and shrink its short side to ``short_side`` (uint8 RGB);
+    photos already smaller are kept as they are.
+
+    Unusable files give a 0x0 image and a warning, so one bad file never stops a training
+    run or a prior estimate (the data pipeline filters them out).
+    """
+    path = path.decode() if isinstance(path, bytes) else path
+    try:
+        rgb = load_rgb(path)
+    except ImageError as e:
+        log.warning("skipping %s", e)
+        return np.zeros((0, 0, 3), np.uint8)
+    return resize_short_side(to_uint8(rgb), short_side, upscale=False)
 
 
 def list_images(source: str | os.PathLike) -> list[str]:

@@ -121,7 +121,8 @@ def compile_model(cfg: config_lib.Config, capabilities) -> keras.Model:
     model = get_model(cfg.model, **cfg.model_args)
     if cfg.train.init_weights:
         model.load_weights(str(resolve_model_path(cfg.train.init_weights)))
-    loss = spec.make_loss(cfg) if spec.make_loss else get_loss(cfg.train.loss)
+    loss = (spec.make_loss(cfg.train.loss_args, data_source(cfg.data.train)) if spec.make_loss
+            else get_loss(cfg.train.loss, **cfg.train.loss_args))
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
         loss=loss,

@@ -103,7 +103,8 @@ def decoded_photos(paths: list[str], size: int) -> list:
     import numpy as np
     from PIL import Image
 
-    from koala.data.pipeline import CROP_MARGIN, load_shrunk
+    from koala.data.pipeline import CROP_MARGIN
+    from koala.images import load_shrunk
 
     short = int(round(size * CROP_MARGIN))
     photos = []

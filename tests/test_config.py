@@ -35,8 +35,11 @@ def test_bad_configs_are_named(overrides, message):
     (["data.batch_size=-3"], "config.data.batch_size: must be positive; got -3"),
     (["data.augment.flip=maybe"], "config.data.augment.flip: expected true or false"),
     (["train.precision=fp8"], "config.train.precision: must be one of"),
-    (["train.loss=l1", "train.loss_args={beta: 2}"], r"config.train.loss_args: l1 takes no argument\(s\) \['beta'\]"),
+    (["train.loss=l1", "train.loss_args={beta: 2}"], r"config.train.loss_args: loss 'l1' takes no argument\(s\) \['beta'\]; it takes \[\]"),
     (["train.loss=focal"], "config.train.loss: unknown loss 'focal'"),
+    (["train.loss=huber", "train.loss_args={delta: -1}"], "config.train.loss_args: huber's delta must be > 0; got -1"),
+    (["train.loss=l1_ssim", "train.loss_args={ssim_weight: lots}"],
+     "config.train.loss_args: l1_ssim's ssim_weight must be a number; got 'lots'"),
     (["model=unet9"], "config.model: unknown model 'unet9'"),
     (["data=5"], "config.data: expected a mapping"),
 ])

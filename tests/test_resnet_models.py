@@ -11,7 +11,7 @@ from PIL import Image
 
 from koala import config as config_lib
 from koala.inference import Colorizer, predict_ab
-from koala.losses import SSIM_WEIGHT, get_loss, l1_ssim, mse_ssim, ssim
+from koala.losses import L1SSIM, MSESSIM, SSIM_WEIGHT, get_loss, l1_ssim, mse_ssim, ssim
 from koala.models import get_model, get_spec, trainable_params
 from koala.models.adversarial import AdversarialColorizer, generator_params
 from koala.models.critic import build_patchgan
@@ -139,7 +139,9 @@ def test_ssim_losses_on_known_values():
     # The SSIM term only adds: structure lost by noise costs extra on top of L1.
     l1 = np.mean(np.abs(ab - noisy), axis=(1, 2, 3))
     assert SSIM_WEIGHT == 1e-3 and np.all(l1_ssim(ab, noisy).numpy() > l1)
-    assert get_loss("l1_ssim") is l1_ssim and get_loss("mse_ssim") is mse_ssim
+    assert isinstance(get_loss("l1_ssim"), L1SSIM) and isinstance(get_loss("mse_ssim"), MSESSIM)
+    np.testing.assert_allclose(get_loss("l1_ssim")(ab, noisy), np.mean(l1_ssim(ab, noisy)), rtol=1e-6)
+    np.testing.assert_allclose(get_loss("mse_ssim")(ab, noisy), np.mean(mse_ssim(ab, noisy)), rtol=1e-6)
 
 
 def tiny_gan(adv_weight: float) -> AdversarialColorizer:
@@ -186,11 +188,27 @@ def test_gan_compile_state_survives_keras_file(tmp_path):
     gan.train_on_batch(l_batch, ab)
     gan.save(tmp_path / "gan.keras")
     loaded = keras.saving.load_model(tmp_path / "gan.keras")
-    assert loaded.reconstruction_loss is l1_ssim and loaded.adv_weight == 0.1
+    assert isinstance(loaded.reconstruction_loss, L1SSIM) and loaded.adv_weight == 0.1
     assert int(loaded.critic_optimizer.iterations) == 1
     np.testing.assert_allclose(loaded.critic_optimizer.variables[-1], gan.critic_optimizer.variables[-1])
     with pytest.raises(ValueError, match="metrics"):
         tiny_gan(0.1).compile(optimizer="adam", loss="l1", metrics=["mae"])
+    with pytest.raises(ValueError, match="koala loss name or a keras.losses.Loss"):
+        tiny_gan(0.1).compile(optimizer="adam", loss=l1_ssim)
+
+
+def test_gan_keeps_its_loss_arguments_and_reads_files_that_name_the_loss(tmp_path):
+    """A configured loss (with its arguments) survives the .keras file; files written when the
+    wrapper stored the loss by name (e.g. "l1_ssim") still compile on load."""
+    l_batch, ab = position_and_l_coloured(n=4, size=16)
+    gan = tiny_gan(0.1)
+    gan.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("l1_ssim", ssim_weight=0.5))
+    gan.train_on_batch(l_batch, ab)
+    gan.save(tmp_path / "gan.keras")
+    assert keras.saving.load_model(tmp_path / "gan.keras").reconstruction_loss.ssim_weight == 0.5
+    by_name = tiny_gan(0.1)
+    by_name.compile_from_config({**gan.get_compile_config(), "loss": "l1_ssim"})
+    assert isinstance(by_name.reconstruction_loss, L1SSIM) and by_name.reconstruction_loss.ssim_weight == SSIM_WEIGHT
 
 
 def position_and_l_coloured(n: int = 8, size: int = 32, seed: int = 0):

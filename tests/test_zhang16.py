@@ -1,4 +1,5 @@
-"""Zhang et al. 2016 (koala.models.zhang16): the network, its rebalanced loss, decoding, the prior tool."""
+"""Zhang et al. 2016: the network and decoding (koala.models.zhang16), its rebalanced loss
+(koala.losses), the ab prior (koala.color.prior) and the prior tool."""
 import logging
 import math
 
@@ -13,15 +14,9 @@ from koala.color import AB_NORM, ab_bins, ab_histogram, rebalance_weights, rgb_t
 from koala.data import rgb_to_pair
 from koala.inference import Colorizer
 from koala.models import get_model, get_spec, trainable_params
-from koala.models.zhang16 import (
-    RebalancedCrossEntropy,
-    build_zhang16,
-    decode,
-    estimate_prior,
-    load_prior,
-    make_loss,
-    rebalanced_cross_entropy,
-)
+from koala.color.prior import estimate_prior, load_prior
+from koala.losses import RebalancedCrossEntropy, rebalanced_cross_entropy
+from koala.models.zhang16 import build_zhang16, decode, make_loss
 
 Q = 309
 RED, BLUE = (0.8, 0.15, 0.1), (0.1, 0.2, 0.8)  # L about 47 and 30: the colour follows from L
@@ -159,16 +154,29 @@ def test_make_loss_uses_the_configured_prior_or_estimates_one(photo_dir, tmp_pat
     np.save(tmp_path / "prior.npy", prior)
     cfg = config_lib.load(preset="zhang16_small", overrides=[f"train.loss_args={{prior: {tmp_path / 'prior.npy'}}}"])
     expected = rebalance_weights(prior / prior.sum(), ab_bins()).numpy()
-    np.testing.assert_allclose(make_loss(cfg).class_weights, expected, rtol=1e-5)
+    np.testing.assert_allclose(make_loss(cfg.train.loss_args, str(photo_dir)).class_weights, expected, rtol=1e-5)
+    lam = make_loss({**cfg.train.loss_args, "prior_lambda": 0.9}, str(photo_dir)).class_weights
+    np.testing.assert_allclose(lam, rebalance_weights(prior / prior.sum(), ab_bins(), lam=0.9).numpy(), rtol=1e-5)
     bad = config_lib.load(preset="zhang16_small", overrides=["train.loss_args={gamma: 2}"])
-    with pytest.raises(ValueError, match="unknown zhang16 loss_args"):
-        make_loss(bad)
+    with pytest.raises(ValueError, match=r"loss 'zhang16' takes no argument\(s\) \['gamma'\]; it takes \['prior', 'prior_lambda'\]"):
+        make_loss(bad.train.loss_args, str(photo_dir))
     quick = config_lib.load(preset="zhang16_small", overrides=[f"data.train={photo_dir}"])
     with caplog.at_level(logging.WARNING):
-        weights = np.array(make_loss(quick).class_weights)
+        weights = np.array(make_loss(quick.train.loss_args, quick.data.train).class_weights)
     assert "no train.loss_args.prior" in caplog.text
     photos = estimate_prior(sorted(str(p) for p in photo_dir.glob("*.png")))
     assert float((photos * weights).sum()) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_compiled_model_keeps_its_rebalanced_loss_in_the_keras_file(tmp_path):
+    weights = np.linspace(0.5, 2.0, Q).astype(np.float32)
+    model = build_zhang16(width=0.125)
+    model.compile(optimizer="adam", loss=RebalancedCrossEntropy(weights, sigma=4.0))
+    model.optimizer.build(model.trainable_variables)
+    model.save(tmp_path / "z.keras")
+    loss = keras.saving.load_model(tmp_path / "z.keras").loss
+    assert isinstance(loss, RebalancedCrossEntropy) and loss.sigma == 4.0 and loss.stride == 4
+    np.testing.assert_allclose(loss.class_weights, weights, rtol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Colour maths: Lab conversions as TF ops and the quantised ab gamut."""
+"""Colour maths: Lab conversions as TF ops and the quantised ab gamut.
+
+The ab prior of a photo collection (it reads files) is in :mod:`koala.color.prior`, imported on its own.
+"""
 from koala.color.lab import (
     AB_NORM,
     L_CENT,

@@ -15,10 +15,9 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from koala.color import rgb_to_lab, split_lab
-from koala.images import ImageError, evenly_spaced, group_by_source, list_images, load_rgb
+from koala.images import evenly_spaced, group_by_source, list_images, load_shrunk
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +64,6 @@ class SideInput:
     def __post_init__(self):
         if (self.per_photo is None) == (self.from_l is None):
             raise ValueError(f"side input {self.name!r}: give exactly one of per_photo and from_l")
-
-
-def load_shrunk(path: bytes | str, short_side: int) -> np.ndarray:
-    """Decode a photo and shrink its short side to ``short_side`` (uint8 RGB).
-
-    Unusable files give a 0x0 image, which the pipeline filters out with a warning, so one
-    bad file never stops a training run.
-    """
-    path = path.decode() if isinstance(path, bytes) else path
-    try:
-        rgb = load_rgb(path)
-    except ImageError as e:
-        log.warning("skipping %s", e)
-        return np.zeros((0, 0, 3), np.uint8)
-    img = Image.fromarray(np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8))
-    scale = short_side / min(img.size)
-    if scale < 1:
-        size = (max(short_side, round(img.width * scale)), max(short_side, round(img.height * scale)))
-        img = img.resize(size, Image.BILINEAR, reducing_gap=2.0)
-    return np.asarray(img)
 
 
 def build_augmenter(augment: Augment | None, seed: int | None = None) -> keras.Sequential | None:

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from koala.losses import LOSSES, get_loss
+from koala.losses import get_loss
 
 ADV_WEIGHT = 0.01  # pix2pix weighs L1 by 100 against an adversarial weight of 1
 CRITIC_BETA_1 = 0.5
@@ -61,12 +61,18 @@ class AdversarialColorizer(keras.Model):
         return self.generator(inputs, training=training)
 
     def compile(self, optimizer="adam", loss="l1_ssim", critic_optimizer=None, **kwargs):
-        """Compile for ``fit``: ``loss`` (name or function) is the reconstruction loss."""
+        """Compile for ``fit``: ``loss`` is the reconstruction loss, a :data:`koala.losses.LOSSES`
+        name (built with its defaults) or a ``keras.losses.Loss`` (e.g. ``get_loss("huber", delta=0.2)``):
+        both go into the ``.keras`` file and come back with it."""
         unsupported = sorted(k for k in ("metrics", "weighted_metrics", "loss_weights") if kwargs.get(k))
         if unsupported:
             raise ValueError(f"AdversarialColorizer reports loss, adv_loss and critic_loss only; got {unsupported}")
+        if isinstance(loss, str):
+            loss = get_loss(loss)
+        if not isinstance(loss, keras.losses.Loss):
+            raise ValueError(f"AdversarialColorizer's loss must be a koala loss name or a keras.losses.Loss; got {loss!r}")
         super().compile(optimizer=optimizer, **kwargs)
-        self.reconstruction_loss = get_loss(loss) if isinstance(loss, str) else loss
+        self.reconstruction_loss = loss
         if critic_optimizer is None:
             learning_rate = float(ops.convert_to_numpy(self.optimizer.learning_rate))
             critic_optimizer = keras.optimizers.Adam(learning_rate, beta_1=CRITIC_BETA_1, name="critic_adam")
@@ -90,7 +96,7 @@ class AdversarialColorizer(keras.Model):
             ab_fake = self.generator(l_batch, training=True)
             real_logits = self.critic([l_batch, ab_true], training=True)
             fake_logits = self.critic([l_batch, ab_fake], training=True)
-            reconstruction = ops.mean(self.reconstruction_loss(ab_true, ab_fake))
+            reconstruction = self.reconstruction_loss(ab_true, ab_fake)
             adversarial = _bce(1.0, fake_logits)
             gen_loss = reconstruction + self.adv_weight * adversarial
             critic_loss = 0.5 * (_bce(1.0, real_logits) + _bce(0.0, fake_logits))
@@ -108,7 +114,7 @@ class AdversarialColorizer(keras.Model):
     def test_step(self, data):
         l_batch, ab_true, _ = keras.utils.unpack_x_y_sample_weight(data)
         ab_pred = self.generator(l_batch, training=False)
-        self.loss_tracker.update_state(ops.mean(self.reconstruction_loss(ab_true, ab_pred)))
+        self.loss_tracker.update_state(self.reconstruction_loss(ab_true, ab_pred))
         return {"loss": self.loss_tracker.result()}
 
     def get_config(self):
@@ -129,18 +135,12 @@ class AdversarialColorizer(keras.Model):
     def get_compile_config(self):
         return {
             "optimizer": keras.saving.serialize_keras_object(self.optimizer),
-            "loss": _loss_name(self.reconstruction_loss),
+            "loss": keras.saving.serialize_keras_object(self.reconstruction_loss),
             "critic_optimizer": keras.saving.serialize_keras_object(self.critic_optimizer),
         } if self.compiled else {}
 
     def compile_from_config(self, config):
         self.compile(**keras.saving.deserialize_keras_object(config))
-
-
-def _loss_name(loss):
-    """A koala loss by its registry name (plain functions do not deserialise by themselves)."""
-    names = [name for name, fn in LOSSES.items() if fn is loss]
-    return names[0] if names else keras.saving.serialize_keras_object(loss)
 
 
 def generator_params(model: keras.Model) -> int:
