@@ -39,7 +39,7 @@ class AdversarialColorizer(keras.Model):
 
     Example::
 
-        gan = AdversarialColorizer(build_resunet34(), build_patchgan(), adv_weight=0.01)
+        gan = AdversarialColorizer(ResUNet34(), PatchGANCritic(), adv_weight=0.01)
         gan.compile(optimizer=keras.optimizers.Adam(2e-4), loss="l1_ssim")
         gan.fit(train_ds, validation_data=val_ds)   # (L, ab) batches
     """
@@ -142,8 +142,3 @@ def _loss_name(loss):
     names = [name for name, fn in LOSSES.items() if fn is loss]
     return names[0] if names else keras.saving.serialize_keras_object(loss)
 
-
-def generator_params(model: keras.Model) -> int:
-    """Trainable parameters of what colorizes: the generator alone for an adversarial wrapper."""
-    network = model.generator if isinstance(model, AdversarialColorizer) else model
-    return int(sum(ops.size(w) for w in network.trainable_weights))
