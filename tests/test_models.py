@@ -99,6 +99,21 @@ def test_keras_round_trip_gives_the_same_class_config_and_outputs(case, tmp_path
     assert clone.get_config() == model.get_config()
 
 
+def test_mixed_precision_survives_the_keras_file(tmp_path):
+    """Built under mixed_float16, loaded in a float32 process: the layers compute in float16 again
+    (as a plain functional model's saved layer policies do), the ab head stays float32."""
+    name = "cunet"
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        get_model(name, **get_spec(name).smoke_args).save(tmp_path / "mixed.keras")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    loaded = keras.saving.load_model(tmp_path / "mixed.keras", compile=False)
+    assert loaded.get_layer("enc0a_conv").compute_dtype == "float16"
+    assert loaded.get_layer("ab").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+
+
 def learnable_pairs(n: int = 4, size: int = 32, seed: int = 0):
     """Smooth random L, and ab an affine function of L at each pixel: learnable by any colorizer."""
     rng = np.random.default_rng(seed)

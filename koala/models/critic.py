@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from koala.models.layers import dtype_policy, l_input, model_config, normalization
+from koala.models.layers import dtype_scope, l_input, model_config, normalization
 
 KERNEL = 4
 LEAKY_SLOPE = 0.2
@@ -44,7 +44,7 @@ class PatchGANCritic(keras.Model):
 
     def __init__(self, base_filters: int = 64, input_size: int | None = None, name: str = "patchgan",
                  dtype=None, **kwargs):
-        with dtype_policy(dtype):
+        with dtype_scope(dtype):
             l_in = l_input(input_size)
             ab_in = keras.Input(shape=(input_size, input_size, 2), name="ab")
             x = layers.Concatenate(name="condition")([l_in, ab_in])

@@ -10,20 +10,21 @@ upsample, the encoder features of the same scale are concatenated, two 3x3 convo
 follow; a 1x1 convolution with tanh gives normalised ab.
 
 Deviations: the paper's width is 64 at the first stage; ``base_filters`` sets it (the bundled
-model uses 32 to train on a CPU). ``activation`` and ``batch_norm`` keep the seeds' choices
+model uses 16 to train on a CPU). ``activation`` and ``batch_norm`` keep the seeds' choices
 (ReLU with batch normalisation) as defaults but are options, as the seeds varied them; the
 bundled model drops batch normalisation, which costs training time on a CPU (the bundled
 configuration trains at 47 images/s with it and 62 without, 1.3x, with data in memory in float32
-without XLA, as measured for issue 11; about 3x with XLA on). The dilation rates are an argument: at 128 px the H/8 map is 16 px wide, so a rate
-of 16 only sees padding.
-Inputs of any size work: inference pads to a multiple of 8.
+without XLA, as measured for issue 11; about 3x with XLA on). The dilation rates are an argument:
+at 128 px the H/8 map is 16 px wide, so a rate of 16 only sees padding (the bundled model uses
+2, 4, 8, 8).
+Input sides must be multiples of 8; :mod:`koala.inference` rounds the working shape to that.
 """
 from __future__ import annotations
 
 import keras
 from keras import layers
 
-from koala.models.layers import ab_head, conv_block, dtype_policy, l_input, model_config
+from koala.models.layers import ab_head, conv_block, dtype_scope, l_input, model_config
 from koala.models.registry import register
 
 DILATION_RATES = (2, 4, 8, 16)
@@ -59,7 +60,7 @@ class CUNet(keras.Model):
         dtype=None,
         **kwargs,
     ):
-        with dtype_policy(dtype):
+        with dtype_scope(dtype):
             inputs = l_input(input_size)
             x, skips = inputs, []
             for stage in range(DOWNSAMPLINGS):

@@ -11,15 +11,16 @@ softmax (ResNet-50's pooled features, rows of length ~100) has its embedding sca
 first, by a ``UnitNormalization`` layer named "embedding_l2" inside the network (the extractor's
 ``norm``). Unnormalised, it swamps the fusion: with random ResNet-50 weights on 32 px photos the
 untrained network's mean |ab| is about 0.3 (0.0001 with a zero embedding), and at the preset's
-learning rate the first epoch's loss is five times the gray baseline's (tests/test_koalarization.py). Decoder: 3x3 ReLU convolutions 128, x2
-nearest upsampling, 64, 64, x2, 32, then 2 with tanh, x2: normalised ab at full size. 6,573,794
-trainable parameters with a 1000-d embedding.
+learning rate the first epoch's loss is five times the gray baseline's (tests/test_koalarization.py).
+Decoder: 3x3 ReLU convolutions 128, x2 nearest upsampling, 64, 64, x2, 32, then 2 with tanh, x2:
+normalised ab at full size. 6,573,794 trainable parameters with a 1000-d embedding.
 
 The saved ``.keras`` model is only this trainable network, with inputs {"L": (H, W, 1),
 "embedding": (D,)}; the 55M-parameter extractor is rebuilt at inference from the ``extractor`` and
-``extractor_weights`` model arguments (kept in the run's metadata, and in the network's config). Training takes embeddings from an
-HDF5 cache (``data.embeddings``, built once by ``python -m data_tools.embed``, as the paper computed
-them once per image) or, without one, computes them on the fly from the same augmented L.
+``extractor_weights`` model arguments (kept in the run's metadata and in the network's config).
+Training takes embeddings from an HDF5 cache (``data.embeddings``, built once by ``python -m
+data_tools.embed``, as the paper computed them once per image) or, without one, computes them on the
+fly from the same augmented L.
 
 Deviations: the paper trains at 224 px and feeds Inception 299 px; here the working size is the
 config's ``image_size`` (default 224) and any H, W that are multiples of 8 work, since the fusion
@@ -40,7 +41,7 @@ from koala.models.extractors import (
     parse_weights,
     weights_label,
 )
-from koala.models.layers import conv_block, dtype_policy, l_input, model_config
+from koala.models.layers import conv_block, dtype_scope, l_input, model_config
 from koala.models.registry import register
 
 ENCODER = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))  # (filters, stride)
@@ -149,7 +150,7 @@ class Koalarization(keras.Model):
     def __init__(self, extractor: str = DEFAULT_EXTRACTOR, extractor_weights: str | None = DEFAULT_WEIGHTS,
                  input_size: int | None = None, name: str = "koalarization", dtype=None, **kwargs):
         spec = get_extractor_spec(extractor)
-        with dtype_policy(dtype):
+        with dtype_scope(dtype):
             l_in = l_input(input_size)
             embedding = keras.Input(shape=(spec.dim,), name=EMBEDDING_INPUT_NAME)
             fused = embedding

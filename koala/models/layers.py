@@ -11,7 +11,7 @@ L_INPUT_NAME = "L"  # stable SavedModel signature key for every model
 
 
 @contextmanager
-def dtype_policy(dtype=None):
+def dtype_scope(dtype=None):
     """Build layers under ``dtype`` (a policy, its name or its serialised form; None: the global
     policy as it is). An architecture builds its graph inside this so that a model saved under
     mixed precision comes back from its config with the same policy, as a plain functional model's

@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from koala.models.layers import conv_block, dtype_policy, l_input, model_config, resnet_stage, resnet_stem
+from koala.models.layers import conv_block, dtype_scope, l_input, model_config, resnet_stage, resnet_stem
 from koala.models.registry import register
 
 RESNET18_MIDLEVEL = ((64, 2), (128, 2))  # layer1 and layer2 of ResNet-18: (filters, blocks)
@@ -57,7 +57,7 @@ class ResNet18AE(keras.Model):
     """
 
     def __init__(self, input_size: int | None = None, name: str = "resnet18ae", dtype=None, **kwargs):
-        with dtype_policy(dtype):
+        with dtype_scope(dtype):
             inputs = l_input(input_size)
             _, x = resnet_stem(inputs)
             for i, (filters, blocks) in enumerate(RESNET18_MIDLEVEL):

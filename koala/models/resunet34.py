@@ -34,7 +34,7 @@ from koala.models.layers import (
     BilinearUpSampling2D,
     ab_head,
     conv_block,
-    dtype_policy,
+    dtype_scope,
     l_input,
     model_config,
     resnet_stage,
@@ -81,7 +81,7 @@ class ResUNet34(keras.Model):
                  name: str = "resunet34", dtype=None, **kwargs):
         if len(decoder_filters) != DOWNSAMPLINGS:
             raise ValueError(f"decoder_filters needs {DOWNSAMPLINGS} widths, one per upsampling; got {decoder_filters}")
-        with dtype_policy(dtype):
+        with dtype_scope(dtype):
             inputs = l_input(input_size)
             stem, x = resnet_stem(inputs)
             skips = [inputs, stem]

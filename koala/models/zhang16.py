@@ -52,7 +52,7 @@ from koala.color import (
 )
 from koala.data.pipeline import load_shrunk
 from koala.images import evenly_spaced, list_images
-from koala.models.layers import dtype_policy, l_input, model_config, normalization
+from koala.models.layers import dtype_scope, l_input, model_config, normalization
 from koala.models.registry import register
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class Zhang16(keras.Model):
         if width <= 0:
             raise ValueError(f"width must be > 0; got {width}")
         channels = [max(1, round(c * width)) for c in CHANNELS]
-        with dtype_policy(dtype):
+        with dtype_scope(dtype):
             inputs = l_input(input_size)
             x = inputs
             for block in range(1, 8):
