@@ -16,11 +16,11 @@ INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 def _cmd_models(args: argparse.Namespace) -> int:
     from koala.models import MODELS, get_model, trainable_params
 
-    print(f"{'name':<14}{'params':>12}  {'size':>5}  paper")
+    print(f"{'name':<14}{'params':>12}  {'size':>5}  {'output':<7} {'presets':<30} paper")
     for name, spec in MODELS.items():
-        model = get_model(name)
-        params = spec.count_params(model) if spec.count_params else trainable_params(model)
-        print(f"{name:<14}{params:>12,}  {spec.default_size:>5}  {spec.paper}")
+        presets = ", ".join(spec.presets) or "-"
+        print(f"{name:<14}{trainable_params(get_model(name)):>12,}  {spec.default_size:>5}  {spec.output:<7} "
+              f"{presets:<30} {spec.paper}")
     return 0
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from koala.data.pipeline import Augment
 from koala.losses import LOSSES, get_loss
+from koala.models import MODELS
 
 
 @dataclass
@@ -90,46 +91,8 @@ PRESETS: dict[str, dict] = {
         "data": {"image_size": 32, "batch_size": 4, "max_val_images": 4},
         "train": {"epochs": 2, "steps_per_epoch": 4, "sample_images": 2},
     },
-    "koalarization": {  # Baldassarre et al. 2017: 224 px, MSE, Adam 1e-3, Inception-ResNet-v2 embedding
-        "name": "koalarization",
-        "model": "koalarization",
-        "model_args": {"extractor": "inception_resnet_v2", "extractor_weights": "imagenet"},
-        "data": {"image_size": 224},
-        "train": {"loss": "mse", "learning_rate": 1e-3},
-    },
-    "resunet34": {  # ResNet-34 U-Net: 256 px, L1 + 1e-3 * (1 - SSIM)
-        "name": "resunet34",
-        "model": "resunet34",
-        "data": {"image_size": 256},
-        "train": {"loss": "l1_ssim", "learning_rate": 1e-3},
-    },
-    "resunet34_gan": {  # the same with a pix2pix PatchGAN critic; pix2pix's learning rate 2e-4
-        "name": "resunet34_gan",
-        "model": "resunet34",
-        "model_args": {"adversarial": True, "adv_weight": 0.01},
-        "data": {"image_size": 256},
-        "train": {"loss": "l1_ssim", "learning_rate": 2e-4},
-    },
-    "resnet18ae": {  # Melas-Kyriazi 2018: 224 px crops, MSE, Adam 1e-2
-        "name": "resnet18ae",
-        "model": "resnet18ae",
-        "data": {"image_size": 224},
-        "train": {"loss": "mse", "learning_rate": 1e-2},
-    },
-    "zhang16": {  # Zhang et al. 2016: the authors' 176 px crops, batch 40, Adam 3e-5; rebalanced CE
-        "name": "zhang16",
-        "model": "zhang16",
-        "model_args": {"width": 1.0},
-        "data": {"image_size": 176, "batch_size": 40},
-        "train": {"learning_rate": 3e-5},
-    },
-    "zhang16_small": {  # the seeds' CPU variant: half width at 128 px, koala's Adam 1e-3
-        "name": "zhang16_small",
-        "model": "zhang16",
-        "model_args": {"width": 0.5},
-        "data": {"image_size": 128, "batch_size": 16},
-        "train": {"learning_rate": 1e-3},
-    },
+    # then each model's own presets (koala/models/<arch>.py), e.g. resunet34_gan, zhang16_small
+    **{name: preset for spec in MODELS.values() for name, preset in spec.presets.items()},
 }
 
 
@@ -223,7 +186,6 @@ def _check_model_and_loss(cfg: Config) -> None:
     """The model name, and the loss and its arguments for models trained with a plain loss, checked
     as :func:`koala.losses.get_loss` checks them (it builds the loss), so both give the same error.
     Models with their own loss, such as zhang16, check their loss_args when they build it."""
-    from koala.models import MODELS
 
     if cfg.model not in MODELS:
         raise ValueError(f"config.model: unknown model {cfg.model!r}; choose from {sorted(MODELS)}")

@@ -39,7 +39,7 @@ class AdversarialColorizer(keras.Model):
 
     Example::
 
-        gan = AdversarialColorizer(build_resunet34(), build_patchgan(), adv_weight=0.01)
+        gan = AdversarialColorizer(ResUNet34(), PatchGANCritic(), adv_weight=0.01)
         gan.compile(optimizer=keras.optimizers.Adam(2e-4), loss="l1_ssim")
         gan.fit(train_ds, validation_data=val_ds)   # (L, ab) batches
     """
@@ -143,7 +143,3 @@ class AdversarialColorizer(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
 
 
-def generator_params(model: keras.Model) -> int:
-    """Trainable parameters of what colorizes: the generator alone for an adversarial wrapper."""
-    network = model.generator if isinstance(model, AdversarialColorizer) else model
-    return int(sum(ops.size(w) for w in network.trainable_weights))

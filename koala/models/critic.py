@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from koala.models.layers import l_input, normalization
+from koala.models.layers import dtype_scope, l_input, model_config, normalization
 
 KERNEL = 4
 LEAKY_SLOPE = 0.2
@@ -32,17 +32,28 @@ def critic_block(x, filters: int, strides: int, batch_norm: bool, name: str):
     return layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_lrelu")(x)
 
 
-def build_patchgan(base_filters: int = 64, input_size: int | None = None) -> keras.Model:
-    """Build the 70x70 PatchGAN; inputs ``[L, ab]``, output one logit per patch, shape (N, H/8, W/8, 1).
+@keras.saving.register_keras_serializable(package="koala")
+class PatchGANCritic(keras.Model):
+    """The 70x70 PatchGAN; inputs ``[L, ab]``, output one logit per patch, shape (N, H/8, W/8, 1).
 
-    ``base_filters`` (default 64, pix2pix's ndf) doubles per layer up to 8x.
+    ``base_filters`` (default 64, pix2pix's ndf) doubles per layer up to 8x; ``input_size``: fixed
+    side, or None (default) for any size.
 
-    Example: ``build_patchgan()([np.zeros([1, 64, 64, 1]), np.zeros([1, 64, 64, 2])])`` has shape (1, 8, 8, 1).
+    Example: ``PatchGANCritic()([np.zeros([1, 64, 64, 1]), np.zeros([1, 64, 64, 2])])`` has shape (1, 8, 8, 1).
     """
-    l_in = l_input(input_size)
-    ab_in = keras.Input(shape=(input_size, input_size, 2), name="ab")
-    x = layers.Concatenate(name="condition")([l_in, ab_in])
-    for i, strides in enumerate(PATCHGAN_STRIDES):
-        x = critic_block(x, base_filters * min(2**i, 8), strides, batch_norm=i > 0, name=f"critic{i}")
-    logits = layers.Conv2D(1, KERNEL, padding="same", dtype="float32", name="patch_logits")(x)
-    return keras.Model([l_in, ab_in], logits, name="patchgan")
+
+    def __init__(self, base_filters: int = 64, input_size: int | None = None, name: str = "patchgan",
+                 dtype=None, **kwargs):
+        with dtype_scope(dtype):
+            l_in = l_input(input_size)
+            ab_in = keras.Input(shape=(input_size, input_size, 2), name="ab")
+            x = layers.Concatenate(name="condition")([l_in, ab_in])
+            for i, strides in enumerate(PATCHGAN_STRIDES):
+                x = critic_block(x, base_filters * min(2**i, 8), strides, batch_norm=i > 0, name=f"critic{i}")
+            logits = layers.Conv2D(1, KERNEL, padding="same", dtype="float32", name="patch_logits")(x)
+            super().__init__(inputs=[l_in, ab_in], outputs=logits, name=name, **kwargs)
+        self.base_filters = base_filters
+        self.input_size = input_size
+
+    def get_config(self) -> dict:
+        return {**model_config(self), "base_filters": self.base_filters, "input_size": self.input_size}

@@ -11,15 +11,16 @@ softmax (ResNet-50's pooled features, rows of length ~100) has its embedding sca
 first, by a ``UnitNormalization`` layer named "embedding_l2" inside the network (the extractor's
 ``norm``). Unnormalised, it swamps the fusion: with random ResNet-50 weights on 32 px photos the
 untrained network's mean |ab| is about 0.3 (0.0001 with a zero embedding), and at the preset's
-learning rate the first epoch's loss is five times the gray baseline's (tests/test_koalarization.py). Decoder: 3x3 ReLU convolutions 128, x2
-nearest upsampling, 64, 64, x2, 32, then 2 with tanh, x2: normalised ab at full size. 6,573,794
-trainable parameters with a 1000-d embedding.
+learning rate the first epoch's loss is five times the gray baseline's (tests/test_koalarization.py).
+Decoder: 3x3 ReLU convolutions 128, x2 nearest upsampling, 64, 64, x2, 32, then 2 with tanh, x2:
+normalised ab at full size. 6,573,794 trainable parameters with a 1000-d embedding.
 
 The saved ``.keras`` model is only this trainable network, with inputs {"L": (H, W, 1),
 "embedding": (D,)}; the 55M-parameter extractor is rebuilt at inference from the ``extractor`` and
-``extractor_weights`` model arguments (kept in the run's metadata). Training takes embeddings from an
-HDF5 cache (``data.embeddings``, built once by ``python -m data_tools.embed``, as the paper computed
-them once per image) or, without one, computes them on the fly from the same augmented L.
+``extractor_weights`` model arguments (kept in the run's metadata and in the network's config).
+Training takes embeddings from an HDF5 cache (``data.embeddings``, built once by ``python -m
+data_tools.embed``, as the paper computed them once per image) or, without one, computes them on the
+fly from the same augmented L.
 
 Deviations: the paper trains at 224 px and feeds Inception 299 px; here the working size is the
 config's ``image_size`` (default 224) and any H, W that are multiples of 8 work, since the fusion
@@ -42,12 +43,21 @@ from koala.models.extractors import (
     parse_weights,
     weights_label,
 )
-from koala.models.layers import conv_block, l_input
+from koala.models.layers import conv_block, dtype_scope, l_input, model_config
+from koala.models.registry import register
 
 ENCODER = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))  # (filters, stride)
 FUSION_FILTERS = 256
 DECODER = (128, "up", 64, 64, "up", 32)  # 3x3 ReLU convolutions and x2 upsamplings before the ab head
 EMBEDDING_INPUT_NAME = "embedding"
+
+PRESETS = {
+    "koalarization": {  # Baldassarre et al. 2017: 224 px, MSE, Adam 1e-3, Inception-ResNet-v2 embedding
+        "model_args": {"extractor": "inception_resnet_v2", "extractor_weights": "imagenet"},
+        "data": {"image_size": 224},
+        "train": {"loss": "mse", "learning_rate": 1e-3},
+    },
+}
 
 
 @keras.saving.register_keras_serializable(package="koala")
@@ -64,41 +74,6 @@ class FusionLayer(layers.Layer):
     def compute_output_shape(self, input_shapes):
         features, embedding = input_shapes
         return (*features[:-1], features[-1] + embedding[-1])
-
-
-def build_koalarization(
-    extractor: str = DEFAULT_EXTRACTOR,
-    extractor_weights: str | None = DEFAULT_WEIGHTS,
-    input_size: int | None = None,
-) -> keras.Model:
-    """Build the trainable network. ``extractor`` (default "inception_resnet_v2") sets the
-    embedding size and its normalisation without building the classifier; ``extractor_weights`` (default "imagenet";
-    "none" or a file path) is only checked here and used when embeddings are computed.
-
-    Example: ``build_koalarization()({"L": np.zeros([1, 64, 96, 1]), "embedding": np.zeros([1, 1000])})``
-    has shape (1, 64, 96, 2).
-    """
-    spec = get_extractor_spec(extractor)
-    parse_weights(extractor_weights)
-    l_in = l_input(input_size)
-    embedding = keras.Input(shape=(spec.dim,), name=EMBEDDING_INPUT_NAME)
-    fused = embedding
-    if spec.norm == "l2":
-        fused = layers.UnitNormalization(dtype="float32", name="embedding_l2")(embedding)
-    x = l_in
-    for i, (filters, stride) in enumerate(ENCODER):
-        x = conv_block(x, filters, f"enc{i}", batch_norm=False, strides=stride)
-    x = FusionLayer(name="fusion")([x, fused])
-    x = conv_block(x, FUSION_FILTERS, "fusion_mix", batch_norm=False, kernel_size=1)
-    for i, step in enumerate(DECODER):
-        if step == "up":
-            x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
-        else:
-            x = conv_block(x, step, f"dec{i}", batch_norm=False)
-    x = layers.Conv2D(2, 3, padding="same", name="ab_conv")(x)
-    x = layers.Activation("tanh", dtype="float32", name="ab_tanh")(x)
-    ab = layers.UpSampling2D(2, dtype="float32", name="ab")(x)
-    return keras.Model({"L": l_in, EMBEDDING_INPUT_NAME: embedding}, ab, name="koalarization")
 
 
 def extractor_from_args(model_args: dict) -> Extractor:
@@ -132,6 +107,58 @@ def inference_network(model: keras.Model, metadata: dict):
     return lambda l_small: model({"L": l_small, EMBEDDING_INPUT_NAME: extractor(l_small)}, training=False)
 
 
-def count_params(model: keras.Model) -> int:
-    """Trainable parameters; the frozen extractor is never part of the saved network."""
-    return int(sum(ops.size(w) for w in model.trainable_weights))
+@keras.saving.register_keras_serializable(package="koala")
+@register(
+    "koalarization",
+    paper="Baldassarre, Gonzalez Moran & Rodes-Guirao 2017, Deep Koalarization: Image Colorization "
+    "using CNNs and Inception-ResNet-v2 (arXiv:1712.03400)",
+    default_size=224,  # the paper's encoder size; the extractor resizes to its own (299 for Inception)
+    multiple=8,
+    presets=PRESETS,
+    smoke_args={"extractor": "resnet50", "extractor_weights": "none"},  # no download
+    side_input=side_input,
+    inference_network=inference_network,
+)
+class Koalarization(keras.Model):
+    """The trainable network, inputs {"L": (H, W, 1), "embedding": (D,)} -> normalised ab.
+
+    ``extractor`` (default "inception_resnet_v2") sets the embedding size D and its normalisation
+    without building the classifier; ``extractor_weights`` (default "imagenet"; "none" or a file
+    path) is kept with the arguments and used where embeddings are computed (the file is checked
+    when the extractor is built, so the network loads without it). ``input_size``: fixed side, or
+    None (default) for any multiple of 8.
+
+    Example: ``Koalarization()({"L": np.zeros([1, 64, 96, 1]), "embedding": np.zeros([1, 1000])})``
+    has shape (1, 64, 96, 2).
+    """
+
+    def __init__(self, extractor: str = DEFAULT_EXTRACTOR, extractor_weights: str | None = DEFAULT_WEIGHTS,
+                 input_size: int | None = None, name: str = "koalarization", dtype=None, **kwargs):
+        spec = get_extractor_spec(extractor)
+        with dtype_scope(dtype):
+            l_in = l_input(input_size)
+            embedding = keras.Input(shape=(spec.dim,), name=EMBEDDING_INPUT_NAME)
+            fused = embedding
+            if spec.norm == "l2":
+                fused = layers.UnitNormalization(dtype="float32", name="embedding_l2")(embedding)
+            x = l_in
+            for i, (filters, stride) in enumerate(ENCODER):
+                x = conv_block(x, filters, f"enc{i}", batch_norm=False, strides=stride)
+            x = FusionLayer(name="fusion")([x, fused])
+            x = conv_block(x, FUSION_FILTERS, "fusion_mix", batch_norm=False, kernel_size=1)
+            for i, step in enumerate(DECODER):
+                if step == "up":
+                    x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
+                else:
+                    x = conv_block(x, step, f"dec{i}", batch_norm=False)
+            x = layers.Conv2D(2, 3, padding="same", name="ab_conv")(x)
+            x = layers.Activation("tanh", dtype="float32", name="ab_tanh")(x)
+            ab = layers.UpSampling2D(2, dtype="float32", name="ab")(x)
+            super().__init__(inputs={"L": l_in, EMBEDDING_INPUT_NAME: embedding}, outputs=ab, name=name, **kwargs)
+        self.extractor = extractor
+        self.extractor_weights = extractor_weights
+        self.input_size = input_size
+
+    def get_config(self) -> dict:
+        return {**model_config(self), "extractor": self.extractor, "extractor_weights": self.extractor_weights,
+                "input_size": self.input_size}

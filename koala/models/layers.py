@@ -1,11 +1,37 @@
 """Building blocks shared by several architectures (one home for each)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import keras
 import tensorflow as tf
 from keras import layers
 
 L_INPUT_NAME = "L"  # stable SavedModel signature key for every model
+
+
+@contextmanager
+def dtype_scope(dtype=None):
+    """Build layers under ``dtype`` (a policy, its name or its serialised form; None: the global
+    policy as it is). An architecture builds its graph inside this so that a model saved under
+    mixed precision comes back from its config with the same policy, as a plain functional model's
+    layers do from theirs."""
+    if dtype is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(keras.dtype_policies.get(dtype))
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def model_config(model: keras.Model) -> dict:
+    """The part of an architecture's ``get_config`` that is not its own arguments (as keras-hub's
+    backbones): name, trainable and dtype policy."""
+    return {"name": model.name, "trainable": model.trainable,
+            "dtype": keras.dtype_policies.serialize(model.dtype_policy)}
 
 
 def l_input(size: int | None = None) -> keras.KerasTensor:

@@ -23,30 +23,54 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from koala.models.layers import conv_block, l_input, resnet_stage, resnet_stem
+from koala.models.layers import conv_block, dtype_scope, l_input, model_config, resnet_stage, resnet_stem
+from koala.models.registry import register
 
 RESNET18_MIDLEVEL = ((64, 2), (128, 2))  # layer1 and layer2 of ResNet-18: (filters, blocks)
 # (filters, upsample after) for each conv + BN + ReLU of the original decoder
 DECODER = ((128, True), (64, False), (64, True), (32, False))
 DOWNSAMPLINGS = 3
 
+PRESETS = {
+    "resnet18ae": {  # Melas-Kyriazi 2018: 224 px crops, MSE, Adam 1e-2
+        "data": {"image_size": 224},
+        "train": {"loss": "mse", "learning_rate": 1e-2},
+    },
+}
 
-def build_resnet18ae(input_size: int | None = None) -> keras.Model:
-    """Build the ResNet-18 colorization autoencoder (about 0.9M parameters).
+
+@keras.saving.register_keras_serializable(package="koala")
+@register(
+    "resnet18ae",
+    paper="Melas-Kyriazi 2018, Image Colorization with Convolutional Neural Networks (ResNet-18 autoencoder)",
+    default_size=224,
+    multiple=2**DOWNSAMPLINGS,
+    presets=PRESETS,
+    smoke_args={},  # 0.9M parameters: small enough as it is
+)
+class ResNet18AE(keras.Model):
+    """The ResNet-18 colorization autoencoder (about 0.9M parameters).
 
     input_size: fixed side, or None (default) for any multiple of 8.
 
-    Example: ``build_resnet18ae()(np.zeros([1, 64, 96, 1]))`` has shape (1, 64, 96, 2).
+    Example: ``ResNet18AE()(np.zeros([1, 64, 96, 1]))`` has shape (1, 64, 96, 2).
     """
-    inputs = l_input(input_size)
-    _, x = resnet_stem(inputs)
-    for i, (filters, blocks) in enumerate(RESNET18_MIDLEVEL):
-        x = resnet_stage(x, filters, blocks, strides=1 if i == 0 else 2, name=f"stage{i + 1}")
-    for i, (filters, upsample) in enumerate(DECODER):
-        x = conv_block(x, filters, f"dec{i + 1}")
-        if upsample:
-            x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{i + 1}_up")(x)
-    x = layers.Conv2D(2, 3, padding="same", name="ab_conv")(x)
-    x = layers.UpSampling2D(2, interpolation="nearest", name="ab_up")(x)
-    ab = layers.Activation("tanh", dtype="float32", name="ab")(x)
-    return keras.Model(inputs, ab, name="resnet18ae")
+
+    def __init__(self, input_size: int | None = None, name: str = "resnet18ae", dtype=None, **kwargs):
+        with dtype_scope(dtype):
+            inputs = l_input(input_size)
+            _, x = resnet_stem(inputs)
+            for i, (filters, blocks) in enumerate(RESNET18_MIDLEVEL):
+                x = resnet_stage(x, filters, blocks, strides=1 if i == 0 else 2, name=f"stage{i + 1}")
+            for i, (filters, upsample) in enumerate(DECODER):
+                x = conv_block(x, filters, f"dec{i + 1}")
+                if upsample:
+                    x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{i + 1}_up")(x)
+            x = layers.Conv2D(2, 3, padding="same", name="ab_conv")(x)
+            x = layers.UpSampling2D(2, interpolation="nearest", name="ab_up")(x)
+            ab = layers.Activation("tanh", dtype="float32", name="ab")(x)
+            super().__init__(inputs=inputs, outputs=ab, name=name, **kwargs)
+        self.input_size = input_size
+
+    def get_config(self) -> dict:
+        return {**model_config(self), "input_size": self.input_size}

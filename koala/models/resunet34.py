@@ -13,8 +13,8 @@ Training: L1 + 1e-3 * (1 - SSIM) (``koala.losses.l1_ssim``, preset ``resunet34``
 mode (``adversarial=True``, preset ``resunet34_gan``) wraps the network with a pix2pix 70x70
 PatchGAN critic conditioned on L (:mod:`koala.models.critic`, :mod:`koala.models.adversarial`);
 the generator's loss becomes l1_ssim + ``adv_weight`` * adversarial.
-Fine-tuning with ``koala.losses.mse_ssim`` (``--set train.loss=mse_ssim`` and a lower
-learning rate) needs the trained weights loaded first, which ``koala train`` cannot do yet.
+Fine-tuning with ``koala.losses.mse_ssim``: start from a trained run's weights
+(``--set train.init_weights=RUN_DIR --set train.loss=mse_ssim`` and a lower learning rate).
 
 Deviations: upsampling is bilinear (segmentation_models uses nearest; no transposed
 convolutions, whose checkerboard artefacts show in flat colour regions), through koala's
@@ -29,12 +29,34 @@ import keras
 from keras import layers
 
 from koala.models.adversarial import ADV_WEIGHT, AdversarialColorizer
-from koala.models.critic import build_patchgan
-from koala.models.layers import BilinearUpSampling2D, ab_head, conv_block, l_input, resnet_stage, resnet_stem
+from koala.models.critic import PatchGANCritic
+from koala.models.layers import (
+    BilinearUpSampling2D,
+    ab_head,
+    conv_block,
+    dtype_scope,
+    l_input,
+    model_config,
+    resnet_stage,
+    resnet_stem,
+)
+from koala.models.registry import register
 
 RESNET34_STAGES = ((64, 3), (128, 4), (256, 6), (512, 3))  # (filters, basic blocks) per stage
 DECODER_FILTERS = (256, 128, 64, 32, 16)
 DOWNSAMPLINGS = 5
+
+PRESETS = {
+    "resunet34": {  # ResNet-34 U-Net: 256 px, L1 + 1e-3 * (1 - SSIM)
+        "data": {"image_size": 256},
+        "train": {"loss": "l1_ssim", "learning_rate": 1e-3},
+    },
+    "resunet34_gan": {  # the same with a pix2pix PatchGAN critic; pix2pix's learning rate 2e-4
+        "model_args": {"adversarial": True, "adv_weight": 0.01},
+        "data": {"image_size": 256},
+        "train": {"loss": "l1_ssim", "learning_rate": 2e-4},
+    },
+}
 
 
 def decoder_block(x, skip, filters: int, name: str):
@@ -45,34 +67,62 @@ def decoder_block(x, skip, filters: int, name: str):
     return conv_block(x, filters, f"{name}b")
 
 
-def build_resunet34(
+@keras.saving.register_keras_serializable(package="koala")
+class ResUNet34(keras.Model):
+    """ResUNet-34, the L -> ab network (about 24.4M parameters with the default decoder).
+
+    decoder_filters: widths of the five decoder blocks, deepest first (default 256, 128, 64, 32, 16).
+    input_size: fixed side, or None (default) for any multiple of 32.
+
+    Example: ``ResUNet34()(np.zeros([1, 64, 96, 1]))`` has shape (1, 64, 96, 2).
+    """
+
+    def __init__(self, decoder_filters: tuple[int, ...] = DECODER_FILTERS, input_size: int | None = None,
+                 name: str = "resunet34", dtype=None, **kwargs):
+        if len(decoder_filters) != DOWNSAMPLINGS:
+            raise ValueError(f"decoder_filters needs {DOWNSAMPLINGS} widths, one per upsampling; got {decoder_filters}")
+        with dtype_scope(dtype):
+            inputs = l_input(input_size)
+            stem, x = resnet_stem(inputs)
+            skips = [inputs, stem]
+            for i, (filters, blocks) in enumerate(RESNET34_STAGES):
+                x = resnet_stage(x, filters, blocks, strides=1 if i == 0 else 2, name=f"stage{i + 1}")
+                skips.append(x)
+            skips.pop()  # stage 4 is the bottleneck, not a skip
+            for i, filters in enumerate(decoder_filters):
+                x = decoder_block(x, skips[-1 - i], filters, f"dec{i + 1}")
+            super().__init__(inputs=inputs, outputs=ab_head(x), name=name, **kwargs)
+        self.decoder_filters = tuple(decoder_filters)
+        self.input_size = input_size
+
+    def get_config(self) -> dict:
+        return {**model_config(self), "decoder_filters": list(self.decoder_filters), "input_size": self.input_size}
+
+
+@register(
+    "resunet34",
+    paper="He et al. 2016 (ResNet-34 encoder) + Ronneberger et al. 2015 (U-Net decoder); adversarial "
+    "mode: Isola et al. 2017, pix2pix PatchGAN (CVPR)",
+    default_size=256,
+    multiple=2**DOWNSAMPLINGS,
+    presets=PRESETS,
+    smoke_args={"decoder_filters": [16, 16, 8, 8, 8]},  # keeps the full ResNet-34 encoder
+)
+def resunet34(
     decoder_filters: tuple[int, ...] = DECODER_FILTERS,
     adversarial: bool = False,
     adv_weight: float = ADV_WEIGHT,
     critic_filters: int = 64,
     input_size: int | None = None,
 ) -> keras.Model:
-    """Build ResUNet-34 (about 24.4M parameters with the default decoder).
+    """A :class:`ResUNet34`, or with ``adversarial`` an :class:`AdversarialColorizer` that trains
+    it against a :class:`PatchGANCritic` of ``critic_filters`` (default 64) base width, weighting
+    the adversarial loss by ``adv_weight`` (default 0.01). Both are Keras classes whose configs
+    hold these arguments, so ``keras.saving.load_model`` gives back either one whole.
 
-    decoder_filters: widths of the five decoder blocks, deepest first (default 256, 128, 64, 32, 16).
-    adversarial: wrap it in an :class:`AdversarialColorizer` with a PatchGAN critic of
-    ``critic_filters`` (default 64) base width, weighting the adversarial loss by ``adv_weight``
-    (default 0.01). input_size: fixed side, or None (default) for any multiple of 32.
-
-    Example: ``build_resunet34()(np.zeros([1, 64, 96, 1]))`` has shape (1, 64, 96, 2).
+    Example: ``resunet34(adversarial=True).generator`` is the ResUNet34 that colorizes.
     """
-    if len(decoder_filters) != DOWNSAMPLINGS:
-        raise ValueError(f"decoder_filters needs {DOWNSAMPLINGS} widths, one per upsampling; got {decoder_filters}")
-    inputs = l_input(input_size)
-    stem, x = resnet_stem(inputs)
-    skips = [inputs, stem]
-    for i, (filters, blocks) in enumerate(RESNET34_STAGES):
-        x = resnet_stage(x, filters, blocks, strides=1 if i == 0 else 2, name=f"stage{i + 1}")
-        skips.append(x)
-    skips.pop()  # stage 4 is the bottleneck, not a skip
-    for i, filters in enumerate(decoder_filters):
-        x = decoder_block(x, skips[-1 - i], filters, f"dec{i + 1}")
-    generator = keras.Model(inputs, ab_head(x), name="resunet34")
+    generator = ResUNet34(decoder_filters, input_size)
     if not adversarial:
         return generator
-    return AdversarialColorizer(generator, build_patchgan(critic_filters, input_size), adv_weight=adv_weight)
+    return AdversarialColorizer(generator, PatchGANCritic(critic_filters, input_size), adv_weight=adv_weight)

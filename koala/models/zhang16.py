@@ -37,7 +37,8 @@ from keras import layers
 from koala.color import AB_NORM, PRIOR_LAMBDA, TEMPERATURE, ab_bins, annealed_mean, rebalance_weights
 from koala.color.prior import load_prior, prior_from_source
 from koala.losses import RebalancedCrossEntropy, check_arguments
-from koala.models.layers import l_input, normalization
+from koala.models.layers import dtype_scope, l_input, model_config, normalization
+from koala.models.registry import register
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,20 @@ QUICK_PRIOR_IMAGES = 256  # photos read when no prior file is configured
 LOSS_ARGS = ("prior", "prior_lambda")
 
 
+PRESETS = {
+    "zhang16": {  # Zhang et al. 2016: the authors' 176 px crops, batch 40, Adam 3e-5; rebalanced CE
+        "model_args": {"width": 1.0},
+        "data": {"image_size": 176, "batch_size": 40},
+        "train": {"learning_rate": 3e-5},
+    },
+    "zhang16_small": {  # the seeds' CPU variant: half width at 128 px, koala's Adam 1e-3
+        "model_args": {"width": 0.5},
+        "data": {"image_size": 128, "batch_size": 16},
+        "train": {"learning_rate": 1e-3},
+    },
+}
+
+
 def _block(x, block: int, filters: int):
     """Block ``block`` (1-7): ReLU convolutions, the last one strided in blocks 1-3, then BN."""
     convs = CONVS[block - 1]
@@ -59,28 +74,6 @@ def _block(x, block: int, filters: int):
         x = layers.Conv2D(filters, 3, strides=strides, dilation_rate=dilation, padding="same",
                           activation="relu", name=f"conv{block}_{i}")(x)
     return normalization(f"conv{block}_bn")(x)
-
-
-def build_zhang16(width: float = 1.0, input_size: int | None = None) -> keras.Model:
-    """Build the Zhang et al. (2016) network: normalised L "L" -> logits (H/4, W/4, Q), float32.
-
-    ``width`` (default 1.0, the paper) scales every block's channels; ``input_size`` (default
-    None: any size that is a multiple of 8) fixes the input's height and width.
-
-    Example: ``build_zhang16(0.125)(np.zeros([1, 48, 80, 1]))`` has shape (1, 12, 20, 309).
-    """
-    if width <= 0:
-        raise ValueError(f"width must be > 0; got {width}")
-    channels = [max(1, round(c * width)) for c in CHANNELS]
-    inputs = l_input(input_size)
-    x = inputs
-    for block in range(1, 8):
-        x = _block(x, block, channels[block - 1])
-    x = layers.Conv2DTranspose(channels[7], 4, strides=2, padding="same", activation="relu", name="conv8_1")(x)
-    for i in (2, 3):
-        x = layers.Conv2D(channels[7], 3, padding="same", activation="relu", name=f"conv8_{i}")(x)
-    logits = layers.Conv2D(len(ab_bins()), 1, dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name="zhang16")
 
 
 def make_loss(loss_args: dict, train_source: str) -> RebalancedCrossEntropy:
@@ -116,3 +109,47 @@ def decode(outputs, temperature: float | None = None) -> tf.Tensor:
         raise ValueError(f"expected logits over {len(bins)} ab bins; got shape {logits.shape}")
     ab = annealed_mean(logits, bins, TEMPERATURE if temperature is None else temperature) / AB_NORM
     return tf.image.resize(ab, tf.shape(ab)[1:3] * OUTPUT_STRIDE, method="bilinear")
+
+
+@keras.saving.register_keras_serializable(package="koala")
+@register(
+    "zhang16",
+    paper="Zhang, Isola & Efros 2016, Colorful Image Colorization (ECCV, arXiv:1603.08511)",
+    default_size=256,  # the authors' test size; they trained on 176 px crops (the zhang16 preset)
+    multiple=8,  # three stride-2 blocks
+    output="logits",
+    presets=PRESETS,
+    smoke_args={"width": 0.125},
+    make_loss=make_loss,
+    decode=decode,
+)
+class Zhang16(keras.Model):
+    """The Zhang et al. (2016) network: normalised L "L" -> logits (H/4, W/4, Q), float32.
+
+    ``width`` (default 1.0, the paper) scales every block's channels; ``input_size`` (default
+    None: any size that is a multiple of 8) fixes the input's height and width.
+
+    Example: ``Zhang16(0.125)(np.zeros([1, 48, 80, 1]))`` has shape (1, 12, 20, 309).
+    """
+
+    def __init__(self, width: float = 1.0, input_size: int | None = None, name: str = "zhang16", dtype=None,
+                 **kwargs):
+        if width <= 0:
+            raise ValueError(f"width must be > 0; got {width}")
+        channels = [max(1, round(c * width)) for c in CHANNELS]
+        with dtype_scope(dtype):
+            inputs = l_input(input_size)
+            x = inputs
+            for block in range(1, 8):
+                x = _block(x, block, channels[block - 1])
+            x = layers.Conv2DTranspose(channels[7], 4, strides=2, padding="same", activation="relu",
+                                       name="conv8_1")(x)
+            for i in (2, 3):
+                x = layers.Conv2D(channels[7], 3, padding="same", activation="relu", name=f"conv8_{i}")(x)
+            logits = layers.Conv2D(len(ab_bins()), 1, dtype="float32", name="logits")(x)
+            super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
+        self.width = width
+        self.input_size = input_size
+
+    def get_config(self) -> dict:
+        return {**model_config(self), "width": self.width, "input_size": self.input_size}

@@ -12,17 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from koala import config as config_lib
+from koala.models import MODELS
 
-# The smallest sensible setting of each architecture known here, for smoke runs: tiny widths, and
-# no downloads (koalarization's extractor gets seeded random weights). Architectures registered
-# later and not named here are trained with their defaults.
-SMOKE_MODEL_ARGS: dict[str, dict] = {
-    "cunet": {"base_filters": 8, "batch_norm": False},
-    "zhang16": {"width": 0.125},
-    "koalarization": {"extractor": "resnet50", "extractor_weights": "none"},
-    "resunet34": {"decoder_filters": [16, 16, 8, 8, 8]},
-    "resnet18ae": {},
-}
+# Each architecture's smallest sensible setting (its registry smoke_args: tiny widths, no downloads).
+SMOKE_MODEL_ARGS: dict[str, dict] = {name: spec.smoke_args for name, spec in MODELS.items()}
 
 PRESETS: dict[str, dict] = {
     "smoke": {  # every registered model, tiny, on scikit-image's photos: a few minutes on 2 CPU cores

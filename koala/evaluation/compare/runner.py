@@ -65,12 +65,6 @@ def run_history(run: Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in (rows[0] if rows else {})}
 
 
-def model_params(arch: str, network: keras.Model) -> int:
-    """Trainable parameters of what colorizes (the architecture's own count where it has one)."""
-    spec = get_spec(arch)
-    return int(spec.count_params(network) if spec.count_params else trainable_params(network))
-
-
 def entries(cc: CompareConfig) -> list[Entry]:
     """The models to compare, each with its resolved training config (or its run folder)."""
     if cc.models == "all":
@@ -117,7 +111,7 @@ def run_facts(entry: Entry, network: keras.Model) -> dict:
     cfg = run_config(entry.run) if seconds and epochs else None
     if cfg is not None and cfg.train.steps_per_epoch:
         speed = epochs * cfg.train.steps_per_epoch * cfg.data.batch_size / seconds
-    return {"arch": entry.arch, "run": str(entry.run), "params": model_params(entry.arch, network),
+    return {"arch": entry.arch, "run": str(entry.run), "params": trainable_params(network),
             "train_seconds": seconds, "epochs": epochs, "train_images_per_second": speed}
 
 

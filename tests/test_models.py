@@ -1,0 +1,221 @@
+"""What every registered model must pass, with its smoke arguments: shapes at a multiple of its
+``multiple`` and through the inference path's padding, the output range, the ``.keras`` round trip
+(same class, same config, identical outputs) and overfitting a toy batch. Plus the registry itself
+and the bundled default model. Model-specific tests stay in test_<model>.py."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from koala import config as config_lib
+from koala.color import ab_bins
+from koala.inference import Colorizer, predict_ab
+from koala.losses import get_loss
+from koala.models import MODELS, get_model, get_spec, trainable_params
+from koala.models.adversarial import AdversarialColorizer
+from koala.models.cunet import CUNet
+from koala.models.koalarization import EMBEDDING_INPUT_NAME
+from koala.models.zhang16 import RebalancedCrossEntropy
+
+# Every registered model with its smoke arguments, and the adversarial mode of resunet34.
+CASES = {name: (name, spec.smoke_args) for name, spec in MODELS.items()}
+CASES["resunet34_gan"] = ("resunet34", {**MODELS["resunet34"].smoke_args, "adversarial": True, "critic_filters": 8})
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request):
+    """(registry name, model arguments, model): each built once for the module."""
+    name, args = CASES[request.param]
+    keras.utils.set_random_seed(0)
+    return name, args, get_model(name, **args)
+
+
+def inputs_for(model: keras.Model, l_batch: np.ndarray, seed: int = 0):
+    """The network's inputs for a batch of L: a fixed random embedding beside L for fusion models."""
+    if isinstance(getattr(model, "input", None), dict):  # an adversarial wrapper has no input of its own
+        dim = model.input[EMBEDDING_INPUT_NAME].shape[-1]
+        embedding = np.random.default_rng(seed).normal(size=(len(l_batch), dim)).astype(np.float32)
+        return {"L": l_batch, EMBEDDING_INPUT_NAME: embedding}
+    return l_batch
+
+
+def as_ab(name: str, outputs) -> np.ndarray:
+    spec = get_spec(name)
+    return np.asarray(spec.decode(outputs, None) if spec.decode else outputs)
+
+
+def random_l(shape, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, shape).astype(np.float32)
+
+
+def test_shapes_at_a_multiple_and_output_range(case):
+    name, _, model = case
+    spec = get_spec(name)
+    height, width = 3 * spec.multiple, 5 * spec.multiple  # not square, and not a power of two
+    outputs = model(inputs_for(model, random_l((2, height, width, 1))), training=False)
+    if spec.output == "logits":
+        assert tuple(outputs.shape) == (2, height // 4, width // 4, len(ab_bins()))
+    ab = as_ab(name, outputs)
+    assert ab.shape == (2, height, width, 2) and ab.dtype == np.float32
+    assert np.isfinite(ab).all() and np.abs(ab).max() <= 1.0
+
+
+@pytest.mark.parametrize("height, width", [(37, 53), (90, 41)])
+def test_inference_path_pads_any_photo_size(case, height, width):
+    name, args, model = case
+    multiple = get_spec(name).multiple
+    network = Colorizer(model, 32, multiple, metadata={"model": name, "model_args": args}).network_fn()
+    seen = []
+
+    def spy(l_small):
+        seen.append(tuple(l_small.shape[1:3]))
+        return network(l_small)
+
+    ab = predict_ab(spy, tf.constant(random_l((1, height, width, 1))), size=32, multiple=multiple).numpy()
+    assert ab.shape == (1, height, width, 2)
+    assert np.isfinite(ab).all() and np.abs(ab).max() <= 1.0
+    assert seen and all(side % multiple == 0 for side in seen[0])
+
+
+def test_keras_round_trip_gives_the_same_class_config_and_outputs(case, tmp_path):
+    name, _, model = case
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, compile=False)  # nothing but the file
+    assert type(loaded) is type(model) and loaded.name == name
+    assert loaded.get_config() == model.get_config()
+    x = inputs_for(model, random_l((2, 64, 96, 1), seed=1))
+    np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
+    if isinstance(model, AdversarialColorizer):
+        assert type(loaded.generator) is type(model.generator) and type(loaded.critic) is type(model.critic)
+        ab = np.tanh(random_l((2, 64, 96, 2), seed=2))
+        np.testing.assert_array_equal(loaded.critic([x, ab]), model.critic([x, ab]))
+    clone = type(model).from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+
+
+def test_mixed_precision_survives_the_keras_file(tmp_path):
+    """Built under mixed_float16, loaded in a float32 process: the layers compute in float16 again
+    (as a plain functional model's saved layer policies do), the ab head stays float32."""
+    name = "cunet"
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        get_model(name, **get_spec(name).smoke_args).save(tmp_path / "mixed.keras")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    loaded = keras.saving.load_model(tmp_path / "mixed.keras", compile=False)
+    assert loaded.get_layer("enc0a_conv").compute_dtype == "float16"
+    assert loaded.get_layer("ab").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def learnable_pairs(n: int = 4, size: int = 32, seed: int = 0):
+    """Smooth random L, and ab an affine function of L at each pixel: learnable by any colorizer."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    ls = []
+    for _ in range(n):
+        f, phase = rng.uniform(1, 3, 3), rng.uniform(0, 6, 2)
+        ls.append(0.45 * np.sin(3 * f[0] * xx + 2 * f[1] * yy + phase[0]) * np.cos(2 * f[2] * yy + phase[1]))
+    l_batch = np.float32(ls)[..., None]
+    return l_batch, np.concatenate([1.6 * l_batch, 0.2 - 0.5 * l_batch], axis=-1)
+
+
+def training_loss(name: str):
+    """The loss the model trains with: L1 on ab, or the rebalanced cross-entropy (uniform weights) on logits."""
+    if get_spec(name).output == "logits":
+        return RebalancedCrossEntropy(np.ones(len(ab_bins()), np.float32))
+    return get_loss("l1")
+
+
+# Adam's rate for the toy batch; koalarization learns faster at its preset's 1e-3 (0.37 of the first
+# loss after 30 steps, 0.67 at 3e-3), the rest at 3e-3.
+OVERFIT_LEARNING_RATE = {"koalarization": 1e-3}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_overfits_a_toy_batch(name):
+    """30 steps on 4 images of 32 px halve the loss: gradients reach the whole network."""
+    arch, args = CASES[name]
+    keras.utils.set_random_seed(0)
+    model = get_model(arch, **args)
+    l_batch, ab = learnable_pairs()
+    x = inputs_for(model, l_batch)
+    model.compile(optimizer=keras.optimizers.Adam(OVERFIT_LEARNING_RATE.get(arch, 3e-3)), loss=training_loss(arch))
+    history = model.fit(x, ab, batch_size=4, epochs=30, verbose=0, shuffle=False).history["loss"]
+    assert np.isfinite(history).all() and history[-1] < 0.5 * history[0], history[::5]
+
+
+def test_registry_entries_are_complete():
+    for name, spec in MODELS.items():
+        assert spec.name == name and spec.paper and spec.default_size % spec.multiple == 0
+        accepted = inspect.signature(spec.build).parameters
+        assert set(spec.smoke_args) <= set(accepted), name
+        for preset, values in spec.presets.items():
+            assert set(values.get("model_args", {})) <= set(accepted), preset
+            cfg = config_lib.load(preset=preset)  # every model preset is a valid config
+            assert (cfg.model, cfg.name) == (name, preset)
+    with pytest.raises(ValueError, match="unknown model 'vgg'; choose from"):
+        get_spec("vgg")
+
+
+def test_config_presets_come_from_the_model_files():
+    from koala.models import resunet34, zhang16
+
+    assert {"default", "smoke"} | set(resunet34.PRESETS) | set(zhang16.PRESETS) <= set(config_lib.PRESETS)
+    gan = config_lib.PRESETS["resunet34_gan"]
+    assert gan["model"] == "resunet34" and gan["model_args"] == {"adversarial": True, "adv_weight": 0.01}
+
+
+def test_trainable_params_counts_what_colorizes():
+    gan = get_model("resunet34", **CASES["resunet34_gan"][1])
+    plain = sum(int(np.prod(w.shape)) for w in gan.trainable_weights)
+    assert trainable_params(gan) == trainable_params(gan.generator) < plain  # the critic is not counted
+
+
+# The bundled default, run through the code before issue 12 (koala/weights/default.keras is a plain
+# functional model): the network on a fixed 40 x 56 input, and `koala colorize` on a bundled sample.
+DEFAULT_NETWORK_SUM = 182.20785522460938
+DEFAULT_NETWORK_PICKS = [  # ab[0, ::13, ::17]
+    [[0.005722, 0.021509], [-0.004744, 0.006261], [0.020824, 0.021556], [0.000009, 0.026734]],
+    [[0.015438, 0.066093], [0.016420, 0.062970], [0.053524, 0.093768], [0.014253, 0.060029]],
+    [[0.013498, 0.072483], [0.024263, 0.050638], [0.028390, 0.091968], [0.016652, 0.054010]],
+    [[0.010827, 0.027831], [0.006406, 0.006579], [0.002617, 0.024413], [0.015867, 0.020253]],
+]
+CHELSEA_PICKS = [  # rgb[::60, ::90] of koala/samples/chelsea_gray.png, 300 x 451
+    [[132, 123, 109], [138, 131, 115], [107, 102, 83], [120, 118, 99], [137, 128, 108], [36, 29, 22]],
+    [[197, 188, 174], [150, 138, 106], [113, 108, 77], [122, 117, 82], [140, 128, 94], [129, 100, 79]],
+    [[155, 146, 127], [142, 127, 85], [32, 33, 19], [150, 143, 95], [154, 145, 117], [109, 95, 76]],
+    [[123, 112, 89], [95, 85, 60], [104, 95, 60], [172, 161, 119], [114, 106, 90], [131, 109, 91]],
+    [[104, 95, 75], [143, 128, 104], [108, 98, 72], [65, 63, 40], [148, 136, 111], [182, 173, 162]],
+]
+CHELSEA_MEAN = 111.02261148066026
+CHELSEA = Path(__file__).parents[1] / "koala" / "samples" / "chelsea_gray.png"
+
+
+def fixed_l() -> np.ndarray:
+    l_batch = np.linspace(-0.5, 0.5, 40 * 56, dtype=np.float32).reshape(1, 40, 56, 1)
+    return l_batch * np.cos(np.arange(56, dtype=np.float32) / 5)[None, None, :, None]
+
+
+def test_bundled_default_still_loads_and_colorizes_the_same():
+    from koala.inference import resolve_model_path
+
+    colorizer = Colorizer.load("default")
+    ab = colorizer.network(fixed_l(), training=False).numpy()
+    np.testing.assert_allclose(ab[0, ::13, ::17], DEFAULT_NETWORK_PICKS, atol=2e-6)
+    assert float(ab.sum()) == pytest.approx(DEFAULT_NETWORK_SUM, abs=1e-3)
+    rgb = colorizer.colorize(str(CHELSEA))
+    assert rgb.shape == (300, 451, 3)
+    assert np.abs(rgb[::60, ::90].astype(int) - CHELSEA_PICKS).max() <= 1
+    assert float(rgb.mean()) == pytest.approx(CHELSEA_MEAN, abs=0.01)
+    # Its weights load into the CUNet class its metadata describes: layer names are unchanged.
+    network = CUNet(**colorizer.metadata["model_args"])
+    network.load_weights(resolve_model_path("default"))
+    np.testing.assert_array_equal(network(fixed_l(), training=False), ab)
