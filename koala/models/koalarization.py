@@ -30,6 +30,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from koala.data.sources import data_source
 from koala.models.extractors import (
     DEFAULT_EXTRACTOR,
     DEFAULT_WEIGHTS,
@@ -121,7 +122,6 @@ def adapt_datasets(cfg, train, val):
         return with_embeddings(train, extractor), with_embeddings(val, extractor)
     from koala.data.embeddings import EmbeddingCache, make_embedding_dataset
     from koala.images import list_images
-    from koala.training import data_source  # imported here: koala.training imports the registry
 
     d, t = cfg.data, cfg.train
     cache = EmbeddingCache.open(d.embeddings)

@@ -51,6 +51,7 @@ from koala.color import (
     rgb_to_lab,
 )
 from koala.data.pipeline import load_shrunk
+from koala.data.sources import data_source
 from koala.images import evenly_spaced, list_images
 from koala.models.layers import l_input, normalization
 
@@ -188,8 +189,6 @@ def make_loss(cfg) -> RebalancedCrossEntropy:
     if args.get("prior"):
         prior = load_prior(args["prior"])
     else:
-        from koala.training import data_source  # imported here: koala.training imports the registry
-
         source = data_source(cfg.data.train)
         log.warning("zhang16: no train.loss_args.prior; estimating the ab prior from up to %d photos of %s "
                     "(python -m data_tools.ab_prior computes one from every photo)", QUICK_PRIOR_IMAGES, source)
