@@ -10,6 +10,7 @@ from pathlib import Path
 
 import keras
 
+import koala.models  # noqa: F401  registers koala's layers, which load_model must find
 from koala.runs import WEIGHTS_DIR, Run
 
 

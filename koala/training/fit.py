@@ -7,20 +7,11 @@ from __future__ import annotations
 
 import shutil
 
-import keras
 import tensorflow as tf
 
 from koala import config as config_lib
 from koala.runs import Run
-from koala.training.setup import (
-    build_datasets,
-    check_not_finished,
-    compile_model,
-    gpu_capabilities,
-    make_callbacks,
-    resolve_precision,
-    start_run,
-)
+from koala.training.setup import check_not_finished, make_callbacks, prepare, start_run
 
 
 def train_fit(cfg: config_lib.Config, strategy: tf.distribute.Strategy, overwrite: bool = False) -> Run:
@@ -28,12 +19,7 @@ def train_fit(cfg: config_lib.Config, strategy: tf.distribute.Strategy, overwrit
     there). A start that fails before any epoch was saved leaves no run folder behind."""
     run = Run(cfg.run_dir)
     check_not_finished(run, overwrite)
-    keras.utils.set_random_seed(cfg.train.seed)
-    capabilities = gpu_capabilities()
-    keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.train.precision, capabilities))
-    train_ds, val_ds = build_datasets(cfg)  # data and model first: a bad start leaves no run folder
-    with strategy.scope():
-        model = compile_model(cfg, capabilities)
+    train_ds, val_ds, model = prepare(cfg, strategy)  # data and model first: a bad start leaves no run folder
     created = not run.path.exists()
     try:
         start_run(cfg, run)

@@ -26,15 +26,7 @@ import tensorflow as tf
 from koala import config as config_lib
 from koala.runs import Run
 from koala.training.callbacks import SampleGrid
-from koala.training.setup import (
-    build_datasets,
-    check_not_finished,
-    compile_model,
-    gpu_capabilities,
-    make_callbacks,
-    resolve_precision,
-    start_run,
-)
+from koala.training.setup import check_not_finished, make_callbacks, prepare, start_run
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -240,12 +232,8 @@ def train_multiworker(cfg: config_lib.Config, strategy: tf.distribute.Strategy,
         scratch = tempfile.mkdtemp(prefix="koala-worker-")
         write_run = Run(scratch)
     try:
-        keras.utils.set_random_seed(cfg.train.seed)
-        capabilities = gpu_capabilities()
-        keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.train.precision, capabilities))
-        train_ds, val_ds = build_datasets(cfg)
+        train_ds, val_ds, model = prepare(cfg, strategy)
         with strategy.scope():
-            model = compile_model(cfg, capabilities)
             callbacks = make_callbacks(cfg, write_run, val_ds)
         custom_fit(model, strategy, train_ds, val_ds, cfg.train.epochs, cfg.train.steps_per_epoch, callbacks,
                    chief=chief)

@@ -110,6 +110,19 @@ def build_datasets(cfg: config_lib.Config):
     return adapt(cfg, train, val) if adapt else (train, val)
 
 
+def prepare(cfg: config_lib.Config, strategy: tf.distribute.Strategy
+            ) -> tuple[tf.data.Dataset, tf.data.Dataset, keras.Model]:
+    """Seed, dtype policy, train and validation datasets, and the model compiled inside
+    ``strategy.scope()``: the same start for both training loops."""
+    keras.utils.set_random_seed(cfg.train.seed)
+    capabilities = gpu_capabilities()
+    keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.train.precision, capabilities))
+    train_ds, val_ds = build_datasets(cfg)
+    with strategy.scope():
+        model = compile_model(cfg, capabilities)
+    return train_ds, val_ds, model
+
+
 def make_callbacks(cfg: config_lib.Config, run: Run, val) -> list[keras.callbacks.Callback]:
     """Keras' callbacks plus koala's, writing into ``run``. Order matters at each epoch's end:
     everything that records the epoch (best checkpoint, metadata, history) runs before
