@@ -26,6 +26,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from koala import config as config_lib
+    from koala.runs import Run
     from koala.training import train
 
     overrides = list(args.set or [])
@@ -34,8 +35,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
     cfg = config_lib.load(args.config, args.preset, overrides)
-    run = train(cfg, overwrite=args.overwrite)
-    print(f"trained model: {run / 'best.keras'}")
+    run = Run(train(cfg, overwrite=args.overwrite))
+    print(f"trained model: {run.best}")
     return 0
 
 

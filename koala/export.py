@@ -38,6 +38,8 @@ from koala.serving import AB_OUTPUT, BYTES_SIGNATURE, IMAGE_INPUT, L_INPUT, L_SI
 FORMATS = ("savedmodel", "onnx")
 ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
+# The model's metadata beside the SavedModel (TF Serving's assets.extra/ is for files it does not load).
+METADATA_ASSET = Path("assets.extra") / "koala.json"
 
 
 HEADER_BYTES = 32
@@ -170,8 +172,8 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
             build_archive(colorizer).write_out(str(staging), verbose=False)
         else:
             write_onnx(colorizer, staging / ONNX_FILE)
-        (staging / "assets.extra").mkdir(exist_ok=True)
-        (staging / "assets.extra" / "koala.json").write_text(json.dumps(colorizer.metadata, indent=2))
+        (staging / METADATA_ASSET).parent.mkdir(exist_ok=True)
+        (staging / METADATA_ASSET).write_text(json.dumps(colorizer.metadata, indent=2))
         apply_umask(staging)
         os.rename(staging, target)
     except BaseException:

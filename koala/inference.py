@@ -12,7 +12,6 @@ along the columns; the antialiased resize is separable).
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,8 @@ import tensorflow as tf
 from koala.color import colorize_lab, rgb_to_l
 from koala.images import MAX_PIXELS, load_pixels
 from koala.models import get_spec
+from koala.runs import model_metadata, resolve_model
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 MAX_WORKING_SIDE_FACTOR = 4  # panoramas: the long side is capped at this many working sizes
 STRIPE_PIXELS = 1 << 19  # full-resolution pixels per step: ~50 MB of float32 temporaries at any size
 
@@ -131,25 +130,14 @@ def colorize_pixels(
     return _by_stripes(join, height, rows, out_dtype, 3)
 
 
-def resolve_model_path(model: str | os.PathLike) -> Path:
-    """``default`` -> the bundled weights; a run folder -> its best.keras; else the file itself."""
-    if str(model) == "default":
-        return WEIGHTS_DIR / "default.keras"
-    path = Path(model)
-    if path.is_dir():
-        path = path / "best.keras"
-    if not path.is_file():
-        raise FileNotFoundError(f"{model}: no such model (give 'default', a run folder or a .keras file)")
-    return path
-
-
 def read_metadata(model_path: Path, network: keras.Model) -> dict:
-    """The model's koala.json (run folder) or <stem>.json (bundled), else registry defaults."""
-    for candidate in (model_path.parent / "koala.json", model_path.with_suffix(".json")):
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
+    """The model's metadata (:func:`koala.runs.model_metadata`), else the registry's defaults for
+    its architecture."""
+    meta = model_metadata(model_path)
+    if meta:
+        return meta
     spec = get_spec(network.name)
-    return {"model": network.name, "image_size": spec.default_size, "output": spec.output, "multiple": spec.multiple}
+    return {"model": network.name, "image_size": spec.default_size, "multiple": spec.multiple}
 
 
 @dataclass
@@ -179,7 +167,7 @@ class Colorizer:
         ab (default: the model's calibrated value, else 1); ``temperature`` is for models that
         predict a colour distribution (annealed mean; default: the model's tuned value, else the
         architecture's)."""
-        path = resolve_model_path(model)
+        path = resolve_model(model)
         network = keras.saving.load_model(path, compile=False)
         meta = read_metadata(path, network)
         return cls(

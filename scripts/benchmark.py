@@ -302,7 +302,7 @@ def main() -> None:
         return
     if args.quick:
         args.batch, args.steps, args.repeats = 2, 2, 2
-    from koala.training import data_source
+    from koala.data.sources import data_source
 
     data = data_source(args.data)
     if args.child:

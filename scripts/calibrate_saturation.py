@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from koala.callbacks import update_run_metadata
 from koala.color import rgb_to_lab, split_lab
 from koala.images import ImageError, list_images, load_rgb
 from koala.inference import Colorizer, predict_ab
+from koala.runs import Run
 
 
 def main() -> None:
@@ -42,9 +42,10 @@ def main() -> None:
         dot += float(tf.reduce_sum(ab_pred * ab_true))
         norm += float(tf.reduce_sum(ab_pred * ab_pred))
     gain = dot / norm
-    update_run_metadata(args.run, saturation=round(gain, 3),
+    run = Run(args.run)
+    run.update_metadata(saturation=round(gain, 3),
                         saturation_fit=f"least-squares ab gain on {len(paths)} photos of {args.data}")
-    print(f"saturation gain {gain:.3f} written to {args.run / 'koala.json'}")
+    print(f"saturation gain {gain:.3f} written to {run.metadata_file}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import keras
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "koala" / "weights"
+import koala.models  # noqa: F401  registers koala's layers, which load_model must find
+from koala.runs import WEIGHTS_DIR, Run
 
 
 def main() -> None:
@@ -18,12 +19,12 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--name", default="default")
     args = parser.parse_args()
-    model = keras.saving.load_model(args.run / "best.keras", compile=False)
-    model.save(WEIGHTS / f"{args.name}.keras")
-    meta = json.loads((args.run / "koala.json").read_text())
-    (WEIGHTS / f"{args.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    size = (WEIGHTS / f"{args.name}.keras").stat().st_size / 1e6
-    print(f"wrote {WEIGHTS / args.name}.keras ({size:.1f} MB) and its metadata")
+    run = Run(args.run)
+    bundled = WEIGHTS_DIR / f"{args.name}.keras"
+    keras.saving.load_model(run.best, compile=False).save(bundled)
+    # Where koala.runs.model_metadata looks for a bundled model's metadata: <stem>.json beside it.
+    bundled.with_suffix(".json").write_text(json.dumps(run.read_metadata(), indent=2) + "\n")
+    print(f"wrote {bundled} ({bundled.stat().st_size / 1e6:.1f} MB) and its metadata")
 
 
 if __name__ == "__main__":

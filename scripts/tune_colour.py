@@ -2,7 +2,7 @@
 
 Sweeps the working size (the short side the network sees; the output keeps the photo's size),
 temperature (models that predict a colour distribution) and saturation on an even sample of the
-training photos and stores, in the run's koala.json, the most colourful point whose PSNR
+training photos and stores, in the run's metadata, the most colourful point whose PSNR
 is at least ``--margin`` dB above the grayscale baseline's on those photos, ``--group-margin``
 above it on each ``--group`` of sources (e.g. the general-photo sources), and no more than
 ``--source-floor`` below it on any source. The sweep is written beside it (``tune-frontier.json``
@@ -18,10 +18,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from koala.callbacks import update_run_metadata
 from koala.evaluation.frontier import parse_groups, parse_values, sweep_report, write_report
 from koala.images import group_by_source, list_images
 from koala.inference import Colorizer
+from koala.runs import Run
 
 
 def even_sample(paths: list[str], count: int) -> list[str]:
@@ -83,7 +83,7 @@ def main() -> None:
                                   f"(gray {report['gray']['psnr']:.2f}), colourfulness ratio {best['cf_ratio']:.3f}")}
     if best["temperature"] is not None:
         setting["temperature"] = best["temperature"]
-    update_run_metadata(args.run, **setting)
+    Run(args.run).update_metadata(**setting)
     print(setting["colour_setting"], f"-> working size {setting['image_size']} px, saturation {best['saturation']:g}, "
           f"temperature {best['temperature']}")
 

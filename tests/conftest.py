@@ -1,7 +1,6 @@
 """Shared fixtures: generated photos and tiny models, never ../shared."""
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -33,15 +32,16 @@ def photo_dir(tmp_path_factory):
 
 
 def save_run(folder, model, image_size: int = 32, **extra) -> str:
-    """Save ``model`` as a run folder (best.keras + koala.json) that Colorizer.load accepts."""
+    """Save ``model`` as a run folder (best checkpoint + metadata) that Colorizer.load accepts."""
     from koala.models import get_spec
+    from koala.runs import Run
 
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "best.keras")
-    spec = get_spec(model.name)
-    meta = {"model": model.name, "model_args": {}, "image_size": image_size, "output": spec.output,
-            "multiple": spec.multiple, **extra}
-    (folder / "koala.json").write_text(json.dumps(meta))
+    run = Run(folder)
+    run.path.mkdir(parents=True, exist_ok=True)
+    model.save(run.best)
+    meta = {"model": model.name, "model_args": {}, "image_size": image_size,
+            "multiple": get_spec(model.name).multiple, **extra}
+    run.write_metadata(meta)
     return str(folder)
 
 

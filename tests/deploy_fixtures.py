@@ -1,7 +1,7 @@
 """Shared helpers and fixtures for the deploy tests (export, TF Serving client, web app, browser).
 
 The bundled default model may not exist yet, so these tests build their own: a 4-filter CU-Net
-saved as a run folder (``best.keras`` + ``koala.json``, as ``koala train`` writes them) whose ab
+saved as a run folder (best checkpoint + metadata, as ``koala train`` writes them) whose ab
 head is biased towards orange, so its output is clearly coloured (a freshly initialised net
 predicts ab near 0, which would make "the result is colourful" untestable).
 
@@ -11,7 +11,6 @@ each is built once per session whichever modules use it.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,23 +24,23 @@ _BUILT: dict[str, Path] = {}
 
 
 def make_tiny_model(folder: str | Path) -> Path:
-    """Write ``best.keras`` and ``koala.json`` (as koala/training.py's ``run_metadata``) into ``folder``."""
+    """Write a run folder's best checkpoint and metadata (as koala.training.setup's ``run_metadata``)
+    into ``folder``."""
     import keras
 
     from koala.models import get_model, get_spec
+    from koala.runs import Run
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    run = Run(folder)
+    run.path.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
     model = get_model("cunet", base_filters=4)
     kernel, _ = model.get_layer("ab_conv").get_weights()
     model.get_layer("ab_conv").set_weights([kernel * 0.1, np.asarray(AB_BIAS, np.float32)])
-    model.save(folder / "best.keras")
-    spec = get_spec("cunet")
-    meta = {"model": "cunet", "model_args": {"base_filters": 4}, "image_size": TINY_SIZE,
-            "output": spec.output, "multiple": spec.multiple}
-    (folder / "koala.json").write_text(json.dumps(meta, indent=2))
-    return folder
+    model.save(run.best)
+    run.write_metadata({"model": "cunet", "model_args": {"base_filters": 4}, "image_size": TINY_SIZE,
+                        "multiple": get_spec("cunet").multiple})
+    return run.path
 
 
 def photo(size: tuple[int, int] = PHOTO_SIZE, gray: bool = False) -> np.ndarray:

@@ -36,7 +36,8 @@ def tiny_model_and_data(seed: int = 0):
 def test_strategy_names():
     import tensorflow as tf
 
-    from koala.distributed import get_strategy, is_chief
+    from koala.training import get_strategy
+    from koala.training.multiworker import is_chief
 
     assert get_strategy("default") is tf.distribute.get_strategy()
     assert get_strategy("mirrored").num_replicas_in_sync >= 1
@@ -49,8 +50,8 @@ def test_custom_loop_matches_keras_fit():
     import keras
     import tensorflow as tf
 
-    from koala.distributed import custom_fit
     from koala.losses import l1
+    from koala.training.multiworker import custom_fit
 
     build, ds = tiny_model_and_data()
     strategy = tf.distribute.get_strategy()
@@ -76,8 +77,8 @@ def test_loss_scaling_skips_overflowing_steps_and_bfloat16_trains():
     import keras
     import tensorflow as tf
 
-    from koala.distributed import custom_fit
     from koala.losses import l1
+    from koala.training.multiworker import custom_fit
 
     build, ds = tiny_model_and_data()
     strategy = tf.distribute.get_strategy()
@@ -112,8 +113,8 @@ def test_adversarial_models_are_refused():
     import keras
     import tensorflow as tf
 
-    from koala.distributed import custom_fit
     from koala.models import get_model
+    from koala.training.multiworker import custom_fit
 
     model = get_model("resunet34", decoder_filters=(8, 8, 8, 8, 8), adversarial=True, critic_filters=4)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="l1")
@@ -147,7 +148,9 @@ def write_config(photo_dir, out_dir, path, strategy: str) -> None:
 
 
 def read_history(run: Path) -> list[dict]:
-    with open(run / "history.csv") as f:
+    from koala.runs import Run
+
+    with open(Run(run).history_file) as f:
         return list(csv.DictReader(f))
 
 
@@ -195,10 +198,12 @@ def test_two_workers_train_in_step_and_match_one_process(tmp_path):
     for a, b in zip(multi_history, single_history):  # the same training as one process, global batch 4
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-3)
         assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-3)
-    multi_best = keras.saving.load_model(multi_run / "best.keras", compile=False).get_weights()
-    single_best = keras.saving.load_model(single_run / "best.keras", compile=False).get_weights()
     from koala import config as config_lib
     from koala.models import get_model
+    from koala.runs import Run
+
+    multi_best = keras.saving.load_model(Run(multi_run).best, compile=False).get_weights()
+    single_best = keras.saving.load_model(Run(single_run).best, compile=False).get_weights()
 
     cfg = config_lib.load(tmp_path / "single.yaml")
     keras.utils.set_random_seed(cfg.train.seed)  # the initial weights both runs started from
@@ -208,15 +213,16 @@ def test_two_workers_train_in_step_and_match_one_process(tmp_path):
     assert np.linalg.norm(single_update) > 1e-3  # it trained
     assert np.linalg.norm(multi_update - single_update) < 0.05 * np.linalg.norm(single_update)
     # Only the chief wrote the run folder, with everything `fit` leaves behind.
-    assert (multi_run / "samples" / "epoch_002.png").is_file() and not (multi_run / "backup").exists()
-    assert json.loads((multi_run / "koala.json").read_text())["epochs_run"] == 2
+    assert (Run(multi_run).samples / "epoch_002.png").is_file() and Run(multi_run).finished
+    assert Run(multi_run).read_metadata()["epochs_run"] == 2
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default", "multiworker"]
 
 
 def _worker(config_path: str, out_path: str) -> None:
     """One process of the two-worker test: train the config, save the final weights."""
     from koala import config as config_lib
-    from koala.distributed import get_strategy, train_multiworker
+    from koala.training import get_strategy
+    from koala.training.multiworker import train_multiworker
 
     cfg = config_lib.load(config_path)
     if cfg.train.strategy != "multiworker":

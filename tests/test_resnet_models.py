@@ -175,9 +175,10 @@ def test_gan_trains_through_koala_train_and_colorizes(photo_dir, tmp_path, monke
     val_loss is the generator's l1_ssim, and `koala colorize --model RUN_DIR` uses the result."""
     from koala import training
     from koala.cli import main
+    from koala.training import setup
 
     initial = {}
-    compile_model = training.compile_model
+    compile_model = setup.compile_model
 
     def spy(cfg, capabilities):
         model = compile_model(cfg, capabilities)
@@ -186,7 +187,7 @@ def test_gan_trains_through_koala_train_and_colorizes(photo_dir, tmp_path, monke
         initial["critic"] = [w.numpy().copy() for w in model.critic.trainable_weights]
         return model
 
-    monkeypatch.setattr(training, "compile_model", spy)
+    monkeypatch.setattr(setup, "compile_model", spy)  # what both training loops call
     cfg = config_lib.from_dict({
         "name": "gan", "out_dir": str(tmp_path / "runs"),
         "model_args": {**TINY_GAN, "adv_weight": 0.05},

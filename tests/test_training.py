@@ -13,6 +13,7 @@ import pytest
 
 from koala import config as config_lib
 from koala.losses import get_loss
+from koala.runs import Run
 from koala.training import build_datasets, resolve_jit, resolve_precision, train
 
 
@@ -25,7 +26,7 @@ def tiny_config(photo_dir, out_dir, **train_overrides) -> config_lib.Config:
 
 
 def read_history(run: Path) -> list[dict]:
-    with open(run / "history.csv") as f:
+    with open(Run(run).history_file) as f:
         return list(csv.DictReader(f))
 
 
@@ -67,9 +68,9 @@ def test_training_learns_and_saves_the_best_checkpoint(toy_run, toy_photos, tmp_
     assert [int(row["epoch"]) for row in history] == list(range(6))
     assert float(history[-1]["loss"]) < 0.5 * float(history[0]["loss"])
     assert min(float(r["val_loss"]) for r in history) < 0.5 * float(history[0]["val_loss"])
-    model = keras.saving.load_model(run / "best.keras", compile=False)
-    assert model.name == "cunet" and (run / "samples" / "epoch_006.png").is_file()
-    assert not (run / "backup").exists()  # removed once training finished
+    model = keras.saving.load_model(Run(run).best, compile=False)
+    assert model.name == "cunet" and (Run(run).samples / "epoch_006.png").is_file()
+    assert not Run(run).backup.exists() and Run(run).finished  # the backup is removed once training finished
     with pytest.raises(FileExistsError, match="finished run"):
         train(tiny_config(toy_photos, run.parent))
 
@@ -83,7 +84,7 @@ def val_losses_by_epoch(run: Path) -> list[float]:
 
 def epochs_recorded(run: Path) -> int:
     try:
-        return json.loads((run / "koala.json").read_text()).get("epochs_run", 0)
+        return Run(run).read_metadata().get("epochs_run", 0)
     except (FileNotFoundError, json.JSONDecodeError):
         return 0
 
@@ -106,8 +107,8 @@ def test_a_killed_run_resumes_and_keeps_the_truth(toy_run, toy_photos, opposite_
     proc.send_signal(signal.SIGKILL)  # between epochs 2 and 3: epoch 2 recorded, epoch 3 under way
     proc.wait()
     before = val_losses_by_epoch(run)
-    meta_before = json.loads((run / "koala.json").read_text())
-    assert 2 <= len(before) < 4 and (run / "backup").exists()
+    meta_before = Run(run).read_metadata()
+    assert 2 <= len(before) < 4 and Run(run).resuming
     assert meta_before["epochs_run"] >= 2 and meta_before["train_seconds"] > 0
 
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -120,11 +121,11 @@ def test_a_killed_run_resumes_and_keeps_the_truth(toy_run, toy_photos, opposite_
     # The situation this test is about: the first epoch after the restart is worse than an earlier one.
     assert losses[resumed_at] > min(losses[:resumed_at]), losses
 
-    meta = json.loads((run / "koala.json").read_text())
+    meta = Run(run).read_metadata()
     best_epoch = int(np.argmin(losses)) + 1
     assert best_epoch <= resumed_at, losses
     assert meta["best_epoch"] == best_epoch and meta["best_val_loss"] == pytest.approx(min(losses), rel=1e-6)
-    best = keras.saving.load_model(run / "best.keras", compile=False)
+    best = keras.saving.load_model(Run(run).best, compile=False)
     best.compile(loss=get_loss(cfg.train.loss))
     _, val = build_datasets(cfg)
     assert best.evaluate(val, verbose=0) == pytest.approx(min(losses), rel=1e-4)
@@ -166,9 +167,10 @@ def test_grayscale_photos_are_refused_and_leave_no_run_folder(tmp_path):
 
 def test_a_resumed_run_says_so(photo_dir, tmp_path, capsys):
     cfg = tiny_config(photo_dir, tmp_path, epochs=2, steps_per_epoch=2)
-    (cfg.run_dir / "backup").mkdir(parents=True)  # what BackupAndRestore leaves after one epoch
-    (cfg.run_dir / "backup" / "training_metadata.json").write_text('{"epoch": 1}')
-    (cfg.run_dir / "koala.json").write_text("{}")
+    run = Run(cfg.run_dir)
+    run.backup.mkdir(parents=True)  # what BackupAndRestore leaves after one epoch
+    (run.backup / "training_metadata.json").write_text('{"epoch": 1}')
+    run.write_metadata({})
     train(cfg)
     assert f"resuming {cfg.run_dir} from epoch 2 (1 of 2 finished)" in capsys.readouterr().out
     assert [int(row["epoch"]) for row in read_history(cfg.run_dir)] == [1]

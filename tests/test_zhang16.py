@@ -220,6 +220,6 @@ def test_koala_train_and_colorize_through_the_hooks(photo_dir, tmp_path, caplog)
     assert "estimating the ab prior" in caplog.text  # no prior file given
     assert (run / "best.keras").is_file() and (run / "samples" / "epoch_001.png").is_file()
     colorizer = Colorizer.load(run)
-    assert colorizer.metadata["output"] == "logits"
+    assert colorizer.metadata["model"] == "zhang16" and colorizer.predicts_distribution  # logits, decoded
     photo = smooth_colour_image(3, height=37, width=53)
     assert colorizer.colorize(photo).shape == (37, 53, 3)

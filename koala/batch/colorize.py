@@ -44,7 +44,8 @@ from koala.batch.common import (
     write_file,
 )
 from koala.images import IMAGE_EXTENSIONS, ImageError, load_rgb, to_uint8
-from koala.inference import Colorizer, resolve_model_path
+from koala.inference import Colorizer
+from koala.runs import resolve_model
 
 GLOB_CHARS = "*?["
 
@@ -196,7 +197,7 @@ def build(pipeline: beam.Pipeline, inputs: Sequence[str], out_dir: str, model: s
     """Add the colorize steps to ``pipeline`` (see the module docstring)."""
     out_dir = absolute(out_dir)
     if model != "default":  # refused here with its reason, not on every worker; workers need its full path
-        model = str(resolve_model_path(model).resolve())
+        model = str(resolve_model(model).resolve())
     expanded = (pipeline
                 | "Inputs" >> beam.Create(plan_inputs(inputs))
                 | "Expand" >> beam.ParDo(ExpandInput()).with_outputs(FAILED, main="files"))

@@ -2,9 +2,7 @@
 all on the same photos, then the report folder (:func:`compare`)."""
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,10 +16,12 @@ from koala.evaluation.compare.plots import grid_rows, plot_curves, plot_grid
 from koala.evaluation.compare.report import write_json, write_markdown
 from koala.evaluation.evaluate import evaluate
 from koala.evaluation.metrics import load_feature_extractor
+from koala.data.sources import data_source
 from koala.images import list_images
 from koala.inference import Colorizer
 from koala.models import MODELS, get_spec, trainable_params
-from koala.training import data_source, train
+from koala.runs import Run
+from koala.training import train
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +34,6 @@ class Entry:
     arch: str
     run: Path
     cfg: config_lib.Config | None = None
-
-
-# What compare reads from a run folder, each in one place.
-
-def run_metadata(run: Path) -> dict:
-    """The run's koala.json (empty when there is none)."""
-    meta = run / "koala.json"
-    return json.loads(meta.read_text()) if meta.is_file() else {}
-
-
-def run_config(run: Path) -> config_lib.Config | None:
-    """The run's training config (None when there is none)."""
-    path = run / "config.yaml"
-    return config_lib.load(path) if path.is_file() else None
-
-
-def run_finished(run: Path) -> bool:
-    """Whether the run has its best model and no interrupted training to resume."""
-    return (run / "best.keras").is_file() and not (run / "backup").exists()
-
-
-def run_history(run: Path) -> dict[str, list[float]]:
-    """Columns of the run's history.csv (empty when there is none)."""
-    history = run / "history.csv"
-    if not history.is_file():
-        return {}
-    with open(history) as f:
-        rows = list(csv.DictReader(f))
-    return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in (rows[0] if rows else {})}
 
 
 def entries(cc: CompareConfig) -> list[Entry]:
@@ -81,7 +52,7 @@ def entries(cc: CompareConfig) -> list[Entry]:
     for label, over in wanted.items():
         if "run" in over:
             run = Path(over["run"])
-            out.append(Entry(label, run_metadata(run).get("model", label), run))
+            out.append(Entry(label, Run(run).read_metadata().get("model", label), run))
             continue
         arch = over.get("model", label)
         get_spec(arch)
@@ -94,9 +65,10 @@ def entries(cc: CompareConfig) -> list[Entry]:
 
 def train_entry(entry: Entry, overwrite: bool = False) -> bool:
     """Train the entry unless a finished run is there (or it is a loaded run); True if trained."""
-    if entry.cfg is None or (run_finished(entry.run) and not overwrite):
-        if not run_finished(entry.run):
-            raise FileNotFoundError(f"{entry.run}: no finished run (best.keras) to load for {entry.label!r}")
+    run = Run(entry.run)
+    if entry.cfg is None or (run.finished and not overwrite):
+        if not run.finished:
+            raise FileNotFoundError(f"{entry.run}: no finished run ({run.best.name}) to load for {entry.label!r}")
         return False
     keras.backend.clear_session()
     train(entry.cfg, overwrite=overwrite)
@@ -105,10 +77,11 @@ def train_entry(entry: Entry, overwrite: bool = False) -> bool:
 
 def run_facts(entry: Entry, network: keras.Model) -> dict:
     """Parameters, training time and training speed of a run, from its folder."""
-    meta = run_metadata(entry.run)
+    run = Run(entry.run)
+    meta = run.read_metadata()
     seconds, epochs = meta.get("train_seconds"), meta.get("epochs_run")
     speed = None
-    cfg = run_config(entry.run) if seconds and epochs else None
+    cfg = run.read_config() if seconds and epochs and run.config_file.is_file() else None
     if cfg is not None and cfg.train.steps_per_epoch:
         speed = epochs * cfg.train.steps_per_epoch * cfg.data.batch_size / seconds
     return {"arch": entry.arch, "run": str(entry.run), "params": trainable_params(network),
@@ -157,7 +130,7 @@ def compare(cc: CompareConfig, out: str | Path | None = None, overwrite: bool = 
                "gray_baseline": first["gray_baseline"], "models": results, "failed": failures,
                "config": {**dataclasses.asdict(cc)}}
     write_json(summary, folder)
-    plot_curves({label: run_history(Path(r["run"])) for label, r in results.items()}, folder / "curves.png")
+    plot_curves({label: Run(r["run"]).history() for label, r in results.items()}, folder / "curves.png")
     rows = grid_rows([p["path"] for p in first["per_image"]], results, cc.eval.samples)
     plot_grid(rows, colorizers, size, folder / "grid.png")
     write_markdown(summary, rows, folder)

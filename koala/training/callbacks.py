@@ -1,7 +1,6 @@
 """Keras callbacks of koala's own: what Keras does not already have."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -10,55 +9,41 @@ import keras
 import numpy as np
 
 from koala.color import colorize_lab
-from koala.images import write_atomic
-
-RUN_METADATA = "koala.json"
-BEST_CHECKPOINT = "best.keras"
-
-
-def read_run_metadata(run: str | Path) -> dict:
-    """A run folder's koala.json (empty when there is none yet)."""
-    path = Path(run) / RUN_METADATA
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def update_run_metadata(run: str | Path, **fields) -> None:
-    """Merge ``fields`` into the run's koala.json, written atomically: a kill never leaves half a file."""
-    meta = {**read_run_metadata(run), **fields}
-    write_atomic(Path(run) / RUN_METADATA, json.dumps(meta, indent=2).encode(), overwrite=True)
+from koala.runs import Run
 
 
 class BestCheckpoint(keras.callbacks.ModelCheckpoint):
-    """``best.keras``: the epoch of lowest val_loss over the whole run, across kills and restarts.
+    """The run's best checkpoint: the epoch of lowest val_loss over the whole run, across kills and
+    restarts.
 
-    Each time it saves, the epoch (from 1) and its val_loss go into koala.json (``best_epoch``,
-    ``best_val_loss``). A resumed run starts from the recorded value, not from infinity, so an
-    epoch after a restart replaces ``best.keras`` only when it beats every earlier epoch. The
-    file is written beside its place and renamed in: a kill never leaves half a model.
+    Each time it saves, the epoch (from 1) and its val_loss go into the run's metadata
+    (``best_epoch``, ``best_val_loss``). A resumed run starts from the recorded value, not from
+    infinity, so an epoch after a restart replaces the checkpoint only when it beats every earlier
+    epoch. The file is written beside its place and renamed in: a kill never leaves half a model.
     """
 
-    def __init__(self, run: str | Path):
-        self.run = Path(run)
-        best = read_run_metadata(run).get("best_val_loss")
-        super().__init__(str(self.run / f".{BEST_CHECKPOINT}.partial.keras"), monitor="val_loss",
-                         save_best_only=True, initial_value_threshold=best)
+    def __init__(self, run: Run):
+        self.run = run
+        best = run.read_metadata().get("best_val_loss")
+        partial = run.best.with_name(f".{run.best.name}.partial.keras")
+        super().__init__(str(partial), monitor="val_loss", save_best_only=True, initial_value_threshold=best)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         before = self.best
         super().on_epoch_end(epoch, logs)
         if self.best is not None and self.best != before:
-            os.replace(self.filepath, self.run / BEST_CHECKPOINT)
-            update_run_metadata(self.run, best_epoch=epoch + 1, best_val_loss=float(self.best))
+            os.replace(self.filepath, self.run.best)
+            self.run.update_metadata(best_epoch=epoch + 1, best_val_loss=float(self.best))
 
 
 class RunClock(keras.callbacks.Callback):
-    """Keeps koala.json's ``epochs_run`` (epochs the run has finished, over every process) and
+    """Keeps the run metadata's ``epochs_run`` (epochs the run has finished, over every process) and
     ``train_seconds`` (time spent on them, summed over every process: a restart adds to it; the
     part of an epoch cut short by a kill is not counted) up to date after every epoch."""
 
-    def __init__(self, run: str | Path):
+    def __init__(self, run: Run):
         super().__init__()
-        self.run = Path(run)
+        self.run = run
         self._mark = 0.0
 
     def on_train_begin(self, logs=None) -> None:
@@ -66,8 +51,8 @@ class RunClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         now = time.perf_counter()
-        seconds = read_run_metadata(self.run).get("train_seconds", 0.0) + (now - self._mark)
-        update_run_metadata(self.run, epochs_run=epoch + 1, train_seconds=seconds)
+        seconds = self.run.read_metadata().get("train_seconds", 0.0) + (now - self._mark)
+        self.run.update_metadata(epochs_run=epoch + 1, train_seconds=seconds)
         self._mark = now
 
 
@@ -77,7 +62,7 @@ class SampleGrid(keras.callbacks.Callback):
     Looking at colours is the quickest check that a run is learning more than sepia.
     """
 
-    def __init__(self, inputs, ab_batch: np.ndarray, folder: str | Path, to_ab=None):
+    def __init__(self, inputs, ab_batch: np.ndarray, folder: str | os.PathLike, to_ab=None):
         """inputs: the model's input batch (L, or a dict with "L" and extra inputs);
         ab_batch: the true normalised ab; to_ab: turns the model's outputs into ab."""
         super().__init__()

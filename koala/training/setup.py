@@ -1,33 +1,47 @@
-"""Training with Keras `fit` and Keras callbacks: one run folder per config.
+"""What both training loops share: strategy, precision and XLA, datasets, compiled model,
+callbacks and the start of a run folder.
 
-A run folder holds ``config.yaml``, ``koala.json`` (what inference needs), ``best.keras``,
-``history.csv``, ``samples/`` and, while training, ``backup/``: start the same config again
-after a crash or a kill and it resumes from the last finished epoch.
+:mod:`koala.training.fit` (Keras ``fit``) and :mod:`koala.training.multiworker` (koala's own
+loop) build their run from these pieces, so they train the same model on the same data with
+the same callbacks.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from koala import config as config_lib
-from koala.callbacks import BestCheckpoint, RunClock, SampleGrid
 from koala.data import make_dataset
-from koala.data.samples import write_sample_photos
-from koala.inference import resolve_model_path
-from koala.distributed import get_strategy, train_multiworker
+from koala.data.sources import data_source
 from koala.losses import get_loss
 from koala.models import get_model, get_spec
+from koala.runs import Run, resolve_model
+from koala.training.callbacks import BestCheckpoint, RunClock, SampleGrid
 
 log = logging.getLogger(__name__)
 
 TENSOR_CORE_CAPABILITY = (7, 0)
-BF16_CAPABILITY = (8, 0)
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def get_strategy(name: str) -> tf.distribute.Strategy:
+    """The ``tf.distribute`` strategy for ``train.strategy``: default | mirrored | multiworker.
+
+    ``multiworker`` reads the cluster from ``TF_CONFIG`` and must be created before any other
+    TensorFlow op runs in the process (collective ops are configured at start-up).
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            log.warning("strategy multiworker without TF_CONFIG: training as a one-worker cluster")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 def gpu_capabilities() -> list[tuple[int, int]]:
@@ -59,19 +73,28 @@ def resolve_jit(requested, capabilities: list[tuple[int, int]]) -> bool:
     return bool(requested)
 
 
-def data_source(path: str) -> str:
-    """A configured data path, or scikit-image's colour photos when none is given."""
-    if path:
-        return path
-    cache = Path(os.environ.get("KOALA_CACHE", "~/.cache/koala")).expanduser()
-    return write_sample_photos(cache / "skimage-photos")
-
-
 def run_metadata(cfg: config_lib.Config) -> dict:
     """What inference needs to use a trained model: read back by :mod:`koala.inference`."""
     spec = get_spec(cfg.model)
     return {"model": cfg.model, "model_args": cfg.model_args, "image_size": cfg.data.image_size,
-            "output": spec.output, "multiple": spec.multiple}
+            "multiple": spec.multiple}
+
+
+def check_not_finished(run: Run, overwrite: bool) -> None:
+    """Refuse to train over a finished run unless told to."""
+    if run.best.exists() and not run.resuming and not overwrite:
+        raise FileExistsError(f"{run.path}: a finished run is there; choose another name or use --overwrite")
+
+
+def start_run(cfg: config_lib.Config, run: Run) -> None:
+    """Write the config and, for a new run, its metadata; say where a resumed run goes on from."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.save_config(cfg)
+    if run.resuming:
+        done = run.epochs_done()
+        print(f"resuming {run.path} from epoch {done + 1} ({done} of {cfg.train.epochs} finished)", flush=True)
+    else:
+        run.write_metadata(run_metadata(cfg))
 
 
 def build_datasets(cfg: config_lib.Config):
@@ -90,14 +113,28 @@ def build_datasets(cfg: config_lib.Config):
     return train, val
 
 
-def make_callbacks(cfg: config_lib.Config, val, resuming: bool) -> list[keras.callbacks.Callback]:
-    """Keras' callbacks plus koala's. Order matters at each epoch's end: everything that records
-    the epoch (best.keras, koala.json, history.csv) runs before BackupAndRestore marks it done,
-    so a kill in between re-runs the epoch rather than losing its record. On resume the checkpoint
-    measures against the best val_loss of the whole run (early stopping's patience starts again:
-    under multiworker training every worker must take the same decision, and only the chief has
-    the run's record)."""
-    t, run = cfg.train, cfg.run_dir
+def prepare(cfg: config_lib.Config, strategy: tf.distribute.Strategy
+            ) -> tuple[tf.data.Dataset, tf.data.Dataset, keras.Model]:
+    """Seed, dtype policy, train and validation datasets, and the model compiled inside
+    ``strategy.scope()``: the same start for both training loops."""
+    keras.utils.set_random_seed(cfg.train.seed)
+    capabilities = gpu_capabilities()
+    keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.train.precision, capabilities))
+    train_ds, val_ds = build_datasets(cfg)
+    with strategy.scope():
+        model = compile_model(cfg, capabilities)
+    return train_ds, val_ds, model
+
+
+def make_callbacks(cfg: config_lib.Config, run: Run, val) -> list[keras.callbacks.Callback]:
+    """Keras' callbacks plus koala's, writing into ``run``. Order matters at each epoch's end:
+    everything that records the epoch (best checkpoint, metadata, history) runs before
+    BackupAndRestore marks it done, so a kill in between re-runs the epoch rather than losing its
+    record. On resume (a backup in ``run``) the history is appended to and the checkpoint measures
+    against the best val_loss of the whole run (early stopping's patience starts again: under
+    multiworker training every worker must take the same decision, and only the chief has the
+    run's record)."""
+    t = cfg.train
     spec = get_spec(cfg.model)
     inputs, ab_batch = next(iter(val.unbatch().batch(t.sample_images)))
     to_ab = (lambda out: spec.decode(out, None)) if spec.decode else None
@@ -108,19 +145,20 @@ def make_callbacks(cfg: config_lib.Config, val, resuming: bool) -> list[keras.ca
                                       restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor,
                                           patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
-        keras.callbacks.CSVLogger(str(run / "history.csv"), append=resuming),
-        SampleGrid(inputs, ab_batch.numpy(), run / "samples", to_ab),
+        keras.callbacks.CSVLogger(str(run.history_file), append=run.resuming),
+        SampleGrid(inputs, ab_batch.numpy(), run.samples, to_ab),
         RunClock(run),
         # Two states kept: a kill while the latest is being written resumes from the one before.
-        keras.callbacks.BackupAndRestore(str(run / "backup"), double_checkpoint=True),
+        keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
     ]
 
 
 def compile_model(cfg: config_lib.Config, capabilities) -> keras.Model:
+    """The configured model (starting from ``train.init_weights`` if given), compiled with its loss."""
     spec = get_spec(cfg.model)
     model = get_model(cfg.model, **cfg.model_args)
     if cfg.train.init_weights:
-        model.load_weights(str(resolve_model_path(cfg.train.init_weights)))
+        model.load_weights(str(resolve_model(cfg.train.init_weights)))
     loss = (spec.make_loss(cfg.train.loss_args, data_source(cfg.data.train)) if spec.make_loss
             else get_loss(cfg.train.loss, **cfg.train.loss_args))
     model.compile(
@@ -129,38 +167,3 @@ def compile_model(cfg: config_lib.Config, capabilities) -> keras.Model:
         jit_compile=resolve_jit(cfg.train.jit_compile, capabilities),
     )
     return model
-
-
-def train(cfg: config_lib.Config, overwrite: bool = False) -> Path:
-    """Train ``cfg`` into ``cfg.run_dir`` (resuming if a backup is there); returns the folder."""
-    strategy = get_strategy(cfg.train.strategy)  # first: multiworker must precede any other TF op
-    if cfg.train.strategy == "multiworker":  # Keras fit fails there: koala.distributed's own loop
-        return train_multiworker(cfg, strategy, overwrite)[0]
-    run = cfg.run_dir
-    resuming = (run / "backup").exists()
-    if (run / "best.keras").exists() and not resuming and not overwrite:
-        raise FileExistsError(f"{run}: a finished run is there; choose another name or use --overwrite")
-    keras.utils.set_random_seed(cfg.train.seed)
-    capabilities = gpu_capabilities()
-    keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.train.precision, capabilities))
-    train_ds, val_ds = build_datasets(cfg)  # data and model first: a bad start leaves no run folder
-    with strategy.scope():
-        model = compile_model(cfg, capabilities)
-    created = not run.exists()
-    run.mkdir(parents=True, exist_ok=True)
-    try:
-        config_lib.save(cfg, run / "config.yaml")
-        if resuming:
-            state = run / "backup" / "training_metadata.json"  # BackupAndRestore's record
-            done = json.loads(state.read_text())["epoch"] if state.is_file() else 0
-            print(f"resuming {run} from epoch {done + 1} ({done} of {cfg.train.epochs} finished)", flush=True)
-        else:
-            (run / "koala.json").write_text(json.dumps(run_metadata(cfg), indent=2))
-        # shuffle=False: the dataset shuffles itself (Keras would only warn that it ignores the flag)
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=cfg.train.steps_per_epoch,
-                  shuffle=False, callbacks=make_callbacks(cfg, val_ds, resuming), verbose=2)
-    except BaseException:
-        if created and not (run / "best.keras").exists():  # nothing worth keeping or resuming
-            shutil.rmtree(run, ignore_errors=True)
-        raise
-    return run

@@ -1,14 +1,14 @@
-"""Training past one device: the ``train.strategy`` setting and the multi-worker training loop.
+"""The multi-worker training loop (``train.strategy: multiworker``).
 
 ``default`` (one device) and ``mirrored`` (every local GPU, ``tf.distribute.MirroredStrategy``)
-train with Keras ``fit``. ``multiworker`` (several hosts, ``MultiWorkerMirroredStrategy``,
-cluster from ``TF_CONFIG``) cannot: Keras 3's ``fit`` fails under that strategy
+train with Keras ``fit`` (:mod:`koala.training.fit`). ``multiworker`` (several hosts,
+``MultiWorkerMirroredStrategy``, cluster from ``TF_CONFIG``) cannot: Keras 3's ``fit`` fails under that strategy
 (tensorflow/tensorflow#72388, keras-team/keras#20585; here it stops with "Attempt to convert a
 value (PerReplica...)"). :func:`custom_fit` is the way through: a ``tf.function`` step that calls
 ``strategy.run`` on the model's own ``compute_loss`` and ``optimizer.apply`` (the optimizer sums
 the gradients across workers), driven by the same Keras callbacks through
 ``keras.callbacks.CallbackList``, so checkpoints, early stopping, learning-rate reduction,
-history.csv and backups behave as with ``fit``. See docs/distributed.md.
+history and backups behave as with ``fit``. See docs/distributed.md.
 
 Every worker runs the same callbacks, so that they take the same decisions (early stopping,
 learning-rate reduction) from the same all-reduced logs; only the chief writes to the run folder,
@@ -17,39 +17,16 @@ guide does. The sample grid predicts on each worker alone (:class:`LocalPredict`
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import logging
-import os
 import shutil
 import tempfile
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from koala.callbacks import SampleGrid
-
-log = logging.getLogger(__name__)
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-
-
-def get_strategy(name: str) -> tf.distribute.Strategy:
-    """The ``tf.distribute`` strategy for ``train.strategy``: default | mirrored | multiworker.
-
-    ``multiworker`` reads the cluster from ``TF_CONFIG`` and must be created before any other
-    TensorFlow op runs in the process (collective ops are configured at start-up).
-    """
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            log.warning("strategy multiworker without TF_CONFIG: training as a one-worker cluster")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+from koala import config as config_lib
+from koala.runs import Run
+from koala.training.callbacks import SampleGrid
+from koala.training.setup import check_not_finished, make_callbacks, prepare, start_run
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -239,37 +216,25 @@ def custom_fit(
     return model.history
 
 
-def train_multiworker(cfg, strategy: tf.distribute.Strategy, overwrite: bool = False) -> tuple[Path, keras.Model]:
+def train_multiworker(cfg: config_lib.Config, strategy: tf.distribute.Strategy,
+                      overwrite: bool = False) -> tuple[Run, keras.Model]:
     """``koala train`` under MultiWorkerMirroredStrategy: same run folder, same callbacks, the
     custom loop instead of ``fit``. Run the same config on every worker (each with its
-    ``TF_CONFIG``); returns the chief's run folder and the trained model."""
-    from koala import config as config_lib
-    from koala import training
-
+    ``TF_CONFIG``); returns the chief's run and the trained model."""
     chief = is_chief(strategy)
-    run = cfg.run_dir
-    resuming = (run / "backup").exists()
-    if chief and (run / "best.keras").exists() and not resuming and not overwrite:
-        raise FileExistsError(f"{run}: a finished run is there; choose another name or use --overwrite")
+    run = Run(cfg.run_dir)
     scratch = None
     if chief:
-        run.mkdir(parents=True, exist_ok=True)
-        config_lib.save(cfg, run / "config.yaml")
-        if not resuming:
-            (run / "koala.json").write_text(json.dumps(training.run_metadata(cfg), indent=2))
-        write_cfg = cfg
+        check_not_finished(run, overwrite)
+        start_run(cfg, run)
+        write_run = run
     else:  # TensorFlow's pattern: non-chief workers write to a throw-away folder
-        scratch = Path(tempfile.mkdtemp(prefix="koala-worker-"))
-        write_cfg = dataclasses.replace(cfg, out_dir=str(scratch))
-        write_cfg.run_dir.mkdir(parents=True)
+        scratch = tempfile.mkdtemp(prefix="koala-worker-")
+        write_run = Run(scratch)
     try:
-        keras.utils.set_random_seed(cfg.train.seed)
-        capabilities = training.gpu_capabilities()
-        keras.mixed_precision.set_dtype_policy(training.resolve_precision(cfg.train.precision, capabilities))
-        train_ds, val_ds = training.build_datasets(cfg)
+        train_ds, val_ds, model = prepare(cfg, strategy)
         with strategy.scope():
-            model = training.compile_model(cfg, capabilities)
-            callbacks = training.make_callbacks(write_cfg, val_ds, resuming)
+            callbacks = make_callbacks(cfg, write_run, val_ds)
         custom_fit(model, strategy, train_ds, val_ds, cfg.train.epochs, cfg.train.steps_per_epoch, callbacks,
                    chief=chief)
     finally:

@@ -1,0 +1,121 @@
+"""A run folder and the one place that knows its files.
+
+``koala train`` writes one folder per config (``runs/NAME/``)::
+
+    config.yaml    the training config, as resolved
+    koala.json     what inference needs (model, model_args, image_size, multiple), plus the run's
+                   record (best_epoch, best_val_loss, epochs_run, train_seconds) and the shipped
+                   colour setting (saturation, temperature) written by the tuning scripts
+    best.keras     the epoch of lowest val_loss over the whole run
+    history.csv    one row per epoch (Keras' CSVLogger)
+    samples/       a gray | predicted | truth grid per epoch
+    backup/        Keras' BackupAndRestore state while training; gone once the run finished
+
+Everything else asks :class:`Run` for these paths. :func:`resolve_model` turns what a user types
+(``default``, a run folder or a ``.keras`` file) into a model file, and :func:`model_metadata`
+finds that file's metadata.
+
+Example::
+
+    run = Run("runs/default")
+    if run.finished:
+        print(run.read_metadata()["best_val_loss"], run.history()["val_loss"])
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from koala import config as config_lib
+from koala.images import write_atomic
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = WEIGHTS_DIR / "default.keras"
+BEST_CHECKPOINT = "best.keras"
+RUN_METADATA = "koala.json"
+BACKUP_STATE = "training_metadata.json"  # what Keras' BackupAndRestore writes in backup/
+
+
+class Run:
+    """A run folder: its files' paths, its metadata and whether it finished or can resume.
+
+    Nothing is created until something is written; ``path`` may not exist yet.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.config_file = self.path / "config.yaml"
+        self.metadata_file = self.path / RUN_METADATA
+        self.best = self.path / BEST_CHECKPOINT
+        self.history_file = self.path / "history.csv"
+        self.backup = self.path / "backup"
+        self.samples = self.path / "samples"
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def finished(self) -> bool:
+        """A best checkpoint and no backup: training ended (early stopping or the last epoch)."""
+        return self.best.is_file() and not self.backup.exists()
+
+    @property
+    def resuming(self) -> bool:
+        """A backup is there: training was cut short and starting it again continues it."""
+        return self.backup.exists()
+
+    def epochs_done(self) -> int:
+        """Epochs the backup holds as finished (0 without one), from BackupAndRestore's record."""
+        state = self.backup / BACKUP_STATE
+        return json.loads(state.read_text())["epoch"] if state.is_file() else 0
+
+    def read_metadata(self) -> dict:
+        """koala.json (empty when there is none yet)."""
+        return json.loads(self.metadata_file.read_text()) if self.metadata_file.is_file() else {}
+
+    def write_metadata(self, meta: dict) -> None:
+        """Replace koala.json, atomically: a kill never leaves half a file."""
+        write_atomic(self.metadata_file, json.dumps(meta, indent=2).encode(), overwrite=True)
+
+    def update_metadata(self, **fields) -> None:
+        """Merge ``fields`` into koala.json (atomically, as :meth:`write_metadata`)."""
+        self.write_metadata({**self.read_metadata(), **fields})
+
+    def read_config(self) -> config_lib.Config:
+        return config_lib.load(self.config_file)
+
+    def save_config(self, cfg: config_lib.Config) -> None:
+        config_lib.save(cfg, self.config_file)
+
+    def history(self) -> dict[str, list[float]]:
+        """Columns of history.csv, one value per row that has one (empty when there is none)."""
+        if not self.history_file.is_file():
+            return {}
+        with open(self.history_file) as f:
+            rows = list(csv.DictReader(f))
+        columns = rows[0] if rows else {}
+        return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in columns}
+
+
+def resolve_model(spec: str | os.PathLike) -> Path:
+    """``default`` -> the bundled model; a run folder -> its best checkpoint; else the file itself."""
+    if str(spec) == "default":
+        return DEFAULT_MODEL
+    path = Path(spec)
+    if path.is_dir():
+        path = Run(path).best
+    if not path.is_file():
+        raise FileNotFoundError(f"{spec}: no such model (give 'default', a run folder or a .keras file)")
+    return path
+
+
+def model_metadata(model_path: str | os.PathLike) -> dict:
+    """The metadata of a model file: its run's koala.json, or ``<stem>.json`` beside a bundled
+    model; empty when there is none (inference then falls back to the registry's defaults)."""
+    model_path = Path(model_path)
+    for candidate in (Run(model_path.parent).metadata_file, model_path.with_suffix(".json")):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return {}

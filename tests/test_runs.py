@@ -1,0 +1,113 @@
+"""The run folder: model resolution, metadata, state and history (no training here)."""
+import json
+import os
+import threading
+
+import pytest
+
+from koala.runs import DEFAULT_MODEL, Run, model_metadata, resolve_model
+
+
+def test_resolve_default_folder_and_file(tmp_path):
+    assert resolve_model("default") == DEFAULT_MODEL and DEFAULT_MODEL.is_file()
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
+    run.best.write_bytes(b"")
+    assert resolve_model(run.path) == run.best
+    assert resolve_model(str(run.best)) == run.best  # a file is itself
+    other = tmp_path / "elsewhere.keras"
+    other.write_bytes(b"")
+    assert resolve_model(other) == other
+
+
+def test_resolve_refuses_what_is_not_a_model(tmp_path):
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty_run: no such model \(give 'default', a run folder"):
+        resolve_model(tmp_path / "empty_run")  # a folder without a best checkpoint
+    with pytest.raises(FileNotFoundError, match="missing.keras: no such model"):
+        resolve_model(tmp_path / "missing.keras")
+
+
+def test_model_metadata_from_the_run_or_beside_a_bundled_model(tmp_path):
+    assert model_metadata(DEFAULT_MODEL)["model"] == "cunet"  # koala/weights/default.json
+    run = Run(tmp_path / "run")
+    run.update_metadata(model="cunet", image_size=32)
+    assert model_metadata(run.best) == {"model": "cunet", "image_size": 32}
+    assert model_metadata(tmp_path / "loose.keras") == {}  # none: inference uses registry defaults
+    (tmp_path / "loose.json").write_text('{"model": "zhang16"}')
+    assert model_metadata(tmp_path / "loose.keras") == {"model": "zhang16"}
+
+
+def test_metadata_round_trip_merges_and_writes_atomically(tmp_path, monkeypatch):
+    run = Run(tmp_path / "run")
+    assert run.read_metadata() == {}  # none yet; nothing created
+    assert not run.path.exists()
+    run.write_metadata({"model": "cunet", "output": "ab"})  # old files carry "output": still read
+    run.update_metadata(best_epoch=3, best_val_loss=0.25)
+    assert run.read_metadata() == {"model": "cunet", "output": "ab", "best_epoch": 3, "best_val_loss": 0.25}
+    assert json.loads(run.metadata_file.read_text())["best_epoch"] == 3
+
+    # A write that dies half way leaves the old file whole and no temporary behind.
+    def broken_replace(src, dst):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        run.update_metadata(best_epoch=4)
+    monkeypatch.undo()
+    assert run.read_metadata()["best_epoch"] == 3
+    assert sorted(p.name for p in run.path.iterdir()) == [run.metadata_file.name]
+
+
+def test_concurrent_readers_never_see_half_a_file(tmp_path):
+    run = Run(tmp_path)
+    run.write_metadata({"n": 0, "pad": "x" * 100_000})
+    stop, errors = threading.Event(), []
+
+    def read():
+        while not stop.is_set():
+            try:
+                run.read_metadata()
+            except json.JSONDecodeError as error:
+                errors.append(error)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for n in range(50):
+        run.update_metadata(n=n)
+    stop.set()
+    reader.join()
+    assert not errors and run.read_metadata()["n"] == 49
+
+
+def test_finished_and_resuming(tmp_path):
+    run = Run(tmp_path / "run")
+    assert not run.finished and not run.resuming and run.epochs_done() == 0
+    run.backup.mkdir(parents=True)
+    assert run.resuming and not run.finished and run.epochs_done() == 0
+    (run.backup / "training_metadata.json").write_text('{"epoch": 2}')  # what BackupAndRestore writes
+    assert run.epochs_done() == 2
+    run.best.write_bytes(b"")
+    assert not run.finished  # a best checkpoint, but still training
+    run.backup.joinpath("training_metadata.json").unlink()
+    run.backup.rmdir()
+    assert run.finished and not run.resuming
+
+
+def test_history_columns(tmp_path):
+    run = Run(tmp_path)
+    assert run.history() == {}
+    run.history_file.write_text("epoch,learning_rate,loss,val_loss\n0,0.001,0.5,0.6\n1,0.001,0.4,\n")
+    assert run.history() == {"epoch": [0.0, 1.0], "learning_rate": [0.001, 0.001], "loss": [0.5, 0.4],
+                             "val_loss": [0.6]}
+    run.history_file.write_text("")
+    assert run.history() == {}
+
+
+def test_config_round_trip(tmp_path):
+    from koala import config as config_lib
+
+    cfg = config_lib.load(preset="smoke")
+    run = Run(tmp_path)
+    run.save_config(cfg)
+    assert run.read_config() == cfg
