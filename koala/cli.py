@@ -1,4 +1,6 @@
-"""The `koala` command: train, colorize, models (and more as they land)."""
+"""The `koala` command: models, train, colorize, export, serve, evaluate, compare and batch
+(colorize, embed on Apache Beam). argparse lives here only; each command imports the library it
+drives when it runs, so `koala --help` and bad arguments answer without loading TensorFlow."""
 from __future__ import annotations
 
 import argparse

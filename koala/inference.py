@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from koala.color import colorize_lab, rgb_to_l
+from koala.color import l_ab_to_rgb, rgb_to_l
 from koala.images import MAX_PIXELS, load_pixels
 from koala.models import get_spec
 from koala.runs import model_metadata, resolve_model
@@ -121,7 +121,7 @@ def colorize_pixels(
     ab_wide = tf.image.resize(ab_small, tf.stack([tf.shape(ab_small)[1], width]), method="bilinear")
 
     def join(start, stop):
-        rgb = colorize_lab(rgb_to_l(unit_rgb(pixels[:, start:stop])),
+        rgb = l_ab_to_rgb(rgb_to_l(unit_rgb(pixels[:, start:stop])),
                            _bilinear_rows(ab_wide, height, start, stop) * saturation)
         if out_dtype == tf.uint8:
             return tf.cast(tf.clip_by_value(tf.round(rgb * 255.0), 0.0, 255.0), tf.uint8)

@@ -146,7 +146,7 @@ def test_stripes_give_the_colours_of_the_whole_picture(monkeypatch):
     import tensorflow as tf
 
     from koala import inference
-    from koala.color import colorize_lab, rgb_to_l
+    from koala.color import l_ab_to_rgb, rgb_to_l
     from koala.images import to_uint8
     from koala.models import get_model
 
@@ -155,7 +155,7 @@ def test_stripes_give_the_colours_of_the_whole_picture(monkeypatch):
     gray = smooth_colour_image(7, 97, 61).mean(axis=-1).astype(np.uint8)
     l_full = rgb_to_l(tf.constant(np.repeat(gray[None, ..., None], 3, -1) / np.float32(255)))
     ab = inference.predict_ab(colorizer.network_fn(), l_full, 32, 8) * 1.3
-    whole = to_uint8(colorize_lab(l_full, ab)[0].numpy())
+    whole = to_uint8(l_ab_to_rgb(l_full, ab)[0].numpy())
     for stripe_pixels in (1 << 19, 61 * 10, 5):  # one stripe, 10 rows, one row at a time
         monkeypatch.setattr(inference, "STRIPE_PIXELS", stripe_pixels)
         colorizer._graphs.clear()

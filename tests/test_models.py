@@ -15,12 +15,12 @@ import tensorflow as tf
 from koala import config as config_lib
 from koala.color import ab_bins
 from koala.inference import Colorizer, predict_ab
-from koala.losses import get_loss
+from koala.losses import RebalancedCrossEntropy, get_loss
 from koala.models import MODELS, get_model, get_spec, trainable_params
 from koala.models.adversarial import AdversarialColorizer
 from koala.models.cunet import CUNet
 from koala.models.koalarization import EMBEDDING_INPUT_NAME
-from koala.models.zhang16 import RebalancedCrossEntropy
+from koala.runs import resolve_model
 
 # Every registered model with its smoke arguments, and the adversarial mode of resunet34.
 CASES = {name: (name, spec.smoke_args) for name, spec in MODELS.items()}
@@ -205,8 +205,6 @@ def fixed_l() -> np.ndarray:
 
 
 def test_bundled_default_still_loads_and_colorizes_the_same():
-    from koala.inference import resolve_model_path
-
     colorizer = Colorizer.load("default")
     ab = colorizer.network(fixed_l(), training=False).numpy()
     np.testing.assert_allclose(ab[0, ::13, ::17], DEFAULT_NETWORK_PICKS, atol=2e-6)
@@ -217,5 +215,5 @@ def test_bundled_default_still_loads_and_colorizes_the_same():
     assert float(rgb.mean()) == pytest.approx(CHELSEA_MEAN, abs=0.01)
     # Its weights load into the CUNet class its metadata describes: layer names are unchanged.
     network = CUNet(**colorizer.metadata["model_args"])
-    network.load_weights(resolve_model_path("default"))
+    network.load_weights(resolve_model("default"))
     np.testing.assert_array_equal(network(fixed_l(), training=False), ab)

@@ -6,8 +6,8 @@ from koala.color.lab import (
     AB_NORM,
     L_CENT,
     L_NORM,
-    colorize_lab,
     join_lab,
+    l_ab_to_rgb,
     lab_to_rgb,
     rgb_to_l,
     rgb_to_lab,
@@ -30,7 +30,7 @@ from koala.color.gamut import (
 )
 
 __all__ = [
-    "AB_NORM", "L_CENT", "L_NORM", "colorize_lab", "join_lab", "lab_to_rgb",
+    "AB_NORM", "L_CENT", "L_NORM", "join_lab", "l_ab_to_rgb", "lab_to_rgb",
     "rgb_to_l", "rgb_to_lab", "split_lab",
     "GRID", "NEIGHBOURS", "PRIOR_LAMBDA", "SIGMA", "TEMPERATURE", "ab_bins", "ab_histogram",
     "annealed_mean", "nearest_bins", "pixel_weights", "rebalance_weights", "smooth_prior", "soft_encode",

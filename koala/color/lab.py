@@ -88,6 +88,7 @@ def rgb_to_l(rgb: tf.Tensor) -> tf.Tensor:
     return split_lab(rgb_to_lab(rgb))[0]
 
 
-def colorize_lab(l_norm: tf.Tensor, ab_norm: tf.Tensor) -> tf.Tensor:
-    """RGB in [0, 1] from normalised L and predicted normalised ab."""
+def l_ab_to_rgb(l_norm: tf.Tensor, ab_norm: tf.Tensor) -> tf.Tensor:
+    """RGB in [0, 1] from normalised L and normalised ab (joined into Lab, then converted): a
+    prediction with the predicted ab, the grayscale baseline with ab = 0."""
     return lab_to_rgb(join_lab(l_norm, ab_norm))

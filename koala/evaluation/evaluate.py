@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from koala.color import colorize_lab, rgb_to_l, rgb_to_lab
+from koala.color import l_ab_to_rgb, rgb_to_l, rgb_to_lab
 from koala.evaluation import METRICS, PROTOCOL, metrics
 from koala.images import ImageError, load_rgb, resize_short_side, to_uint8
 from koala.inference import Colorizer
@@ -25,7 +25,7 @@ PER_IMAGE = ("psnr", "ssim", "ab_mse", "auc", "bin_acc", "coarse_acc", "colourfu
 def gray_baseline(rgb: np.ndarray) -> np.ndarray:
     """The photo's own L with ab = 0: what 'doing nothing' scores."""
     l_norm = rgb_to_l(rgb)
-    return colorize_lab(l_norm, np.zeros(l_norm.shape[:-1] + (2,), np.float32)).numpy()
+    return l_ab_to_rgb(l_norm, np.zeros(l_norm.shape[:-1] + (2,), np.float32)).numpy()
 
 
 def load_at_size(path: str, size: int | None = None) -> np.ndarray:

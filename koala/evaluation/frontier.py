@@ -19,7 +19,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from koala.color import TEMPERATURE, colorize_lab, rgb_to_l
+from koala.color import TEMPERATURE, l_ab_to_rgb, rgb_to_l
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size, summarise
 from koala.images import group_by_source, list_images, write_atomic
 from koala.inference import Colorizer, predict_ab
@@ -95,7 +95,7 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
             for t, ab_fn in fns.items():
                 ab = ab_fn(l_full)
                 for s in (s for pt, s in pairs[label] if pt == t):
-                    rows[(label, t, s)].append(image_scores(colorize_lab(l_full, ab * s)[0].numpy(), true))
+                    rows[(label, t, s)].append(image_scores(l_ab_to_rgb(l_full, ab * s)[0].numpy(), true))
     if not gray_rows:
         raise ValueError("no readable images to evaluate")
     points = []

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from koala.color import colorize_lab
+from koala.color import l_ab_to_rgb
 from koala.runs import Run
 
 
@@ -80,9 +80,9 @@ class SampleGrid(keras.callbacks.Callback):
 
         pred_ab = np.asarray(self.to_ab(self.model.predict(self.inputs, verbose=0)))
         rows = [
-            colorize_lab(self.l_batch, np.zeros_like(self.ab_batch)).numpy(),
-            colorize_lab(self.l_batch, pred_ab).numpy(),
-            colorize_lab(self.l_batch, self.ab_batch).numpy(),
+            l_ab_to_rgb(self.l_batch, np.zeros_like(self.ab_batch)).numpy(),
+            l_ab_to_rgb(self.l_batch, pred_ab).numpy(),
+            l_ab_to_rgb(self.l_batch, self.ab_batch).numpy(),
         ]
         n = len(self.l_batch)
         fig, axes = plt.subplots(3, n, figsize=(2 * n, 6), squeeze=False)
