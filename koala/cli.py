@@ -203,7 +203,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if len(models) > 1:
         raise ValueError("give one --model, or several with --sweep/--sweep-temperature to compare frontiers")
     from koala.evaluation.evaluate import evaluate, format_table
-    from koala.images import list_images
+    from koala.images import list_images, write_atomic
 
     paths = list_images(args.data)[: args.limit]
     colorizer = Colorizer.load(models[0], saturation=args.saturation, temperature=args.temperature)
@@ -218,8 +218,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
           f"{report['images_per_second']:.2f} images/s ({report['megapixels_per_second']:.3f} MP/s); "
           f"metrics as in koala's {report['protocol']}")
     print(format_table(report))
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
+    if args.out:  # atomic: a kill never leaves half a report in place of the last one
+        write_atomic(args.out, json.dumps(report, indent=2).encode(), overwrite=True)
         print(f"report written to {args.out}")
     return 0
 
