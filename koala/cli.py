@@ -256,8 +256,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     cc = compare_config.load(args.config, args.preset, list(args.set or []))
     folder = runner.compare(cc, out=args.out, overwrite=args.overwrite)
-    print(compare_report.format_table(json.loads((folder / "report.json").read_text())))
-    print(f"report written to {folder}/ (report.md, report.json, curves.png, grid.png)")
+    summary = json.loads((folder / "report.json").read_text())
+    print(compare_report.format_table(summary))
+    files = ["report.md", "report.json", "curves.png", "grid.png", *summary.get("frontier", {}).values()]
+    print(f"report written to {folder}/ ({', '.join(files)})")
     return 0
 
 

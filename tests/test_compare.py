@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import save_run
 from koala.cli import main
 from koala.evaluation import METRICS
 from koala.evaluation.compare import config as compare_config
@@ -70,6 +71,66 @@ def test_loaded_run_entry_is_reported_without_training(tmp_path, constant_ab_run
     assert "| constant (cunet) |" in table and "| gray baseline | — |" in table
     assert "Metrics as defined in koala's docs/metrics.md" in table
     assert not (tmp_path / "report" / "runs").exists()  # nothing was trained
+    assert "frontier" not in summary and not (folder / "frontier.json").exists()  # no eval.sweep, no frontier
+    assert "## Frontier" not in table
+
+
+@pytest.fixture(scope="module")
+def random_run(tmp_path_factory):
+    """A tiny untrained CU-Net as a run folder: a second model beside the constant one."""
+    from koala.models import get_model
+
+    return save_run(tmp_path_factory.mktemp("runs") / "random", get_model("cunet", base_filters=4, batch_norm=False))
+
+
+def test_eval_sweep_draws_the_frontier_of_every_model_on_the_tables_photos(tmp_path, constant_ab_run, random_run,
+                                                                            photo_dir, capsys):
+    config = tmp_path / "compare.yaml"
+    config.write_text(json.dumps({"train": {"preset": "smoke"},
+                                  "models": {"constant": {"run": constant_ab_run}, "random": {"run": random_run}},
+                                  "eval": {"data": str(photo_dir), "size": 32, "limit": 3, "samples": 1,
+                                           "sweep": [0, 1], "groups": {"everything": ["."]}}}))  # JSON is YAML
+    folder = tmp_path / "report"
+    assert main(["compare", "--config", str(config), "--out", str(folder)]) == 0
+    assert "frontier.json, frontier.png)" in capsys.readouterr().out
+    summary = json.loads((folder / "report.json").read_text())
+    assert summary["frontier"] == {"json": "frontier.json", "png": "frontier.png"}
+    frontier = json.loads((folder / summary["frontier"]["json"]).read_text())
+    assert (frontier["images"], frontier["size"]) == (3, 32)
+    points = {(p["model"], p["value"]): p for p in frontier["sweep"]}
+    assert len(frontier["sweep"]) == 4 and set(points) == {(m, v) for m in ("constant", "random") for v in (0, 1)}
+    for label in ("constant", "random"):
+        # Saturation 0 is the gray baseline; 1 is the model as the table scored it, on the same photos.
+        assert points[(label, 0)]["psnr"] == pytest.approx(frontier["gray"]["psnr"], abs=1e-6)
+        assert points[(label, 1)]["psnr"] == pytest.approx(summary["models"][label]["evaluation"]["model"]["psnr"],
+                                                           abs=1e-4)
+        assert points[(label, 1)]["groups"]["everything"]["psnr"] == pytest.approx(points[(label, 1)]["psnr"])
+    assert frontier["gray"]["psnr"] == pytest.approx(summary["gray_baseline"]["psnr"], abs=1e-6)
+    assert png_size(folder / "frontier.png")[0] > 600
+    report = (folder / "report.md").read_text()
+    frontier_section = report[report.index("## Frontier"):]
+    assert "| constant | 1 |" in frontier_section and "| gray baseline | 0 |" in frontier_section
+    assert "everything PSNR vs gray" in frontier_section and "![frontier](frontier.png)" in frontier_section
+
+
+@pytest.mark.parametrize("values, field, shown", [
+    ({"sweep": [1, "x"]}, "eval.sweep", "'x'"),
+    ({"sweep": 1.2}, "eval.sweep", "1.2"),
+    ({"sweep": [-0.5]}, "eval.sweep", "-0.5"),
+    ({"sweep": []}, "eval.sweep", "[]"),
+    ({"groups": ["bsds500"]}, "eval.groups", "'bsds500'"),
+    ({"groups": {"general": "bsds500"}}, "eval.groups", "'bsds500'"),
+])
+def test_eval_sweep_and_groups_are_validated(values, field, shown):
+    with pytest.raises(ValueError, match=f"^{field}: ") as error:
+        compare_config.from_dict({"eval": values})
+    assert shown in str(error.value) and "\n" not in str(error.value)
+
+
+def test_eval_sweep_reads_from_set_values():
+    cc = compare_config.load(preset="smoke", overrides=["eval.sweep=[0, 1.2]", "eval.groups={general: [a, b]}"])
+    assert (cc.eval.sweep, cc.eval.groups) == ([0.0, 1.2], {"general": ["a", "b"]})
+    assert compare_config.load(preset="smoke").eval.sweep is None  # no frontier unless asked
 
 
 def png_size(path: Path) -> tuple[int, int]:

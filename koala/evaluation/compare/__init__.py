@@ -12,6 +12,10 @@ the same run and photos). The folder::
     grid.png      gray input | each model | ground truth, for a fixed sample of photos plus each
                   model's worst and best photo by PSNR
     runs/         the run folders of the models trained here
+    frontier.json, frontier.png
+                  with ``eval.sweep``: every scored model at each saturation on the same photos
+                  and size (:func:`koala.evaluation.frontier.sweep_report`, as ``koala evaluate
+                  --sweep`` writes), beside gray; report.md gains a Frontier section
 
 A compare config (YAML) names a preset to start from and overrides any of::
 
@@ -21,6 +25,8 @@ A compare config (YAML) names a preset to start from and overrides any of::
     models: all          # every registered model; or a list of names; or {label: overrides}
     model_args: {cunet: {base_filters: 8}}   # per architecture, used when a model is trained
     eval: {data: "", size: 64, limit: 200, samples: 4, fid: ""}
+    # optional: eval.sweep: [0, 0.5, 1, 1.5] (saturations: the frontier) and
+    # eval.groups: {general: [bsds500, urban100]} (sources also scored together on it)
 
 A model entry of ``models`` may override any training field (``{model: cunet, train: {loss:
 mse}}``) or load a finished run instead (``{run: runs/default}``). A finished run folder of the

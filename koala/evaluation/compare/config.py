@@ -37,7 +37,9 @@ class EvalSettings:
     """data: folder or split file ("" = the training config's validation photos); size: side of
     the square the photos are scored at (None = the training image_size); limit: first N photos;
     samples: photos in the grid besides each model's worst and best; fid: "" (none),
-    "inception_v3" or a .keras feature model, with fid_weights and fid_size as in ``koala evaluate``."""
+    "inception_v3" or a .keras feature model, with fid_weights and fid_size as in ``koala evaluate``;
+    sweep: saturations to also score every model at, on the same photos, for the PSNR-colourfulness
+    frontier (None = no frontier); groups: {name: [sources]} also scored together on the frontier."""
 
     data: str = ""
     size: int | None = None
@@ -46,6 +48,34 @@ class EvalSettings:
     fid: str = ""
     fid_weights: str = "imagenet"
     fid_size: int | None = None
+    sweep: list[float] | None = None
+    groups: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sweep = check_sweep(self.sweep)
+        self.groups = check_groups(self.groups)
+
+
+def check_sweep(sweep: Any) -> list[float] | None:
+    """eval.sweep: None, or a non-empty list of saturations >= 0 (as floats)."""
+    if sweep is None:
+        return None
+    if (not isinstance(sweep, (list, tuple)) or not sweep
+            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0 for s in sweep)):
+        raise ValueError(f"eval.sweep: expected a list of saturations >= 0 like [0, 0.5, 1]; got {sweep!r}")
+    return [float(s) for s in sweep]
+
+
+def check_groups(groups: Any) -> dict[str, list[str]]:
+    """eval.groups: a mapping of group names to non-empty lists of source names."""
+    if groups is None:
+        return {}
+    if (not isinstance(groups, dict)
+            or not all(isinstance(name, str) and isinstance(members, (list, tuple)) and members
+                       and all(isinstance(m, str) for m in members) for name, members in groups.items())):
+        raise ValueError(f"eval.groups: expected {{name: [source, ...]}} like {{general: [bsds500, urban100]}}; "
+                         f"got {groups!r}")
+    return {name: list(members) for name, members in groups.items()}
 
 
 @dataclass

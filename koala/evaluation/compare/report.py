@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from koala.evaluation import METRICS, PROTOCOL
+from koala.evaluation.frontier import markdown_table
 
 TABLE_HEAD = ("model", "params", "train s", "train img/s", "infer img/s")
 SHORT = {"colourfulness": "CF", "colourfulness_ratio": "CF ratio", "delta_colourfulness": "ΔCF"}
@@ -39,9 +40,19 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def format_report(summary: dict, rows: list[tuple[str, str]]) -> str:
+def format_frontier(frontier: dict, png: str) -> list[str]:
+    """report.md's Frontier section: the sweep's table and the plot (``png``, relative to report.md)."""
+    saturations = ", ".join(f"{s:g}" for s in sorted({p["saturation"] for p in frontier["sweep"]}))
+    return ["", "## Frontier", "",
+            f"Each model with its predicted ab scaled by {saturations} (saturation; 0 is the gray baseline), "
+            f"on the same {frontier['images']} photo(s) at the same size as the table:", "",
+            markdown_table(frontier), "", f"PSNR against colourfulness ratio: ![frontier]({png})"]
+
+
+def format_report(summary: dict, rows: list[tuple[str, str]], frontier: dict | None = None) -> str:
     """report.md's text: the setting, :func:`format_table`, what each column means, the failed
-    models, and the curves and the grid (``rows``: (photo path, why it is shown))."""
+    models, the curves and the grid (``rows``: (photo path, why it is shown)), and with
+    ``frontier`` (a :func:`koala.evaluation.frontier.sweep_report`) its Frontier section."""
     b = summary["budget"]
     steps = f"{b['steps_per_epoch']} steps" if b["steps_per_epoch"] else "full passes"
     lines = [
@@ -66,6 +77,8 @@ def format_report(summary: dict, rows: list[tuple[str, str]]) -> str:
     lines += ["", "Training curves: ![curves](curves.png)", "",
               "Gray input | each model | ground truth: ![grid](grid.png)", ""]
     lines += [f"- row {i + 1}: `{Path(path).name}` ({why})" for i, (path, why) in enumerate(rows)]
+    if frontier is not None:
+        lines += format_frontier(frontier, summary["frontier"]["png"])
     return "\n".join(lines) + "\n"
 
 
@@ -74,6 +87,6 @@ def write_json(summary: dict, folder: Path) -> None:
     (folder / "report.json").write_text(json.dumps(summary, indent=2, default=str))
 
 
-def write_markdown(summary: dict, rows: list[tuple[str, str]], folder: Path) -> None:
-    """report.md: :func:`format_report`, beside the curves and the grid of ``rows``."""
-    (folder / "report.md").write_text(format_report(summary, rows))
+def write_markdown(summary: dict, rows: list[tuple[str, str]], folder: Path, frontier: dict | None = None) -> None:
+    """report.md: :func:`format_report`, beside the curves, the grid of ``rows`` and the frontier."""
+    (folder / "report.md").write_text(format_report(summary, rows, frontier))

@@ -15,6 +15,7 @@ from koala.evaluation.compare.config import CompareConfig
 from koala.evaluation.compare.plots import grid_rows, plot_curves, plot_grid
 from koala.evaluation.compare.report import write_json, write_markdown
 from koala.evaluation.evaluate import evaluate
+from koala.evaluation.frontier import sweep_report, write_report
 from koala.evaluation.metrics import load_feature_extractor
 from koala.data.sources import data_source
 from koala.images import list_images
@@ -88,9 +89,22 @@ def run_facts(entry: Entry, network: keras.Model) -> dict:
             "train_seconds": seconds, "epochs": epochs, "train_images_per_second": speed}
 
 
+def write_frontier(cc: CompareConfig, colorizers: dict[str, Colorizer], source: str, size: int, folder: Path,
+                   progress: bool = True) -> tuple[dict, dict[str, str]]:
+    """The saturation frontier (``cc.eval.sweep``, ``cc.eval.groups``) of the scored models on the
+    table's photos (``source``, ``cc.eval.limit``) at its ``size``, so its numbers match the table;
+    written to frontier.json and frontier.png in ``folder``. Returns the frontier report and
+    {"json": ..., "png": ...}, the file names in ``folder``."""
+    report = sweep_report(colorizers, str(source), cc.eval.sweep, None, size, cc.eval.limit, progress,
+                          cc.eval.groups)
+    json_path, png_path = write_report(report, folder / "frontier.json")
+    return report, {"json": json_path.name, "png": png_path.name}
+
+
 def compare(cc: CompareConfig, out: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> Path:
     """Train or load every model of ``cc``, evaluate them on the same photos and write the
-    report folder (``out``, default ``cc.out``); returns the folder."""
+    report folder (``out``, default ``cc.out``); returns the folder. With ``cc.eval.sweep``, also
+    the saturation frontier of every scored model on those photos at that size (frontier.json, .png)."""
     if out is not None:
         cc = dataclasses.replace(cc, out=str(out))
     folder = Path(cc.out)
@@ -122,16 +136,21 @@ def compare(cc: CompareConfig, out: str | Path | None = None, overwrite: bool = 
     if not results:
         raise RuntimeError(f"every model failed: {failures}")
 
+    frontier, frontier_files = None, {}
+    if cc.eval.sweep is not None:
+        frontier, frontier_files = write_frontier(cc, colorizers, source, size, folder, progress)
+
     first = next(iter(results.values()))["evaluation"]
     summary = {"data": str(source), "images": first["images"], "size": size, "out": str(folder),
                "budget": {"epochs": base.train.epochs, "steps_per_epoch": base.train.steps_per_epoch,
                           "batch_size": base.data.batch_size, "image_size": base.data.image_size},
                "fid_extractor": first.get("fid_extractor"),
                "gray_baseline": first["gray_baseline"], "models": results, "failed": failures,
+               **({"frontier": frontier_files} if frontier_files else {}),
                "config": {**dataclasses.asdict(cc)}}
     write_json(summary, folder)
     plot_curves({label: Run(r["run"]).history() for label, r in results.items()}, folder / "curves.png")
     rows = grid_rows([p["path"] for p in first["per_image"]], results, cc.eval.samples)
     plot_grid(rows, colorizers, size, folder / "grid.png")
-    write_markdown(summary, rows, folder)
+    write_markdown(summary, rows, folder, frontier)
     return folder
