@@ -107,12 +107,16 @@ def _output_dir(out: str) -> Path:
 def _cmd_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from koala.data.hints import HintError
     from koala.images import ImageError, write_atomic
     from koala.inference import Colorizer
 
+    hints = _read_hints_option(args.hints, args.inputs)
     pairs, errors = _expand_inputs(args.inputs)
     for line in errors:
         print(f"koala colorize: {line}", file=sys.stderr)
+    if hints is not None and len(pairs) > 1:
+        raise ValueError(f"--hints {args.hints}: {args.inputs[0]} names {len(pairs)} photos; a hints file is for one photo")
     out_dir = _output_dir(args.out_dir)
     colorizer = Colorizer.load(args.model, saturation=args.saturation, temperature=args.temperature)
     originals = {os.path.realpath(source) for source, _ in pairs}
@@ -136,13 +140,32 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             failed += 1
             continue
         try:
-            write_atomic(target, colorizer.colorize_png(source), overwrite=args.overwrite)
+            png = colorizer.colorize_png(source, hints=hints)
+        except HintError as e:  # the hints do not fit this photo: stop, as for a bad hints file
+            raise ValueError(f"--hints {args.hints}: {e}") from None
         except (ImageError, OSError) as e:
             report(str(e) if isinstance(e, ImageError) else f"{source}: {e}")
+            failed += 1
+            continue
+        try:
+            write_atomic(target, png, overwrite=args.overwrite)
+        except OSError as e:
+            report(f"{source}: {e}")
             failed += 1
     done = len(pairs) - (failed - len(errors))
     print(f"colorized {done} of {len(pairs)} image(s) into {out_dir}/", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _read_hints_option(path: str | None, inputs: list[str]):
+    """The ``--hints`` file's table (checked, before any model is loaded), or None without one."""
+    if path is None:
+        return None
+    from koala.data.hints import read_hints
+
+    if len(inputs) != 1:
+        raise ValueError(f"--hints {path}: give one photo with a hints file (got {len(inputs)} inputs)")
+    return read_hints(path)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -359,10 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("colorize", help="colorize photos at full resolution")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs")
     p.add_argument("-o", "--out-dir", required=True, help="folder for the colorized PNGs")
-    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--model", default="default",
+                   help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature for models that predict colour distributions (zhang16)")
+    p.add_argument("--hints", metavar="HINTS.json",
+                   help='colour hints for the one photo given (models with hint inputs, e.g. --model hints): '
+                        'a JSON list of {"x": px, "y": px, "color": "#rrggbb", "radius": px (optional)} '
+                        "in the photo's pixels; the colour's lightness is ignored")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_colorize)
 

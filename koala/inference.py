@@ -9,6 +9,10 @@ own depth (1-3 bytes a pixel), and the full-resolution work (L, and L joined wit
 ab into RGB) is done in stripes of ``STRIPE_PIXELS``, so no float32 copy of the whole photo is
 ever made: the network's input is shrunk from L stripe by stripe (along the rows, then once
 along the columns; the antialiased resize is separable).
+
+A model with hint inputs (:mod:`koala.data.hints`) takes a person's colour hints: the hint table
+(K, 6), in the photo's own pixels, is one more input of the traced graph, painted into the hint
+channels at the working size; with no hints (K = 0) it colorizes automatically.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from koala.color import l_ab_to_rgb, rgb_to_l
+from koala.data.hints import HINT_COLUMNS, HINTS_INPUT_NAME, check_inside, parse_hints, rasterise_hints
 from koala.images import MAX_PIXELS, load_pixels
 from koala.models import get_spec
 from koala.models.layers import with_policy
@@ -98,10 +103,12 @@ def _bilinear_rows(image: tf.Tensor, out_height: tf.Tensor, start: tf.Tensor, st
 
 def colorize_pixels(
     network: Callable[[tf.Tensor], tf.Tensor], pixels: tf.Tensor, size: int, multiple: int,
-    saturation: tf.Tensor | float = 1.0, out_dtype: tf.DType = tf.uint8,
+    saturation: tf.Tensor | float = 1.0, out_dtype: tf.DType = tf.uint8, hints: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> colorized RGB (N, H, W, 3), as
-    uint8 (rounded as :func:`koala.images.to_uint8`) or float32 in [0, 1].
+    uint8 (rounded as :func:`koala.images.to_uint8`) or float32 in [0, 1]. ``hints``: one hint
+    table per photo (N, K, 6; :func:`koala.data.hints.parse_hints`) for a network that takes them
+    as ``network(l_small, hint_channels)`` (default None: ``network(l_small)``).
 
     The same colours as resizing ab to full size and joining it with L over the whole picture,
     computed in stripes of about ``STRIPE_PIXELS``. Pure TF ops, so :mod:`koala.export` traces this
@@ -118,7 +125,10 @@ def colorize_pixels(
 
     l_narrow = _by_stripes(narrow, height, rows, tf.float32, 1)  # (N, H, working width, 1): no full-size L
     small = tf.image.resize(l_narrow, small_shape, antialias=True)
-    ab_small = tf.cast(network(small), tf.float32)
+    if hints is None:
+        ab_small = tf.cast(network(small), tf.float32)
+    else:
+        ab_small = tf.cast(network(small, rasterise_hints(hints, tf.stack([height, width]), small_shape)), tf.float32)
     ab_wide = tf.image.resize(ab_small, tf.stack([tf.shape(ab_small)[1], width]), method="bilinear")
 
     def join(start, stop):
@@ -185,14 +195,43 @@ class Colorizer:
         """Whether the network predicts a colour distribution that ``temperature`` decodes."""
         return bool(self.metadata) and get_spec(self.metadata["model"]).decode is not None
 
-    def network_fn(self) -> Callable[[tf.Tensor], tf.Tensor]:
-        """L at working size -> normalised ab, through the model's inference hooks."""
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the network has hint inputs (:mod:`koala.data.hints`) beside L."""
+        inputs = self.network.input
+        return isinstance(inputs, dict) and HINTS_INPUT_NAME in inputs
+
+    def network_fn(self) -> Callable[..., tf.Tensor]:
+        """L at working size -> normalised ab, through the model's inference hooks; a model with
+        hint inputs also takes hint channels as a second argument (default: none)."""
         spec = get_spec(self.metadata["model"]) if self.metadata else None
-        call = (spec.inference_network(self.network, self.metadata) if spec and spec.inference_network
-                else lambda l_small: self.network(l_small, training=False))
+        automatic = (spec.inference_network(self.network, self.metadata) if spec and spec.inference_network
+                     else lambda l_small: self.network(l_small, training=False))
+        call = automatic
+        if self.takes_hints:
+            def call(l_small, hints=None):
+                if hints is None:
+                    return automatic(l_small)
+                return self.network({"L": l_small, HINTS_INPUT_NAME: hints}, training=False)
         if spec and spec.decode:
-            return lambda l_small: spec.decode(call(l_small), self.temperature)
+            return lambda *args: spec.decode(call(*args), self.temperature)
         return call
+
+    def hint_table(self, hints, size: tuple[int, int]) -> np.ndarray:
+        """``hints`` (a list of hint objects, or a table from :func:`koala.data.hints.parse_hints`)
+        checked against a photo of ``size`` (width, height) and against the model -> (K, 6)."""
+        if hints is None:
+            return np.zeros((0, len(HINT_COLUMNS)), np.float32)
+        if isinstance(hints, np.ndarray):
+            table = hints.astype(np.float32).reshape(-1, len(HINT_COLUMNS))
+            check_inside(table, size)
+        else:
+            table = parse_hints(hints, size)
+        if len(table) and not self.takes_hints:
+            model = (self.metadata or {}).get("model", self.network.name)
+            raise ValueError(f"hints: this model ({model}) takes no hints; use --model hints "
+                             "(or a model trained with hints: true)")
+        return table
 
     def graph(self, dtype: tf.DType = tf.float32, out_dtype: tf.DType = tf.float32
               ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
@@ -203,35 +242,43 @@ class Colorizer:
         key = (id(self.network), self.temperature, self.image_size, self.multiple, dtype, out_dtype)
         if key not in self._graphs:
             network, size, multiple = self.network_fn(), self.image_size, self.multiple
+            signature = [tf.TensorSpec([None, None, None, None], dtype), tf.TensorSpec([], tf.float32)]
 
-            def run(pixels: tf.Tensor, saturation: tf.Tensor) -> tf.Tensor:
+            def run(pixels: tf.Tensor, saturation: tf.Tensor, hints: tf.Tensor | None = None) -> tf.Tensor:
                 if out_dtype == tf.string:
-                    return tf.io.encode_png(colorize_pixels(network, pixels, size, multiple, saturation)[0])
-                return colorize_pixels(network, pixels, size, multiple, saturation, out_dtype)
+                    return tf.io.encode_png(colorize_pixels(network, pixels, size, multiple, saturation,
+                                                            hints=hints)[0])
+                return colorize_pixels(network, pixels, size, multiple, saturation, out_dtype, hints)
 
-            self._graphs[key] = tf.function(
-                run,
-                input_signature=[tf.TensorSpec([None, None, None, None], dtype), tf.TensorSpec([], tf.float32)],
-            )
+            if self.takes_hints:  # one graph for any number of hints, none included
+                signature.append(tf.TensorSpec([None, None, len(HINT_COLUMNS)], tf.float32))
+            self._graphs[key] = tf.function(run, input_signature=signature)
         return self._graphs[key]
 
-    def _run(self, pixels: np.ndarray, out_dtype: tf.DType) -> tf.Tensor:
+    def _run(self, pixels: np.ndarray, out_dtype: tf.DType, hints=None) -> tf.Tensor:
+        table = self.hint_table(hints, (pixels.shape[1], pixels.shape[0]))
         pixels = pixels[None] if pixels.ndim == 3 else pixels[None, ..., None]
         graph = self.graph(tf.as_dtype(pixels.dtype), out_dtype)
-        return graph(tf.convert_to_tensor(pixels), tf.constant(self.saturation, tf.float32))
+        extra = [tf.constant(table[None])] if self.takes_hints else []
+        return graph(tf.convert_to_tensor(pixels), tf.constant(self.saturation, tf.float32), *extra)
 
-    def colorize_float(self, rgb: np.ndarray) -> np.ndarray:
-        """Float RGB (H, W, 3) in [0, 1] -> colorized float RGB, same size."""
-        return self._run(np.asarray(rgb, np.float32), tf.float32)[0].numpy()
+    def colorize_float(self, rgb: np.ndarray, hints=None) -> np.ndarray:
+        """Float RGB (H, W, 3) in [0, 1] -> colorized float RGB, same size (``hints`` as :meth:`colorize`)."""
+        return self._run(np.asarray(rgb, np.float32), tf.float32, hints)[0].numpy()
 
-    def colorize(self, image: np.ndarray | str | os.PathLike | bytes) -> np.ndarray:
-        """A photo (path, encoded bytes, or uint8/uint16/float array, gray or RGB) -> uint8 RGB."""
-        return self._run(as_pixels(image), tf.uint8)[0].numpy()
+    def colorize(self, image: np.ndarray | str | os.PathLike | bytes, hints=None) -> np.ndarray:
+        """A photo (path, encoded bytes, or uint8/uint16/float array, gray or RGB) -> uint8 RGB.
 
-    def colorize_png(self, image: np.ndarray | str | os.PathLike | bytes) -> bytes:
+        ``hints`` (models with hint inputs): a list of ``{"x": px, "y": px, "color": "#rrggbb",
+        "radius": px}`` in the photo's pixels (radius optional), or their table from
+        :func:`koala.data.hints.parse_hints`; a bad hint raises :class:`koala.data.hints.HintError`.
+        """
+        return self._run(as_pixels(image), tf.uint8, hints)[0].numpy()
+
+    def colorize_png(self, image: np.ndarray | str | os.PathLike | bytes, hints=None) -> bytes:
         """:meth:`colorize` as PNG bytes, encoded in the graph: PIL would first copy a big scan
         to 4 bytes a pixel, and TensorFlow's encoder is also faster (24 MP: 3.9 s against 6.6 s)."""
-        return self._run(as_pixels(image), tf.string).numpy()
+        return self._run(as_pixels(image), tf.string, hints).numpy()
 
 
 def as_pixels(image: np.ndarray | str | os.PathLike | bytes) -> np.ndarray:

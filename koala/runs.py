@@ -12,7 +12,7 @@
     backup/        Keras' BackupAndRestore state while training; gone once the run finished
 
 Everything else asks :class:`Run` for these paths. :func:`resolve_model` turns what a user types
-(``default``, a run folder or a ``.keras`` file) into a model file, and :func:`model_metadata`
+(``default``, ``hints``, a run folder or a ``.keras`` file) into a model file, and :func:`model_metadata`
 finds that file's metadata.
 
 Example::
@@ -33,6 +33,8 @@ from koala.images import write_atomic
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default.keras"
+HINTS_MODEL = WEIGHTS_DIR / "hints.keras"  # the bundled model that takes colour hints
+BUNDLED = {"default": DEFAULT_MODEL, "hints": HINTS_MODEL}
 BEST_CHECKPOINT = "best.keras"
 RUN_METADATA = "koala.json"
 BACKUP_STATE = "training_metadata.json"  # what Keras' BackupAndRestore writes in backup/
@@ -100,9 +102,14 @@ class Run:
 
 
 def resolve_model(spec: str | os.PathLike) -> Path:
-    """``default`` -> the bundled model; a run folder -> its best checkpoint; else the file itself."""
-    if str(spec) == "default":
-        return DEFAULT_MODEL
+    """``default`` or ``hints`` -> that bundled model; a run folder -> its best checkpoint; else the
+    file itself."""
+    if str(spec) in BUNDLED:
+        path = BUNDLED[str(spec)]
+        if not path.is_file():
+            raise FileNotFoundError(f"{spec}: the bundled model {path.name} is not installed (koala/weights/ "
+                                    f"has no {path.name}; give a run folder or a .keras file instead)")
+        return path
     path = Path(spec)
     if path.is_dir():
         path = Run(path).best

@@ -100,3 +100,31 @@ def photo_files(tmp_path_factory) -> dict[str, Path]:
 
     folder = _once("photos", tmp_path_factory, build)
     return {p.name: p for p in sorted(folder.iterdir())}
+
+
+def make_tiny_hint_model(folder: str | Path) -> Path:
+    """:func:`make_tiny_model` with hint inputs whose first convolution is random rather than zero,
+    so hints visibly change the colours (the untrained, zero-initialised one would ignore them)."""
+    import keras
+
+    from koala.models import get_model, get_spec
+    from koala.runs import Run
+
+    run = Run(folder)
+    run.path.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(0)
+    model = get_model("cunet", base_filters=4, hints=True)
+    kernel, _ = model.get_layer("ab_conv").get_weights()
+    model.get_layer("ab_conv").set_weights([kernel * 0.1, np.asarray(AB_BIAS, np.float32)])
+    (hint_kernel,) = model.get_layer("hints_conv").get_weights()
+    model.get_layer("hints_conv").set_weights([np.random.default_rng(0).normal(0, 2, hint_kernel.shape)])
+    model.save(run.best)
+    run.write_metadata({"model": "cunet", "model_args": {"base_filters": 4, "hints": True},
+                        "image_size": TINY_SIZE, "multiple": get_spec("cunet").multiple})
+    return run.path
+
+
+@pytest.fixture(scope="session")
+def tiny_hint_model(tmp_path_factory) -> Path:
+    """A run folder with a tiny CU-Net whose colours follow hints (:func:`make_tiny_hint_model`)."""
+    return _once("tiny-hint-model", tmp_path_factory, make_tiny_hint_model)

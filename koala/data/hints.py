@@ -9,23 +9,49 @@ is drawn from a normal distribution around the crop's centre (sigma a quarter of
 the patch is filled with the mean true ab inside it. Evaluation places a fixed number of
 hints the same way, from a seed, so every model sees the same hints.
 
+A person's hints (the CLI, the Python API, the web page, the SavedModel) have one format: a list
+of ``{"x": px, "y": px, "color": "#rrggbb", "radius": px}`` (radius optional) in the photo's own
+pixel coordinates. The colour's lightness is ignored: the photo gives L, the hint gives a and b.
+:func:`parse_hints` checks such a list and turns it into a float array (K, 6) of
+:data:`HINT_COLUMNS`, the form every graph takes (the SavedModel's ``hints`` input too), and
+:func:`rasterise_hints` paints it into the hint channels at the network's working size, each hint
+a square patch (``DEFAULT_PATCH`` px there, or its radius scaled).
+
 All ops are stateless and vectorised over the batch (a batch of 16 crops at 128 px with 64 hint
 slots is a few million multiply-adds), so they run inside the tf.data pipeline.
 
 Example::
 
+    table = parse_hints([{"x": 120, "y": 80, "color": "#c02020"}], size=(640, 480))   # (1, 6)
     hints = simulate_hints(ab, seed=tf.constant([0, 1], tf.int64))              # training
     hints = simulate_hints(ab, seed=tf.constant([7, 0], tf.int64), count=10, patch=5)  # 10 hints
 """
 from __future__ import annotations
 
+import json
+import math
+import os
+import re
+
+import numpy as np
 import tensorflow as tf
+
+from koala.color import AB_NORM, lab_to_rgb, rgb_to_lab
 
 STOP_P = 1.0 / 8.0  # ideepcolor's p: the chance that no further hint is added
 PATCH_SIZES = (1, 9)  # smallest and largest square patch side in px (ideepcolor's sample_Ps)
 MAX_HINTS = 64  # hint slots per crop: a geometric count beyond it (p < 2e-4) is cut here
 HINT_CHANNELS = 3  # normalised a, normalised b, mask
 HINTS_INPUT_NAME = "hints"
+MAX_USER_HINTS = 1000  # hints one photo may carry
+DEFAULT_PATCH = 5  # side in px at the working size of a hint without a radius (the paper's evaluation: 5x5)
+HINT_COLUMNS = ("x", "y", "radius", "red", "green", "blue")  # radius 0: DEFAULT_PATCH; colour in [0, 1]
+HINT_FIELDS = ("x", "y", "color", "radius")
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+class HintError(ValueError):
+    """A hint list that cannot be used: the message names the hint (its index) and the reason."""
 
 
 def hint_count(seed: tf.Tensor, batch: tf.Tensor, max_hints: int = MAX_HINTS) -> tf.Tensor:
@@ -61,9 +87,7 @@ def simulate_hints(ab: tf.Tensor, seed: tf.Tensor, count: int | None = None, pat
     cols = _span(left, sizes, width)  # (B, K, W)
     area = tf.cast(sizes * sizes, tf.float32)
     colour = tf.einsum("bkh,bkw,bhwc->bkc", rows, cols, ab) / area[..., None]  # mean ab in each patch
-    cover = tf.einsum("bkh,bkw->bhw", rows, cols)
-    painted = tf.einsum("bkh,bkw,bkc->bhwc", rows, cols, colour) / tf.maximum(cover, 1.0)[..., None]
-    return tf.concat([painted, tf.cast(cover > 0, tf.float32)[..., None]], axis=-1)
+    return _paint(rows, cols, colour)
 
 
 def _gaussian_start(seed: tf.Tensor, shape, side: tf.Tensor, sizes: tf.Tensor) -> tf.Tensor:
@@ -78,3 +102,126 @@ def _span(start: tf.Tensor, sizes: tf.Tensor, side: tf.Tensor) -> tf.Tensor:
     """(B, K, side) float mask: 1 where start <= i < start + size."""
     i = tf.range(side)[None, None, :]
     return tf.cast((i >= start[..., None]) & (i < (start + sizes)[..., None]), tf.float32)
+
+
+def parse_hints(value, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A person's hints (a list of ``{"x", "y", "color", "radius"}`` objects) -> float32 (K, 6) of
+    :data:`HINT_COLUMNS`. With ``size`` (width, height) the positions are checked to lie in the
+    photo. Raises :class:`HintError` naming the first bad hint.
+
+    Example: ``parse_hints([{"x": 3, "y": 4, "color": "#ff0000"}], (10, 10))`` -> [[3, 4, 0, 1, 0, 0]].
+    """
+    if not isinstance(value, list):
+        raise HintError(f"hints must be a list of objects; got {type(value).__name__}")
+    if len(value) > MAX_USER_HINTS:
+        raise HintError(f"too many hints ({len(value):,}; at most {MAX_USER_HINTS:,})")
+    rows = [_parse_hint(i, hint) for i, hint in enumerate(value)]
+    table = np.asarray(rows, np.float32).reshape(len(rows), len(HINT_COLUMNS))
+    if size is not None:
+        check_inside(table, size)
+    return table
+
+
+def _parse_hint(index: int, hint) -> list[float]:
+    def fail(reason: str):
+        raise HintError(f"hint {index}: {reason}")
+
+    if not isinstance(hint, dict):
+        fail(f"must be an object with x, y and color; got {json.dumps(hint)[:40]}")
+    if unknown := sorted(set(hint) - set(HINT_FIELDS)):
+        fail(f"unknown field(s) {', '.join(map(repr, unknown))} (fields: x, y, color, radius)")
+    for name in ("x", "y", "color"):
+        if name not in hint:
+            fail(f"no {name!r}")
+    numbers = {}
+    for name in ("x", "y", "radius"):
+        number = hint.get(name, 0)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            fail(f"{name} must be a number; got {json.dumps(number)[:40]}")
+        numbers[name] = float(number)
+    if "radius" in hint and numbers["radius"] <= 0:
+        fail(f"radius must be above 0 px; got {hint['radius']}")
+    colour = hint["color"]
+    if not isinstance(colour, str) or not _COLOUR.fullmatch(colour):
+        fail(f"color {json.dumps(colour)[:40]} is not a colour (write it as #rrggbb)")
+    rgb = [int(colour[i:i + 2], 16) / 255.0 for i in (1, 3, 5)]
+    return [numbers["x"], numbers["y"], numbers["radius"], *rgb]
+
+
+def read_hints(path: str | os.PathLike) -> np.ndarray:
+    """A hints file (JSON, :func:`parse_hints`'s list), checked but not yet against a photo's size.
+    Errors name the file."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise HintError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise HintError(f"{path}: not JSON ({e})") from None
+    try:
+        return parse_hints(value)
+    except HintError as e:
+        raise HintError(f"{path}: {e}") from None
+
+
+def check_inside(table: np.ndarray, size: tuple[int, int]) -> None:
+    """Raise :class:`HintError` for the first hint of ``table`` (K, 6) outside a photo of ``size``
+    (width, height)."""
+    for i, (x, y) in enumerate(np.asarray(table)[:, :2]):
+        for name, value, side in (("x", x, size[0]), ("y", y, size[1])):
+            if not 0 <= value < side:
+                raise HintError(f"hint {i}: {name}={value:g} is outside the photo "
+                                f"({size[0]} x {size[1]} px: 0 <= {name} < {side})")
+
+
+def rasterise_hints(table: tf.Tensor, photo_shape: tf.Tensor, working_shape: tf.Tensor,
+                    patch: int = DEFAULT_PATCH) -> tf.Tensor:
+    """Hint tables (N, K, 6) in the photo's pixels -> hint channels (N, h, w, 3) at the working
+    shape (h, w): normalised a and b of each hint's colour over its square patch (``patch`` px, or
+    ``2 * round(radius * scale) + 1``), a mask of 1 there. Overlapping patches average their colours,
+    as :func:`simulate_hints` does. TF ops, so the exported SavedModel runs this same code.
+    """
+    table = tf.convert_to_tensor(table, tf.float32)
+    height, width = working_shape[0], working_shape[1]
+    scale = tf.cast(working_shape, tf.float32) / tf.cast(photo_shape, tf.float32)  # (2,) rows, cols
+    half = tf.where(table[..., 2] > 0, tf.round(table[..., 2] * tf.reduce_mean(scale)), float(patch // 2))
+    sizes = 2 * tf.cast(half, tf.int32) + 1
+
+    def start(column: int, axis: int, side: tf.Tensor) -> tf.Tensor:
+        centre = tf.clip_by_value(tf.floor((table[..., column] + 0.5) * scale[axis]), 0.0,
+                                  tf.cast(side - 1, tf.float32))
+        return tf.cast(centre - half, tf.int32)
+
+    rows = _span(start(1, 0, height), sizes, height)
+    cols = _span(start(0, 1, width), sizes, width)
+    ab = rgb_to_lab(table[..., 3:6])[..., 1:] / AB_NORM
+    return _paint(rows, cols, ab)
+
+
+def simulate_user_hints(rgb: np.ndarray, seed: int, count: int, patch: int) -> list[dict]:
+    """``count`` hints as a person would give them, drawn as in training: patch centres normal
+    around the photo's centre (:func:`_gaussian_start`), each hint the mean true colour of its
+    ``patch`` x ``patch`` px square (mean Lab, shown as #rrggbb) at the photo's own size. For
+    scoring a model through the same path as a person's hints (``koala evaluate --hints``).
+    """
+    height, width = rgb.shape[:2]
+    patch = max(1, min(patch, height, width))
+    seeds = tf.random.experimental.stateless_split(tf.constant([seed, count], tf.int64), 2)
+    sizes = tf.fill([1, count], patch)
+    top = _gaussian_start(seeds[0], [1, count], height, sizes)
+    left = _gaussian_start(seeds[1], [1, count], width, sizes)
+    rows, cols = _span(top, sizes, height), _span(left, sizes, width)
+    lab = rgb_to_lab(tf.constant(rgb[None], tf.float32))
+    mean = tf.einsum("bkh,bkw,bhwc->bkc", rows, cols, lab)[0] / float(patch * patch)
+    colours = np.round(lab_to_rgb(mean).numpy() * 255).astype(int)
+    return [{"x": int(x) + patch // 2, "y": int(y) + patch // 2, "color": "#%02x%02x%02x" % tuple(c)}
+            for x, y, c in zip(left.numpy()[0], top.numpy()[0], colours)]
+
+
+def _paint(rows: tf.Tensor, cols: tf.Tensor, colour: tf.Tensor) -> tf.Tensor:
+    """Patches given by row and column masks (B, K, H) and (B, K, W), filled with ``colour``
+    (B, K, 2) -> hint channels (B, H, W, 3); overlaps average."""
+    cover = tf.einsum("bkh,bkw->bhw", rows, cols)
+    painted = tf.einsum("bkh,bkw,bkc->bhwc", rows, cols, colour) / tf.maximum(cover, 1.0)[..., None]
+    return tf.concat([painted, tf.cast(cover > 0, tf.float32)[..., None]], axis=-1)
