@@ -117,7 +117,7 @@ def make_tiny_hint_model(folder: str | Path) -> Path:
     kernel, _ = model.get_layer("ab_conv").get_weights()
     model.get_layer("ab_conv").set_weights([kernel * 0.1, np.asarray(AB_BIAS, np.float32)])
     (hint_kernel,) = model.get_layer("hints_conv").get_weights()
-    model.get_layer("hints_conv").set_weights([np.random.default_rng(0).normal(0, 2, hint_kernel.shape)])
+    model.get_layer("hints_conv").set_weights([np.random.default_rng(0).normal(0, 20, hint_kernel.shape)])
     model.save(run.best)
     run.write_metadata({"model": "cunet", "model_args": {"base_filters": 4, "hints": True},
                         "image_size": TINY_SIZE, "multiple": get_spec("cunet").multiple})

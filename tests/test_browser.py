@@ -7,6 +7,7 @@ runs) and selenium; skipped without them.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy_fixtures import colourfulness, decode, encode, photo, tiny_model  # noqa: F401 (fixtures)
+from deploy_fixtures import colourfulness, decode, encode, photo, tiny_hint_model, tiny_model  # noqa: F401 (fixtures)
 from koala.inference import Colorizer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,10 +43,9 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def served(tiny_model):
-    """`koala serve` on a free loopback port; yields its URL."""
-    command = [sys.executable, "-m", "koala.cli", "serve", "--model", str(tiny_model), "--port", "0"]
+def serve(model):
+    """`koala serve` of ``model`` on a free loopback port; yields its URL."""
+    command = [sys.executable, "-m", "koala.cli", "serve", "--model", str(model), "--port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     try:
@@ -56,6 +56,16 @@ def served(tiny_model):
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model):
+    yield from serve(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def served_hints(tiny_hint_model):
+    yield from serve(tiny_hint_model)
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +158,68 @@ def test_a_failed_upload_clears_the_previous_result(served, browser, tmp_path):
     for element in ("results", "compare-section", "download"):
         assert not browser.find_element(By.ID, element).is_displayed(), element
     assert browser.find_element(By.ID, "result-img").get_attribute("src") in (None, "")
+
+
+def test_place_recolour_and_delete_a_hint(served_hints, browser, tiny_hint_model, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    gray = photo((240, 200), gray=True)
+    upload = tmp_path / "old_dress.png"
+    upload.write_bytes(encode(gray))
+    browser.get(served_hints)
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    wait_for_new_result(browser, None)
+    colorizer = Colorizer.load(tiny_hint_model)
+    automatic = colorizer.colorize(str(upload))
+    assert np.array_equal(image_of(browser, "#result-img"), automatic)
+
+    browser.execute_script("const c = document.getElementById('hint-color');"
+                           "c.value = '#00c040'; c.dispatchEvent(new Event('input'));")
+    result = browser.find_element(By.ID, "result-img")
+    ActionChains(browser).move_to_element_with_offset(result, -40, -20).click().perform()  # left of the centre
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#hint-layer .hint"))
+    hints = wait_for_full_result(browser)
+    assert "preview in" in browser.find_element(By.ID, "status").text
+    assert len(hints) == 1 and hints[0]["color"] == "#00c040"
+    assert 0 <= hints[0]["x"] < 240 and 0 <= hints[0]["y"] < 200
+    guided = image_of(browser, "#result-img")
+    assert np.array_equal(guided, colorizer.colorize(str(upload), hints=hints))  # full size, the Colorizer's pixels
+    x, y = hints[0]["x"], hints[0]["y"]
+    near = (slice(max(0, y - 15), y + 15), slice(max(0, x - 15), x + 15))
+    assert np.abs(guided[near].astype(int) - automatic[near]).mean() > 5  # the colour changed where the hint is
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#hint-layer .hint")) == 1
+    assert browser.find_element(By.ID, "download").is_displayed()
+
+    browser.execute_script("const c = document.getElementById('hint-color');"  # recolour the selected hint
+                           "c.value = '#2040ff'; c.dispatchEvent(new Event('input'));")
+    recoloured = wait_for_full_result(browser)
+    assert recoloured == [{**hints[0], "color": "#2040ff"}]
+    assert np.array_equal(image_of(browser, "#result-img"), colorizer.colorize(str(upload), hints=recoloured))
+
+    marker = browser.find_element(By.CSS_SELECTOR, "#hint-layer .hint")  # drag it to the right
+    ActionChains(browser).click_and_hold(marker).move_by_offset(60, 10).release().perform()
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return JSON.parse(document.getElementById('hint-layer').dataset.hints)[0].x") > hints[0]["x"] + 20)
+    moved = wait_for_full_result(browser)
+    assert np.array_equal(image_of(browser, "#result-img"), colorizer.colorize(str(upload), hints=moved))
+
+    browser.find_element(By.ID, "hint-delete").click()
+    assert wait_for_full_result(browser) == []
+    assert not browser.find_elements(By.CSS_SELECTOR, "#hint-layer .hint")
+    assert np.array_equal(image_of(browser, "#result-img"), automatic)
+    print("status:", browser.find_element(By.ID, "status").text)
+
+
+def wait_for_full_result(driver) -> list[dict]:
+    """Wait until the page shows the full-size result of its current hints; returns those hints."""
+    hints = []
+
+    def shown(d):
+        state = d.execute_script("const r = document.getElementById('result-img');"
+                                 "return [document.getElementById('hint-layer').dataset.hints, r.dataset.hints || '[]',"
+                                 "        r.complete, document.getElementById('status').textContent];")
+        hints[:] = json.loads(state[0])
+        return json.loads(state[1]) == hints and state[2] and state[3].startswith("Done")
+
+    WebDriverWait(driver, 60).until(shown)
+    return list(hints)

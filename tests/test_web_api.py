@@ -3,6 +3,8 @@ and every refusal (413 size, 413 pixels, 400 non-image/truncated/bad parameter, 
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import logging
 import re
 import socket
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 
-from deploy_fixtures import colourfulness, decode, encode, photo, tiny_model  # noqa: F401 (fixtures)
+from deploy_fixtures import colourfulness, decode, encode, photo, tiny_hint_model, tiny_model  # noqa: F401 (fixtures)
 from koala.inference import Colorizer
 from koala.serving.app import Busy, WorkerPool, create_app, make_server
 
@@ -266,3 +268,44 @@ def test_temperature_for_models_that_predict_distributions(tmp_path):
     assert np.array_equal(cold, dataclasses.replace(colorizer, temperature=0.05).colorize(data))
     assert np.abs(cold.astype(int) - warm).mean() > 1
     assert "between" in client.post("/api/colorize?temperature=5", data=data).json["error"]
+
+
+@pytest.fixture(scope="module")
+def hint_client(tiny_hint_model):
+    colorizer = Colorizer.load(tiny_hint_model)
+    return SimpleNamespace(client=create_app(colorizer).test_client(), colorizer=colorizer)
+
+
+def post_hints(client, data: bytes, hints: str):
+    return client.post("/api/colorize", data={"image": (io.BytesIO(data), "photo.png"), "hints": hints},
+                       content_type="multipart/form-data")
+
+
+def test_hints_field_guides_the_colours(hint_client):
+    data = encode(photo(gray=True))
+    hints = [{"x": 10, "y": 12, "color": "#00c000"}, {"x": 40, "y": 30, "color": "#2040ff", "radius": 3}]
+    answer = post_hints(hint_client.client, data, json.dumps(hints))
+    assert answer.status_code == 200, answer.json
+    assert np.array_equal(decode(answer.data), hint_client.colorizer.colorize(data, hints=hints))
+    assert not np.array_equal(decode(answer.data), hint_client.colorizer.colorize(data))
+    assert hint_client.client.get("/healthz").json["supports_hints"] is True
+
+
+@pytest.mark.parametrize("hints, reason", [
+    ("[{", "hints: not JSON (Expecting property name enclosed in double quotes: line 1 column 3 (char 2))"),
+    ('{"x": 1}', "hints: hints must be a list of objects; got dict"),
+    ('[{"x": 1, "y": 1, "color": "#00ff00"}, "red"]', 'hints: hint 1: must be an object with x, y and color; got "red"'),
+    ('[{"x": 1, "y": 1, "color": "green"}]', 'hints: hint 0: color "green" is not a colour (write it as #rrggbb)'),
+    ('[{"x": 1, "y": 40, "color": "#00ff00"}]', "hints: hint 0: y=40 is outside the photo (48 x 40 px: 0 <= y < 40)"),
+    (json.dumps([{"x": 1, "y": 1, "color": "#00ff00"}] * 1001), "hints: too many hints (1,001; at most 1,000)"),
+])
+def test_bad_hints_are_400(hint_client, hints, reason):
+    answer = post_hints(hint_client.client, encode(photo(gray=True)), hints)
+    assert answer.status_code == 400 and answer.json == {"error": reason}
+
+
+def test_hints_for_a_model_without_hint_inputs_are_400(server):
+    answer = requests.post(f"{server.url}/api/colorize", files={"image": ("p.png", encode(photo(gray=True)))},
+                           data={"hints": '[{"x": 1, "y": 1, "color": "#00ff00"}]'}, timeout=60)
+    assert error_of(answer, 400).startswith("hints: cunet takes no hints")
+    assert requests.get(f"{server.url}/healthz", timeout=10).json()["supports_hints"] is False

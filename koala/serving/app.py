@@ -3,11 +3,14 @@
 ``GET /``                the page: drop a photo, compare gray and colour, tune, download the PNG.
 ``POST /api/colorize``   a photo (multipart field ``image``, or the raw bytes as the body) -> PNG.
                          Query parameters ``saturation`` and ``temperature`` (models that
-                         predict colour distributions) are optional.
+                         predict colour distributions) are optional. Models with hint inputs
+                         also take colour hints: the multipart field ``hints``, a JSON list of
+                         ``{"x": px, "y": px, "color": "#rrggbb", "radius": px}`` in the photo's
+                         pixels (:mod:`koala.data.hints`).
 ``GET /healthz``         JSON: status, model and limits.
 
 Errors are JSON ``{"error": reason}``: 400 for a file that is not a usable photo (the reasons of
-:func:`koala.images.load_pixels`) or a bad parameter, 413 for an upload or a picture over the
+:func:`koala.images.load_pixels`), a bad parameter or bad hints (``hints: hint 3: ...``), 413 for an upload or a picture over the
 limits, 503 when the colorize queue is full. Colorizing runs on a bounded pool of workers with
 a bounded queue, so a burst of requests gets quick 503s instead of piling up memory.
 Colours come from :class:`koala.inference.Colorizer`, the same path as ``koala colorize``.
@@ -23,6 +26,7 @@ import dataclasses
 import heapq
 import io
 import itertools
+import json
 import logging
 import threading
 import time
@@ -33,6 +37,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from PIL import Image
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from koala.data.hints import HintError, parse_hints
 from koala.images import MAX_PIXELS, ImageError
 from koala.inference import Colorizer
 from koala.models import get_spec
@@ -188,6 +193,7 @@ def create_app(
         "saturation": colorizer.saturation,
         "temperature": colorizer.temperature if has_temperature else None,
         "supports_temperature": has_temperature,
+        "supports_hints": colorizer.takes_hints,
         "workers": workers,
         "queue": queue,
         "max_upload_mb": max_upload_mb,
@@ -218,6 +224,9 @@ def create_app(
     @app.post("/api/colorize")
     def colorize():
         data = upload_bytes()
+        hints = request_hints()
+        if len(hints) and not colorizer.takes_hints:
+            raise ApiError(400, f"hints: {model_name} takes no hints (serve a model with hint inputs, e.g. --model hints)")
         options = {"saturation": parse_float(request.args, "saturation", SATURATION_RANGE)}
         temperature = parse_float(request.args, "temperature", TEMPERATURE_RANGE)
         if temperature is not None and not has_temperature:
@@ -228,7 +237,7 @@ def create_app(
             raise ApiError(413, f"too many pixels ({pixels:,}; limit {max_pixels:,})")
         tuned = dataclasses.replace(colorizer, **{k: v for k, v in options.items() if v is not None})
         try:
-            png = pool.run(tuned.colorize_png, data, pixels=pixels or 0)
+            png = pool.run(tuned.colorize_png, data, hints, pixels=pixels or 0)
         finally:
             release_memory()  # back to the baseline after a big scan
         return Response(png, mimetype="image/png")
@@ -236,6 +245,10 @@ def create_app(
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
         return jsonify(error=e.reason), e.status
+
+    @app.errorhandler(HintError)
+    def hint_error(e: HintError):
+        return jsonify(error=f"hints: {e}"), 400
 
     @app.errorhandler(ImageError)
     def image_error(e: ImageError):
@@ -275,6 +288,17 @@ def upload_bytes() -> bytes:
     if not data:
         raise ApiError(400, "empty upload (0 bytes)")
     return data
+
+
+def request_hints():
+    """The request's hint table (:func:`koala.data.hints.parse_hints`): the multipart field ``hints``,
+    JSON text; empty without one."""
+    text = request.form.get("hints", "") if request.mimetype == "multipart/form-data" else ""
+    try:
+        return parse_hints(json.loads(text) if text.strip() else [])
+    except ValueError as e:  # JSON's own errors too
+        reason = str(e) if isinstance(e, HintError) else f"not JSON ({e})"
+        raise ApiError(400, f"hints: {reason}") from None
 
 
 def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, channel_timeout: float = CHANNEL_TIMEOUT):
