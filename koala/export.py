@@ -10,6 +10,10 @@ rewritten), so TF Serving, plain TensorFlow and ``koala colorize`` give the same
     ``_bytes`` suffixes make TF Serving's REST API base64-wrap them as ``{"b64": ...}``.
 ``colorize_l``  ``L`` (float32, N x H x W x 1, normalised L) -> ``ab`` (float32, N x H x W x 2,
     normalised ab at the same size).
+``colorize_hints``  (models with hint inputs only) ``image_bytes`` as above and ``hints`` (float32,
+    N x K x 6: x, y, radius, red, green, blue per hint, in the photo's pixels, colour in [0, 1];
+    :func:`koala.data.hints.parse_hints` makes a photo's table) -> ``png_bytes``: the same path as
+    ``Colorizer.colorize(photo, hints=...)``. Every photo of a request carries K hints (K may be 0).
 
 ONNX (through tf2onnx) holds the network alone, ``L`` at a working size -> ``ab``: tf2onnx has no
 converter for image decoding/encoding (DecodeImage, EncodePng) nor for the antialiased resize
@@ -33,7 +37,17 @@ import tensorflow as tf
 
 from koala.images import MAX_PIXELS, apply_umask
 from koala.inference import Colorizer, colorize_pixels, predict_ab
-from koala.serving import AB_OUTPUT, BYTES_SIGNATURE, IMAGE_INPUT, L_INPUT, L_SIGNATURE, PNG_OUTPUT
+from koala.data.hints import HINT_COLUMNS
+from koala.serving import (
+    AB_OUTPUT,
+    BYTES_SIGNATURE,
+    HINTS_INPUT,
+    HINTS_SIGNATURE,
+    IMAGE_INPUT,
+    L_INPUT,
+    L_SIGNATURE,
+    PNG_OUTPUT,
+)
 
 FORMATS = ("savedmodel", "onnx")
 ONNX_OPSET = 17
@@ -97,9 +111,11 @@ def decode_pixels(data: tf.Tensor) -> tf.Tensor:
     )
 
 
-def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, saturation: float) -> tf.Tensor:
-    """One encoded photo -> the colorized PNG at its size, refusing more than ``MAX_PIXELS`` pixels
-    before anything is decoded (a small file can claim a huge picture)."""
+def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, saturation: float,
+                       hints: tf.Tensor | None = None) -> tf.Tensor:
+    """One encoded photo (and its hint table, K x 6, for a network that takes hints) -> the
+    colorized PNG at its size, refusing more than ``MAX_PIXELS`` pixels before anything is decoded
+    (a small file can claim a huge picture)."""
     shape = header_shape(data)
     limit = tf.debugging.Assert(
         shape[0] * shape[1] <= MAX_PIXELS,
@@ -108,7 +124,8 @@ def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, satur
     sixteen_bit_png = tf.logical_and(tf.reduce_all(tf.equal(head[:4], list(b"\x89PNG"))), tf.equal(head[24], 16))
 
     def colorize(pixels: tf.Tensor) -> tf.Tensor:
-        return tf.io.encode_png(colorize_pixels(network, pixels[None], size, multiple, saturation)[0])
+        table = None if hints is None else hints[None]
+        return tf.io.encode_png(colorize_pixels(network, pixels[None], size, multiple, saturation, hints=table)[0])
 
     with tf.control_dependencies([limit]):
         return tf.cond(sixteen_bit_png,
@@ -117,7 +134,8 @@ def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, satur
 
 
 def build_archive(colorizer: Colorizer) -> keras.export.ExportArchive:
-    """An ExportArchive with the two serving signatures, both running the colorizer's own path."""
+    """An ExportArchive with the serving signatures (a third for models with hint inputs), all
+    running the colorizer's own path."""
     network = colorizer.network_fn()
     size, multiple, saturation = colorizer.image_size, colorizer.multiple, colorizer.saturation
 
@@ -134,6 +152,16 @@ def build_archive(colorizer: Colorizer) -> keras.export.ExportArchive:
     archive.track(colorizer.network)
     archive.add_endpoint(BYTES_SIGNATURE, serve_bytes, [tf.TensorSpec([None], tf.string, name=IMAGE_INPUT)])
     archive.add_endpoint(L_SIGNATURE, serve_l, [tf.TensorSpec([None, None, None, 1], tf.float32, name=L_INPUT)])
+    if colorizer.takes_hints:
+        def serve_hints(image_bytes: tf.Tensor, hints: tf.Tensor) -> dict[str, tf.Tensor]:
+            pngs = tf.map_fn(lambda item: colorize_png_bytes(network, item[0], size, multiple, saturation, item[1]),
+                             (image_bytes, hints), fn_output_signature=tf.TensorSpec([], tf.string),
+                             parallel_iterations=1)
+            return {PNG_OUTPUT: pngs}
+
+        archive.add_endpoint(HINTS_SIGNATURE, serve_hints,
+                             [tf.TensorSpec([None], tf.string, name=IMAGE_INPUT),
+                              tf.TensorSpec([None, None, len(HINT_COLUMNS)], tf.float32, name=HINTS_INPUT)])
     return archive
 
 

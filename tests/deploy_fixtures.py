@@ -128,3 +128,11 @@ def make_tiny_hint_model(folder: str | Path) -> Path:
 def tiny_hint_model(tmp_path_factory) -> Path:
     """A run folder with a tiny CU-Net whose colours follow hints (:func:`make_tiny_hint_model`)."""
     return _once("tiny-hint-model", tmp_path_factory, make_tiny_hint_model)
+
+
+@pytest.fixture(scope="session")
+def exported_hints(tiny_hint_model, tmp_path_factory) -> Path:
+    """The tiny hint model exported with ``koala export``: the base folder (version 1 inside)."""
+    from koala.export import export
+
+    return _once("exported-hints", tmp_path_factory, lambda base: export(tiny_hint_model, base).parent)

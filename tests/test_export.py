@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from deploy_fixtures import decode, encode, exported, photo, photo_files, tiny_model  # noqa: F401 (fixtures)
+from deploy_fixtures import (decode, encode, exported, exported_hints, photo, photo_files,  # noqa: F401 (fixtures)
+                             tiny_hint_model, tiny_model)
 from koala.cli import main
 from koala.export import header_shape, next_version
 from koala.images import MAX_PIXELS
@@ -190,3 +191,24 @@ def test_onnx_matches_keras(tiny_model, colorizer, tmp_path, capsys):
     want = colorizer.network(l_norm, training=False).numpy()
     assert got.shape == (2, 32, 48, 2)
     assert np.abs(got - want).max() < 1e-5
+
+
+def test_hint_signature_gives_the_colorizers_pixels(exported_hints, tiny_hint_model, loaded):
+    from koala.data.hints import parse_hints
+
+    model = tf.saved_model.load(str(exported_hints / "1"))
+    assert set(model.signatures) == {"serving_default", "colorize_l", "colorize_hints"}
+    assert "colorize_hints" not in loaded.signatures  # only models with hint inputs have it
+    colorizer = Colorizer.load(tiny_hint_model)
+    images = [encode(photo(gray=True)), encode(photo((64, 30)), "JPEG")]
+    hints = [[{"x": 5, "y": 7, "color": "#20c040"}, {"x": 40, "y": 33, "color": "#ff2000", "radius": 4}],
+             [{"x": 60, "y": 2, "color": "#0000ff"}, {"x": 0, "y": 29, "color": "#ffff00", "radius": 1.5}]]
+    tables = np.stack([parse_hints(h) for h in hints])
+    pngs = model.signatures["colorize_hints"](image_bytes=tf.constant(images), hints=tf.constant(tables))["png_bytes"]
+    for data, hint_list, png in zip(images, hints, pngs.numpy()):
+        want = colorizer.colorize(data, hints=hint_list)
+        assert not np.array_equal(want, colorizer.colorize(data))  # the hints matter
+        assert np.abs(decode(png).astype(int) - want).max() <= 1
+    none = model.signatures["colorize_hints"](image_bytes=tf.constant(images[:1]), hints=tf.zeros([1, 0, 6]))
+    automatic = model.signatures["serving_default"](image_bytes=tf.constant(images[:1]))
+    assert none["png_bytes"].numpy()[0] == automatic["png_bytes"].numpy()[0]  # no hints: serving_default's answer

@@ -17,12 +17,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from deploy_fixtures import decode, encode, exported, photo, tiny_model  # noqa: F401 (fixtures)
+from deploy_fixtures import decode, encode, exported, exported_hints, photo, tiny_hint_model, tiny_model  # noqa: F401
 from koala.images import load_rgb, to_uint8
 from koala.inference import Colorizer
-from koala.serving.client import (ServingError, TFServingClient, grpc_l_request, grpc_request, parse_grpc_response,
-                                  parse_rest_ab, parse_rest_response, predict_url, read_image_bytes, rest_l_request,
-                                  rest_request)
+from koala.serving.client import (ServingError, TFServingClient, grpc_hints_request, grpc_l_request, grpc_request,
+                                  hint_table, parse_grpc_response, parse_rest_ab, parse_rest_response, predict_url,
+                                  read_image_bytes, rest_hints_request, rest_l_request, rest_request)
 
 predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
 
@@ -190,3 +190,33 @@ def test_serve_script_docker_command(tmp_path, exported, extra):
     assert "MODEL_NAME=koala" in args and any(a.startswith("tensorflow/serving") for a in args)
     assert ("--model_config_file=/models/models.config" in args) == bool(extra)
     assert (f"type=bind,source={SCRIPTS / 'models.config'},target=/models/models.config,readonly" in args) == bool(extra)
+
+
+HINTS = [{"x": 5, "y": 7, "color": "#20c040"}, {"x": 40, "y": 33, "color": "#ff2000", "radius": 4}]
+
+
+def test_hints_travel_as_named_inputs_of_the_hint_signature(exported_hints, tiny_hint_model):
+    model = tf.saved_model.load(str(exported_hints / "1"))
+    data = encode(photo(gray=True))
+    want = Colorizer.load(tiny_hint_model).colorize(data, hints=HINTS)
+    body = json.loads(json.dumps(rest_hints_request([data], [hint_table(data, HINTS)])))
+    assert body["signature_name"] == "colorize_hints" and set(body["instances"][0]) == {"image_bytes", "hints"}
+    inputs = {"image_bytes": tf.constant([base64.b64decode(i["image_bytes"]["b64"]) for i in body["instances"]]),
+              "hints": tf.constant([i["hints"] for i in body["instances"]], tf.float32)}
+    png = model.signatures[body["signature_name"]](**inputs)["png_bytes"].numpy()[0]
+    assert np.abs(decode(png).astype(int) - want).max() <= 1
+
+    request = predict_pb2.PredictRequest.FromString(grpc_hints_request([data], [hint_table(data, HINTS)]).SerializeToString())
+    assert request.model_spec.signature_name == "colorize_hints"
+    outputs = model.signatures["colorize_hints"](
+        **{key: tf.constant(tf.make_ndarray(value)) for key, value in request.inputs.items()})
+    assert np.abs(decode(outputs["png_bytes"].numpy()[0]).astype(int) - want).max() <= 1
+
+
+def test_client_checks_hints_before_sending(monkeypatch):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("nothing may be sent"))
+    client, data = TFServingClient("http://localhost:8501"), encode(photo(gray=True))
+    with pytest.raises(ValueError, match=r"hint 0: x=48 is outside the photo \(48 x 40 px"):
+        client.colorize([data], hints=[[{"x": 48, "y": 0, "color": "#ffffff"}]])
+    with pytest.raises(ValueError, match=r"one list of hints per photo \(2\); got 1"):
+        client.colorize([data, data], hints=[HINTS])

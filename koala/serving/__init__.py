@@ -8,6 +8,8 @@ names end in ``_bytes``, hence the suffixes.
 BYTES_SIGNATURE = "serving_default"
 IMAGE_INPUT = "image_bytes"
 PNG_OUTPUT = "png_bytes"
+HINTS_SIGNATURE = "colorize_hints"  # models with hint inputs: image_bytes and hints -> png_bytes
+HINTS_INPUT = "hints"  # float32 (N, K, 6): koala.data.hints.HINT_COLUMNS, in each photo's pixels
 L_SIGNATURE = "colorize_l"
 L_INPUT = "L"
 AB_OUTPUT = "ab"

@@ -9,10 +9,17 @@ in ``{"b64": ...}`` objects, both ways, because the signature's tensor names end
 
 gRPC sends a ``tensorflow_serving.apis.predict_pb2.PredictRequest`` to port 8500.
 
+A model with hint inputs also answers ``colorize_hints``: each instance is then an object of two
+named inputs, the photo and its hint table (:func:`koala.data.hints.parse_hints`)::
+
+    {"signature_name": "colorize_hints",
+     "instances": [{"image_bytes": {"b64": "..."}, "hints": [[x, y, radius, red, green, blue], ...]}]}
+
 Example::
 
     client = TFServingClient("http://localhost:8501", model="koala")
     png = client.colorize([read_image_bytes("old_photo.jpg")])[0]
+    png = client.colorize(["dress.jpg"], hints=[[{"x": 120, "y": 340, "color": "#a01c2c"}]])[0]
 """
 from __future__ import annotations
 
@@ -28,7 +35,16 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from koala.serving import AB_OUTPUT, BYTES_SIGNATURE, IMAGE_INPUT, L_INPUT, L_SIGNATURE, PNG_OUTPUT
+from koala.serving import (
+    AB_OUTPUT,
+    BYTES_SIGNATURE,
+    HINTS_INPUT,
+    HINTS_SIGNATURE,
+    IMAGE_INPUT,
+    L_INPUT,
+    L_SIGNATURE,
+    PNG_OUTPUT,
+)
 
 DEFAULT_MODEL = "koala"
 REST_PORT = 8501
@@ -70,6 +86,27 @@ def rest_request(images: list[bytes]) -> dict[str, Any]:
             "instances": [{"b64": base64.b64encode(data).decode("ascii")} for data in images]}
 
 
+def hint_table(image: bytes, hints: list[dict]) -> np.ndarray:
+    """A photo's hints (a list of ``{"x", "y", "color", "radius"}``) checked against its size (read
+    from its header) -> the (K, 6) table the ``colorize_hints`` signature takes."""
+    from koala.data.hints import parse_hints  # TensorFlow comes with it: only when hints are sent
+
+    with Image.open(io.BytesIO(image)) as img:
+        size = img.size
+    return parse_hints(hints, size)
+
+
+def rest_hints_request(images: list[bytes], tables: list[np.ndarray]) -> dict[str, Any]:
+    """JSON body for ``colorize_hints``: each photo with its hint table (every table K x 6, one K)."""
+    if len(images) != len(tables) or len({np.shape(t)[0] for t in tables}) > 1:
+        raise ValueError(f"give one hint table per photo, all with the same number of hints; got "
+                         f"{len(images)} photo(s) and tables of {[np.shape(t)[0] for t in tables]} hints")
+    return {"signature_name": HINTS_SIGNATURE,
+            "instances": [{IMAGE_INPUT: {"b64": base64.b64encode(data).decode("ascii")},
+                           HINTS_INPUT: np.asarray(table, np.float32).tolist()}
+                          for data, table in zip(images, tables)]}
+
+
 def rest_l_request(l_norm: np.ndarray) -> dict[str, Any]:
     """JSON body for ``colorize_l``: normalised L, (N, H, W, 1), one nested list per instance."""
     l_norm = np.asarray(l_norm, np.float32)
@@ -102,6 +139,17 @@ def grpc_request(images: list[bytes], model: str = DEFAULT_MODEL, version: int |
                  label: str | None = None):
     """A ``PredictRequest`` for ``serving_default`` with the photos as a string tensor (N,)."""
     return _grpc_request(model, version, label, BYTES_SIGNATURE, IMAGE_INPUT, np.array(list(images), dtype=object))
+
+
+def grpc_hints_request(images: list[bytes], tables: list[np.ndarray], model: str = DEFAULT_MODEL,
+                       version: int | None = None, label: str | None = None):
+    """A ``PredictRequest`` for ``colorize_hints``: the photos (N,) and their hint tables (N, K, 6)."""
+    request = _grpc_request(model, version, label, HINTS_SIGNATURE, IMAGE_INPUT, np.array(list(images), dtype=object))
+    import tensorflow as tf
+
+    stacked = np.stack([np.asarray(table, np.float32) for table in tables])
+    request.inputs[HINTS_INPUT].CopyFrom(tf.make_tensor_proto(stacked))
+    return request
 
 
 def grpc_l_request(l_norm: np.ndarray, model: str = DEFAULT_MODEL, version: int | None = None,
@@ -164,19 +212,39 @@ class TFServingClient:
                 message = text
             raise ServingError(f"HTTP {e.code}: {message}") from None
 
-    def colorize(self, images: list[str | os.PathLike | bytes]) -> list[bytes]:
-        """Photos (paths or bytes) -> colorized PNG bytes, through REST."""
-        return parse_rest_response(self.post(rest_request([read_image_bytes(i) for i in images])))
+    def colorize(self, images: list[str | os.PathLike | bytes], hints: list[list[dict]] | None = None) -> list[bytes]:
+        """Photos (paths or bytes) -> colorized PNG bytes, through REST. ``hints``: one list of hints
+        per photo (models with hint inputs); each photo then goes in a request of its own."""
+        data = [read_image_bytes(i) for i in images]
+        if hints is None:
+            return parse_rest_response(self.post(rest_request(data)))
+        return [parse_rest_response(self.post(rest_hints_request([d], [hint_table(d, h)])))[0]
+                for d, h in zip(data, _one_per_photo(hints, data))]
 
-    def colorize_grpc(self, images: list[str | os.PathLike | bytes]) -> list[bytes]:
-        """Photos (paths or bytes) -> colorized PNG bytes, through gRPC."""
+    def colorize_grpc(self, images: list[str | os.PathLike | bytes],
+                      hints: list[list[dict]] | None = None) -> list[bytes]:
+        """Photos (paths or bytes) -> colorized PNG bytes, through gRPC (``hints`` as :meth:`colorize`)."""
+        data = [read_image_bytes(i) for i in images]
+        if hints is None:
+            return self._predict_grpc(grpc_request(data, self.model, self.version, self.label))
+        return [self._predict_grpc(grpc_hints_request([d], [hint_table(d, h)], self.model, self.version,
+                                                      self.label))[0]
+                for d, h in zip(data, _one_per_photo(hints, data))]
+
+    def _predict_grpc(self, request) -> list[bytes]:
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-        request = grpc_request([read_image_bytes(i) for i in images], self.model, self.version, self.label)
         with grpc.insecure_channel(self.grpc_target) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             try:
                 return parse_grpc_response(stub.Predict(request, timeout=self.timeout))
             except grpc.RpcError as e:
                 raise ServingError(f"{e.code().name}: {e.details()}") from None
+
+
+def _one_per_photo(hints: list, images: list) -> list:
+    if not isinstance(hints, list) or len(hints) != len(images):
+        raise ValueError(f"hints: give one list of hints per photo ({len(images)}); got "
+                         f"{len(hints) if isinstance(hints, list) else type(hints).__name__}")
+    return hints
