@@ -221,6 +221,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from koala.inference import Colorizer
 
     models = args.model or ["default"]
+    if args.hints is not None:
+        return _hints_curve(args, models)
     if args.sweep is not None or args.sweep_temperature is not None:
         return _sweep(args, models)
     if len(models) > 1:
@@ -267,6 +269,26 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
     json_path, plot_path = frontier.write_report(report, args.out)
     print(frontier.markdown_table(report))
     print(f"frontier written to {json_path} and {plot_path}")
+    return 0
+
+
+def _hints_curve(args: argparse.Namespace, models: list[str]) -> int:
+    """``koala evaluate --hints``: scores by number of simulated hints, beside ideepcolor's curve."""
+    from koala.evaluation import frontier, hints
+    from koala.inference import Colorizer
+
+    counts = hints.parse_counts(args.hints)
+    if not args.out:
+        raise ValueError("--hints needs --out F.json (the plot goes beside it as F.png)")
+    if len(models) > 1 or args.sweep is not None or args.sweep_temperature is not None:
+        raise ValueError("--hints scores one --model and takes no --sweep")
+    colorizer = Colorizer.load(models[0], saturation=args.saturation, temperature=args.temperature)
+    report = hints.hints_report(colorizer, args.data, counts, args.size, args.limit, seed=args.seed,
+                                groups=frontier.parse_groups(args.group))
+    report["model_path"] = str(models[0])
+    json_path, plot_path = hints.write_report(report, args.out)
+    print(hints.markdown_table(report))
+    print(f"hints curve written to {json_path} and {plot_path}")
     return 0
 
 
@@ -451,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", action="append", metavar="NAME=SOURCE1,SOURCE2",
                    help="with --sweep: also score these sub-folders of --data together "
                         "(e.g. general=bsds500,imagenet_sample1000,urban100)")
+    p.add_argument("--hints", metavar="K1,K2,...",
+                   help="models with hint inputs: score with each number of seeded simulated hints "
+                        "(e.g. 0,1,2,5,10,20,50; placed as in training, at the photo's size), overall and per "
+                        "source, beside ideepcolor's published curve; writes --out F.json and the plot F.png")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated hints (default 0)")
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=_cmd_evaluate)
 

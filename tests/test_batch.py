@@ -4,12 +4,14 @@ data_tools.embed. Each Beam run starts two Python workers (~15 s each to import 
 Needs the beam extra, which ``make test`` installs."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import save_run, smooth_colour_image
+from deploy_fixtures import tiny_hint_model  # noqa: F401  (a fixture)
 from PIL import Image
 from tiny_extractor import tiny  # noqa: F401  (tiny is a fixture)
 
@@ -19,6 +21,7 @@ from koala.batch.colorize import ClaimOutput, output_name, plan_inputs
 from koala.batch.common import pipeline_options
 from koala.cli import main
 from koala.data.embeddings import EmbeddingCache, resolve_key
+from koala.inference import Colorizer
 from koala.models import get_model
 from koala.training import build_datasets
 
@@ -157,3 +160,26 @@ def test_unknown_options_are_refused_in_one_line(tmp_path, capsys):
     assert "unrecognized arguments: --runner=DirectRunner" in capsys.readouterr().err
     assert main(["batch", "colorize", str(tmp_path), "-o", "o", "--model", str(tmp_path / "nope.keras")]) == 2
     assert "nope.keras: no such model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_batch_colorize_reads_hints_beside_each_photo(tiny_hint_model, tmp_path, capsys):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    for name in ("guided", "plain", "bad"):
+        Image.fromarray(smooth_colour_image(len(name), 40, 56).mean(axis=-1).astype(np.uint8)).save(photos / f"{name}.png")
+    hints = [{"x": 10, "y": 12, "color": "#00c040"}, {"x": 50, "y": 30, "color": "#ff2000", "radius": 3}]
+    (photos / "guided.json").write_text(json.dumps(hints))
+    (photos / "bad.json").write_text(json.dumps([{"x": 56, "y": 3, "color": "#00c040"}]))
+    code = main(["batch", "colorize", str(photos), "-o", str(out), "--model", str(tiny_hint_model), "--runner=DirectRunner"])
+    assert code == 1 and "colorized 2 image(s)" in capsys.readouterr().err
+    colorizer = Colorizer.load(tiny_hint_model)
+    got = pngs(out)
+    assert sorted(got) == ["guided.png", "plain.png"]
+    guided = colorizer.colorize(str(photos / "guided.png"), hints=hints)
+    assert not np.array_equal(guided, colorizer.colorize(str(photos / "guided.png")))
+    assert np.abs(got["guided.png"].astype(int) - guided).max() <= 1
+    assert np.abs(got["plain.png"].astype(int) - colorizer.colorize(str(photos / "plain.png"))).max() <= 1
+    _, row = (out / "failed.tsv").read_text().splitlines()
+    assert row == (f"{photos / 'bad.png'}\t{photos / 'bad.json'}: hint 0: x=56 is outside the photo "
+                   "(56 x 40 px: 0 <= x < 56)")

@@ -237,3 +237,34 @@ def test_the_bundled_hint_model_is_named_hints(monkeypatch, tmp_path):
         runs.resolve_model("hints")
     (tmp_path / "hints.keras").write_bytes(b"")
     assert runs.resolve_model("hints") == tmp_path / "hints.keras"
+
+
+def test_evaluate_scores_each_number_of_hints_beside_ideepcolor(toy_hint_model, tmp_path, capsys):
+    data = tmp_path / "val"
+    for source in ("flat", "squares"):
+        (data / source).mkdir(parents=True)
+    for i, rgb in enumerate(toy_photos(np.random.default_rng(7), 6)):
+        big = np.kron(rgb, np.ones((2, 2, 1)))  # 64 px, the toy model works at 32
+        Image.fromarray((big * 255).round().astype(np.uint8)).save(data / ("flat", "squares")[i % 2] / f"{i}.png")
+    out = tmp_path / "curve.json"
+    assert main(["evaluate", "--model", toy_hint_model, "--data", str(data), "--hints", "20,0,5", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    psnr = {p["hints"]: p["psnr"] for p in report["hints"]}
+    assert sorted(psnr) == [0, 5, 20] and report["images"] == 6
+    assert psnr[20] > psnr[5] > psnr[0] + 1  # hints from the truth bring the colours closer to it
+    assert all(set(p["sources"]) == {"flat", "squares"} for p in report["hints"])
+    assert report["reference"]["psnr"]["10"] == 28.42  # ideepcolor's curve travels with ours
+    assert Image.open(out.with_suffix(".png")).format == "PNG"
+    table = capsys.readouterr().out
+    assert "| 20 |" in table and "ideepcolor gain" in table and "+4.91" in table  # their 20 hints: 29.34 - 24.43
+
+
+def test_evaluate_hints_needs_a_hint_model_and_counts(tiny_model, tmp_path, capsys):
+    args = ["evaluate", "--model", str(tiny_model), "--data", str(tmp_path), "--out", str(tmp_path / "h.json")]
+    assert main([*args, "--hints", "1,x"]) == 2
+    assert capsys.readouterr().err.strip() == ("koala evaluate: --hints: expected comma-separated numbers of hints "
+                                               "like 0,1,2,5,10; got '1,x'")
+    Image.new("RGB", (40, 32), (200, 30, 30)).save(tmp_path / "red.png")
+    assert main([*args, "--hints", "0,5"]) == 2
+    assert capsys.readouterr().err.strip().startswith("koala evaluate: --hints: this model (cunet) takes no hints")
+    assert not (tmp_path / "h.json").exists()

@@ -8,6 +8,10 @@ call) -> PNGs at the input's size, written atomically, keeping a folder's layout
 that fails goes to ``OUT/failed.tsv`` with its reason and to the ``images_failed`` counter; the
 job itself carries on.
 
+With a model that takes hints (its metadata says ``hints: true``, as the bundled ``hints`` does), a
+photo's hints are read from ``<stem>.json`` beside it when there is one (:mod:`koala.data.hints`'s
+format); a bad hints file fails that photo with the hint's reason.
+
 Example::
 
     counts = colorize(["scans/"], "coloured/", beam_args=["--runner=DirectRunner",
@@ -43,9 +47,10 @@ from koala.batch.common import (
     run,
     write_file,
 )
+from koala.data.hints import HINT_COLUMNS, HintError, hints_from_json
 from koala.images import IMAGE_EXTENSIONS, ImageError, load_rgb, to_uint8
 from koala.inference import Colorizer
-from koala.runs import resolve_model
+from koala.runs import model_metadata, resolve_model
 
 GLOB_CHARS = "*?["
 
@@ -123,23 +128,47 @@ class ClaimOutput(beam.DoFn):
         yield target, first
 
 
+def hints_path(source: str) -> str:
+    """Where a photo's hints are: ``<stem>.json`` beside it."""
+    return (os.path.splitext(source) if is_local(source) else posixpath.splitext(source))[0] + ".json"
+
+
 class Decode(beam.DoFn):
-    """(target, source) -> ((target, source), float RGB) with koala's image rules."""
+    """(target, source) -> ((target, source), (float RGB, hint table)) with koala's image rules; the
+    table (K, 6) is empty unless ``hints`` and a hints file is beside the photo."""
+
+    def __init__(self, hints: bool = False):
+        self.hints = hints
 
     def process(self, element: tuple[str, str]) -> Iterator:
         target, source = element
         try:
-            yield (target, source), load_rgb(read_bytes(source))
+            rgb = load_rgb(read_bytes(source))
         except ImageError as e:
             yield dead_letter(source, e.reason)
+            return
         except (OSError, beam.io.filesystem.BeamIOError) as e:
             yield dead_letter(source, f"cannot read: {e}")
+            return
+        table = np.zeros((0, len(HINT_COLUMNS)), np.float32)
+        path = hints_path(source)
+        if self.hints and FileSystems.exists(path):
+            try:
+                table = hints_from_json(read_bytes(path), path, (rgb.shape[1], rgb.shape[0]))
+            except HintError as e:
+                yield dead_letter(source, str(e))
+                return
+            except (OSError, beam.io.filesystem.BeamIOError) as e:
+                yield dead_letter(source, f"cannot read {path}: {e}")
+                return
+        yield (target, source), (rgb, table)
 
 
-class ColorizerHandler(ModelHandler[np.ndarray, np.ndarray, Colorizer]):
+class ColorizerHandler(ModelHandler[tuple, np.ndarray, Colorizer]):
     """RunInference's model handler around :class:`Colorizer` (a .keras model or run folder,
-    not the SavedModel: that one takes encoded bytes one at a time). Photos in a batch that
-    share a size go through the traced graph in one call."""
+    not the SavedModel: that one takes encoded bytes one at a time). Elements are (float RGB,
+    hint table); photos in a batch that share a size (and number of hints) go through the traced
+    graph in one call."""
 
     def __init__(self, model: str, saturation: float | None = None, temperature: float | None = None,
                  batch: int = COLORIZE_BATCH):
@@ -149,22 +178,24 @@ class ColorizerHandler(ModelHandler[np.ndarray, np.ndarray, Colorizer]):
     def load_model(self) -> Colorizer:
         return Colorizer.load(self.model, saturation=self.saturation, temperature=self.temperature)
 
-    def run_inference(self, batch: Sequence[np.ndarray], model: Colorizer,
+    def run_inference(self, batch: Sequence[tuple[np.ndarray, np.ndarray]], model: Colorizer,
                       inference_args: dict | None = None) -> list[PredictionResult]:
         by_shape: dict[tuple, list[int]] = defaultdict(list)
-        for i, rgb in enumerate(batch):
-            by_shape[rgb.shape].append(i)
+        for i, (rgb, table) in enumerate(batch):
+            by_shape[(rgb.shape, len(table))].append(i)
         outputs: list[np.ndarray | None] = [None] * len(batch)
         saturation = tf.constant(model.saturation, tf.float32)
         for rows in by_shape.values():
-            rgb = model.graph()(tf.convert_to_tensor(np.stack([batch[i] for i in rows]), tf.float32), saturation)
+            pixels = tf.convert_to_tensor(np.stack([batch[i][0] for i in rows]), tf.float32)
+            tables = [tf.constant(np.stack([batch[i][1] for i in rows]))] if model.takes_hints else []
+            rgb = model.graph()(pixels, saturation, *tables)
             for i, image in zip(rows, to_uint8(rgb.numpy())):
                 outputs[i] = image
         # The input is left out of the result: it is not needed downstream and is the largest part.
         return [PredictionResult(None, image) for image in outputs]
 
-    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
-        return sum(rgb.nbytes for rgb in batch)
+    def get_num_bytes(self, batch: Sequence[tuple[np.ndarray, np.ndarray]]) -> int:
+        return sum(rgb.nbytes + table.nbytes for rgb, table in batch)
 
     def get_metrics_namespace(self) -> str:
         return "koala_colorize"
@@ -196,15 +227,17 @@ def build(pipeline: beam.Pipeline, inputs: Sequence[str], out_dir: str, model: s
           batch: int = COLORIZE_BATCH) -> None:
     """Add the colorize steps to ``pipeline`` (see the module docstring)."""
     out_dir = absolute(out_dir)
-    if model != "default":  # refused here with its reason, not on every worker; workers need its full path
-        model = str(resolve_model(model).resolve())
+    path = resolve_model(model)  # refused here with its reason, not on every worker
+    hints = bool(model_metadata(path).get("model_args", {}).get("hints"))
+    if model not in ("default", "hints"):  # workers need its full path
+        model = str(path.resolve())
     expanded = (pipeline
                 | "Inputs" >> beam.Create(plan_inputs(inputs))
                 | "Expand" >> beam.ParDo(ExpandInput()).with_outputs(FAILED, main="files"))
     claimed = (expanded.files
                | "ByOutputName" >> beam.GroupByKey()  # also spreads the files over the workers
                | "Claim" >> beam.ParDo(ClaimOutput(out_dir, overwrite)).with_outputs(FAILED, main="todo"))
-    decoded = claimed.todo | "Decode" >> beam.ParDo(Decode()).with_outputs(FAILED, main="images")
+    decoded = claimed.todo | "Decode" >> beam.ParDo(Decode(hints)).with_outputs(FAILED, main="images")
     handler = KeyedModelHandler(ColorizerHandler(model, saturation, temperature, batch))
     written = (decoded.images
                | "Colorize" >> RunInference(handler)

@@ -148,21 +148,26 @@ def _parse_hint(index: int, hint) -> list[float]:
     return [numbers["x"], numbers["y"], numbers["radius"], *rgb]
 
 
-def read_hints(path: str | os.PathLike) -> np.ndarray:
-    """A hints file (JSON, :func:`parse_hints`'s list), checked but not yet against a photo's size.
-    Errors name the file."""
+def read_hints(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A hints file (JSON, :func:`parse_hints`'s list) -> its table, checked against a photo of
+    ``size`` (width, height) when given. Errors name the file."""
     try:
-        text = open(path, encoding="utf-8").read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise HintError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+        data = open(path, "rb").read()
+    except OSError as e:
+        raise HintError(f"{path}: cannot read ({e.strerror or e})") from None
+    return hints_from_json(data, path, size)
+
+
+def hints_from_json(data: str | bytes, source: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """:func:`read_hints` for a file's contents (a file on any filesystem); errors name ``source``."""
     try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise HintError(f"{path}: not JSON ({e})") from None
+        value = json.loads(data)
+    except ValueError as e:  # UnicodeDecodeError included
+        raise HintError(f"{source}: not JSON ({e})") from None
     try:
-        return parse_hints(value)
+        return parse_hints(value, size)
     except HintError as e:
-        raise HintError(f"{path}: {e}") from None
+        raise HintError(f"{source}: {e}") from None
 
 
 def check_inside(table: np.ndarray, size: tuple[int, int]) -> None:
