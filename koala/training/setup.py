@@ -174,7 +174,7 @@ def make_callbacks(cfg: config_lib.Config, run: Run, val) -> list[keras.callback
                                           patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
         keras.callbacks.CSVLogger(str(run.history_file), append=run.resuming),
         SampleGrid(inputs, ab_batch.numpy(), run.samples, to_ab),
-        RunClock(run),
+        RunClock(run, t.cpu_budget),
         # Two states kept: a kill while the latest is being written resumes from the one before.
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
     ]
