@@ -363,7 +363,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
                         epilog=beam_help)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs; local or gs://...")
     p.add_argument("-o", "--out-dir", required=True, help="folder for the PNGs and failed.tsv")
-    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
     p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
     p.add_argument("--batch", type=int, default=batch_lib.COLORIZE_BATCH,
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_colorize)
 
     p = sub.add_parser("export", help="export a model for TF Serving (SavedModel) or ONNX runtimes")
-    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
     p.add_argument("--out", required=True, help="base folder; the model goes to OUT/VERSION/")
     p.add_argument("--version", type=int, help="version number (default: the next free one, from 1)")
     p.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel",
@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     from koala.images import MAX_PIXELS
 
     p = sub.add_parser("serve", help="serve a web page and API that colorize photos")
-    p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
+    p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=serving.DEFAULT_WORKERS,

@@ -34,6 +34,7 @@ from koala.runs import model_metadata, resolve_model
 
 MAX_WORKING_SIDE_FACTOR = 4  # panoramas: the long side is capped at this many working sizes
 STRIPE_PIXELS = 1 << 19  # full-resolution pixels per step: ~50 MB of float32 temporaries at any size
+Hints = list | np.ndarray | None  # a person's hints ({"x", "y", "color", "radius"} objects) or their table
 
 
 def working_shape(height: tf.Tensor, width: tf.Tensor, size: int, multiple: int) -> tf.Tensor:
@@ -217,7 +218,7 @@ class Colorizer:
             return lambda *args: spec.decode(call(*args), self.temperature)
         return call
 
-    def hint_table(self, hints, size: tuple[int, int]) -> np.ndarray:
+    def hint_table(self, hints: Hints, size: tuple[int, int]) -> np.ndarray:
         """``hints`` (a list of hint objects, or a table from :func:`koala.data.hints.parse_hints`)
         checked against a photo of ``size`` (width, height) and against the model -> (K, 6)."""
         if hints is None:
@@ -234,9 +235,10 @@ class Colorizer:
         return table
 
     def graph(self, dtype: tf.DType = tf.float32, out_dtype: tf.DType = tf.float32
-              ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+              ) -> Callable[..., tf.Tensor]:
         """:func:`colorize_pixels` as one graph for photos of any one size (N, H, W, C), with
-        saturation as an input, for pixels of ``dtype`` (default: float RGB in and out; ``out_dtype``
+        saturation as an input (and, for a model with hint inputs, the hint tables, N x K x 6, as a
+        third: traced once for any number of hints), for pixels of ``dtype`` (default: float RGB in and out; ``out_dtype``
         tf.string: one photo's PNG bytes, encoded in the graph as the SavedModel does): run
         eagerly, op by op, it is about 4x slower on small photos."""
         key = (id(self.network), self.temperature, self.image_size, self.multiple, dtype, out_dtype)
@@ -255,18 +257,18 @@ class Colorizer:
             self._graphs[key] = tf.function(run, input_signature=signature)
         return self._graphs[key]
 
-    def _run(self, pixels: np.ndarray, out_dtype: tf.DType, hints=None) -> tf.Tensor:
+    def _run(self, pixels: np.ndarray, out_dtype: tf.DType, hints: Hints = None) -> tf.Tensor:
         table = self.hint_table(hints, (pixels.shape[1], pixels.shape[0]))
         pixels = pixels[None] if pixels.ndim == 3 else pixels[None, ..., None]
         graph = self.graph(tf.as_dtype(pixels.dtype), out_dtype)
         extra = [tf.constant(table[None])] if self.takes_hints else []
         return graph(tf.convert_to_tensor(pixels), tf.constant(self.saturation, tf.float32), *extra)
 
-    def colorize_float(self, rgb: np.ndarray, hints=None) -> np.ndarray:
+    def colorize_float(self, rgb: np.ndarray, hints: Hints = None) -> np.ndarray:
         """Float RGB (H, W, 3) in [0, 1] -> colorized float RGB, same size (``hints`` as :meth:`colorize`)."""
         return self._run(np.asarray(rgb, np.float32), tf.float32, hints)[0].numpy()
 
-    def colorize(self, image: np.ndarray | str | os.PathLike | bytes, hints=None) -> np.ndarray:
+    def colorize(self, image: np.ndarray | str | os.PathLike | bytes, hints: Hints = None) -> np.ndarray:
         """A photo (path, encoded bytes, or uint8/uint16/float array, gray or RGB) -> uint8 RGB.
 
         ``hints`` (models with hint inputs): a list of ``{"x": px, "y": px, "color": "#rrggbb",
@@ -275,7 +277,7 @@ class Colorizer:
         """
         return self._run(as_pixels(image), tf.uint8, hints)[0].numpy()
 
-    def colorize_png(self, image: np.ndarray | str | os.PathLike | bytes, hints=None) -> bytes:
+    def colorize_png(self, image: np.ndarray | str | os.PathLike | bytes, hints: Hints = None) -> bytes:
         """:meth:`colorize` as PNG bytes, encoded in the graph: PIL would first copy a big scan
         to 4 bytes a pixel, and TensorFlow's encoder is also faster (24 MP: 3.9 s against 6.6 s)."""
         return self._run(as_pixels(image), tf.string, hints).numpy()

@@ -114,7 +114,7 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     if path.is_dir():
         path = Run(path).best
     if not path.is_file():
-        raise FileNotFoundError(f"{spec}: no such model (give 'default', a run folder or a .keras file)")
+        raise FileNotFoundError(f"{spec}: no such model (give 'default', 'hints', a run folder or a .keras file)")
     return path
 
 

@@ -22,7 +22,7 @@ def test_resolve_default_folder_and_file(tmp_path):
 
 def test_resolve_refuses_what_is_not_a_model(tmp_path):
     (tmp_path / "empty_run").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"empty_run: no such model \(give 'default', a run folder"):
+    with pytest.raises(FileNotFoundError, match=r"empty_run: no such model \(give 'default', 'hints', a run folder"):
         resolve_model(tmp_path / "empty_run")  # a folder without a best checkpoint
     with pytest.raises(FileNotFoundError, match="missing.keras: no such model"):
         resolve_model(tmp_path / "missing.keras")
