@@ -239,20 +239,28 @@ def test_the_bundled_hint_model_is_named_hints(monkeypatch, tmp_path):
     assert runs.resolve_model("hints") == tmp_path / "hints.keras"
 
 
-def test_evaluate_scores_each_number_of_hints_beside_ideepcolor(toy_hint_model, tmp_path, capsys):
+def test_evaluate_scores_each_number_of_hints_beside_ideepcolor(tiny_hint_model, tmp_path, capsys):
+    from koala.evaluation.evaluate import evaluate
+    from koala.images import list_images
+
     data = tmp_path / "val"
     for source in ("flat", "squares"):
         (data / source).mkdir(parents=True)
     for i, rgb in enumerate(toy_photos(np.random.default_rng(7), 6)):
-        big = np.kron(rgb, np.ones((2, 2, 1)))  # 64 px, the toy model works at 32
+        big = np.kron(rgb, np.ones((2, 2, 1)))  # 64 px
         Image.fromarray((big * 255).round().astype(np.uint8)).save(data / ("flat", "squares")[i % 2] / f"{i}.png")
     out = tmp_path / "curve.json"
-    assert main(["evaluate", "--model", toy_hint_model, "--data", str(data), "--hints", "20,0,5", "--out", str(out)]) == 0
+    assert main(["evaluate", "--model", str(tiny_hint_model), "--data", str(data), "--hints", "20,0,5",
+                 "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     psnr = {p["hints"]: p["psnr"] for p in report["hints"]}
-    assert sorted(psnr) == [0, 5, 20] and report["images"] == 6
-    assert psnr[20] > psnr[5] > psnr[0] + 1  # hints from the truth bring the colours closer to it
-    assert all(set(p["sources"]) == {"flat", "squares"} for p in report["hints"])
+    assert sorted(psnr) == [0, 5, 20] and report["images"] == 6 and report["seed"] == 0
+    automatic = evaluate(Colorizer.load(tiny_hint_model), list_images(data), progress=False)
+    assert psnr[0] == pytest.approx(automatic["model"]["psnr"], abs=1e-6)  # no hints: koala evaluate's score
+    assert report["gray"]["psnr"] == pytest.approx(automatic["gray_baseline"]["psnr"], abs=1e-6)
+    assert abs(psnr[5] - psnr[0]) > 0.01 and abs(psnr[20] - psnr[5]) > 0.01  # the hints were applied
+    assert all(set(p["sources"]) == {"flat", "squares"} and p["sources"]["flat"]["images"] == 3
+               for p in report["hints"])
     assert report["reference"]["psnr"]["10"] == 28.42  # ideepcolor's curve travels with ours
     assert Image.open(out.with_suffix(".png")).format == "PNG"
     table = capsys.readouterr().out
