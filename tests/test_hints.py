@@ -30,6 +30,8 @@ def test_a_hint_list_becomes_a_table_of_position_radius_and_colour():
                         (10, 10))
     np.testing.assert_allclose(table, [[3, 4.5, 0, 1, 0, 0], [0, 9, 2, 0, 128 / 255, 1]], atol=1e-6)
     assert parse_hints([]).shape == (0, 6)
+    np.testing.assert_array_equal(parse_hints([{"x": np.int64(3), "y": np.float32(4), "color": "#ffffff"}]),
+                                  [[3, 4, 0, 1, 1, 1]])  # NumPy numbers from Python callers
 
 
 @pytest.mark.parametrize("hints, reason", [
@@ -46,6 +48,8 @@ def test_a_hint_list_becomes_a_table_of_position_radius_and_colour():
      "hint 1: x=40 is outside the photo (40 x 30 px: 0 <= x < 40)"),
     ([{"x": 1, "y": -1, "color": "#ffffff"}], "hint 0: y=-1 is outside the photo (40 x 30 px: 0 <= y < 30)"),
     ([{"x": 1, "y": 1, "color": "#ffffff"}] * 1001, "too many hints (1,001; at most 1,000)"),
+    ([{"x": 1, "y": 1, "color": "#ffffff"}, {"x": 1, "y": 1, "color": ("#fff", object)}],
+     "hint 1: color ('#fff', <class 'object'>) is not a colour (write it as #rrggbb)"),
 ])
 def test_bad_hints_are_one_line_naming_the_hint(hints, reason):
     with pytest.raises(HintError) as error:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 
@@ -127,25 +128,34 @@ def _parse_hint(index: int, hint) -> list[float]:
         raise HintError(f"hint {index}: {reason}")
 
     if not isinstance(hint, dict):
-        fail(f"must be an object with x, y and color; got {json.dumps(hint)[:40]}")
-    if unknown := sorted(set(hint) - set(HINT_FIELDS)):
+        fail(f"must be an object with x, y and color; got {_show(hint)}")
+    if unknown := sorted(str(key) for key in hint if key not in HINT_FIELDS):
         fail(f"unknown field(s) {', '.join(map(repr, unknown))} (fields: x, y, color, radius)")
     for name in ("x", "y", "color"):
         if name not in hint:
             fail(f"no {name!r}")
-    numbers = {}
+    values = {}
     for name in ("x", "y", "radius"):
         number = hint.get(name, 0)
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
-            fail(f"{name} must be a number; got {json.dumps(number)[:40]}")
-        numbers[name] = float(number)
-    if "radius" in hint and numbers["radius"] <= 0:
+        if isinstance(number, bool) or not isinstance(number, numbers.Real) or not math.isfinite(number):
+            fail(f"{name} must be a number; got {_show(number)}")
+        values[name] = float(number)
+    if "radius" in hint and values["radius"] <= 0:
         fail(f"radius must be above 0 px; got {hint['radius']}")
     colour = hint["color"]
     if not isinstance(colour, str) or not _COLOUR.fullmatch(colour):
-        fail(f"color {json.dumps(colour)[:40]} is not a colour (write it as #rrggbb)")
+        fail(f"color {_show(colour)} is not a colour (write it as #rrggbb)")
     rgb = [int(colour[i:i + 2], 16) / 255.0 for i in (1, 3, 5)]
-    return [numbers["x"], numbers["y"], numbers["radius"], *rgb]
+    return [values["x"], values["y"], values["radius"], *rgb]
+
+
+def _show(value) -> str:
+    """A value as JSON would write it (Python's repr for what JSON cannot hold), cut to 40 characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def read_hints(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
