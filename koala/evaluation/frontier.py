@@ -23,6 +23,7 @@ from koala.color import TEMPERATURE, l_ab_to_rgb, rgb_to_l
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size, summarise
 from koala.images import group_by_source, list_images, write_atomic
 from koala.inference import Colorizer, predict_ab
+from koala.knobs import check_saturation, check_temperature
 
 
 def point_metrics(rows: list[dict]) -> dict[str, float]:
@@ -55,12 +56,13 @@ def _ab_function(colorizer: Colorizer, temperature: float | None):
 
 
 def check_temperatures(colorizer: Colorizer, temperatures: list[float], label: str) -> None:
-    """Temperatures only mean something for models that predict a colour distribution."""
+    """Temperatures only mean something for models that predict a colour distribution, and
+    within :data:`koala.knobs.TEMPERATURE_RANGE`."""
     if temperatures and not colorizer.predicts_distribution:
         raise ValueError(f"--sweep-temperature: {label} predicts ab directly; temperature applies only to "
                          "models that predict a colour distribution (zhang16)")
-    if any(t <= 0 for t in temperatures):
-        raise ValueError(f"--sweep-temperature: temperatures must be > 0; got {temperatures}")
+    for t in temperatures:
+        check_temperature(t, "--sweep-temperature")
 
 
 def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[float] | None,
@@ -77,6 +79,8 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
     gray entry hold overall metrics and the same per source (:func:`koala.images.group_by_source`)
     and per group.
     """
+    for s in saturations or []:
+        check_saturation(s, "--sweep")
     paths = list_images(data)[:limit]
     source = {path: name for name, group in group_by_source(paths).items() for path in group}
     ab_fns, pairs = {}, {}
