@@ -25,13 +25,14 @@ from koala.models import MODELS
 
 @dataclass
 class DataConfig:
-    """train/val: folder, split file (.txt) or "" for scikit-image's bundled colour photos.
+    """train/val: folder, split file (.txt), a list of them (trained on together, each keeping its
+    sources) or "" for scikit-image's bundled colour photos.
     embeddings: an HDF5 embedding cache (models that fuse a global embedding).
     source_balance: 0 (default) samples every training photo equally often; up to 1 evens out the
     sources (first-level sub-folders): a source of n photos is drawn in proportion to n^(1 - balance)."""
 
-    train: str = ""
-    val: str = ""
+    train: str | list = ""
+    val: str | list = ""
     image_size: int = 128
     batch_size: int = 16
     cache: bool = True
@@ -123,7 +124,8 @@ NON_NEGATIVE = {"early_stopping_patience", "reduce_lr_patience", "min_learning_r
                 "rotation", "zoom", "shear", "shift"}
 CHOICES = {"precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
            "strategy": ("default", "mirrored", "multiworker"), "jit_compile": ("auto", True, False)}
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
+               list: "a list of strings"}
 
 
 def _typed(value: Any, hint: Any, where: str) -> Any:
@@ -138,6 +140,8 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
             if option is float or isinstance(value, int):
                 return option(value)
         elif option in (str, dict) and isinstance(value, option):
+            return value
+        elif option is list and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             return value
         elif option is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:

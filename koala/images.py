@@ -177,6 +177,27 @@ def group_by_source(paths: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+def source_groups(source: str | os.PathLike | list) -> dict[str, list[str]]:
+    """Photos by source. One folder or split file (or a list of photo paths): as
+    :func:`group_by_source`. Several folders or split files: each one's sources, named
+    ``<its path below the folders' common parent>/<source>`` (``photos-v1/train/bsds500``), so two
+    datasets trained on together keep their own sources for balancing."""
+    if isinstance(source, (str, os.PathLike)):
+        return group_by_source(list_images(source))
+    roots = [str(item) for item in source]
+    if not roots or not all(Path(r).is_dir() or Path(r).suffix.lower() == ".txt" for r in roots):
+        return group_by_source(roots)
+    if len(roots) == 1:
+        return group_by_source(list_images(roots[0]))
+    parent = os.path.commonpath([os.path.abspath(r) for r in roots])
+    groups: dict[str, list[str]] = {}
+    for root in roots:
+        label = os.path.relpath(os.path.abspath(root), parent)
+        for name, paths in group_by_source(list_images(root)).items():
+            groups[f"{label}/{name}"] = paths
+    return groups
+
+
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 1] to uint8 with rounding (not truncation), so round trips are exact."""
     return np.clip(np.rint(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
