@@ -174,3 +174,13 @@ def test_frontier_plot_labels_points_says_which_way_is_better_and_draws_groups(c
     temps = sweep_report({"d": Colorizer.load(distribution_run)}, str(two_sources), None, [0.2, 1.0],
                          progress=False)
     assert {"T=0.2", "T=1"} <= {t.get_text() for t in frontier_figure(temps).axes[0].texts}
+
+
+def test_per_call_temperature_for_a_distribution_model(distribution_run):
+    photo = lab_photo((0.0, 0.0), 3)
+    colorizer = Colorizer.load(distribution_run)
+    cold = colorizer.colorize(photo, temperature=0.2)
+    assert np.array_equal(cold, Colorizer.load(distribution_run, temperature=0.2).colorize(photo))
+    assert not np.array_equal(cold, colorizer.colorize(photo, temperature=1.0)) and colorizer.temperature is None
+    with pytest.raises(ValueError, match="temperature must be between 0.01 and 1; got 1.5"):
+        colorizer.colorize(photo, temperature=1.5)
