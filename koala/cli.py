@@ -424,9 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "evaluate", "score a model against the grayscale baseline on held-out photos",
                  description="Score a model against the grayscale baseline (ab = 0) on held-out photos. "
-                                   "Every metric and how photos are scored (8-bit results, SSIM on RGB with an "
-                                   "11x11 Gaussian window, ratio of mean colourfulness, AuC over 0-150): "
-                                   "docs/metrics.md in koala's repository.")
+                             "Every metric and how photos are scored (8-bit results, SSIM on RGB with an "
+                             "11x11 Gaussian window, ratio of mean colourfulness, AuC over 0-150): "
+                             "docs/metrics.md in koala's repository.")
     p.add_argument("--model", action="append",
                    help="'default' (the default), a run folder or a .keras file; repeat it with --sweep "
                         "to draw several models' frontiers in one plot (LABEL=MODEL names a curve)")

@@ -260,7 +260,6 @@ class Colorizer:
         return self.tuned(saturation, temperature)._run(as_pixels(image), tf.string).numpy()
 
 
-
 def as_pixels(image: Photo) -> np.ndarray:
     """Any accepted input as pixels for :func:`colorize_pixels`: files, bytes and PIL images through
     :func:`koala.images.load_pixels`; arrays (H, W) or (H, W, 1|3|4) of uint8, uint16 or float in
