@@ -85,7 +85,7 @@ def test_preset_help_lists_every_preset_of_the_registries(capsys):
 
 def test_importing_the_python_api_is_quiet():
     result = subprocess.run([sys.executable, "-c", "from koala import Colorizer; print(Colorizer.__name__)"],
-                            capture_output=True, text=True, timeout=120,
+                            capture_output=True, text=True, timeout=600,
                             env={k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
     assert result.returncode == 0 and result.stdout.strip() == "Colorizer"
     assert result.stderr == "", result.stderr

@@ -246,12 +246,10 @@ def test_temperature_is_refused_for_a_model_without_a_distribution(constant_ab_r
     assert "--temperature must be between 0.01 and 1; got 0.0" in capsys.readouterr().err
 
 
-def test_a_model_that_is_not_a_model_file_is_one_line(tmp_path):
+def test_a_model_that_is_not_a_model_file_is_one_line(tmp_path, capsys):
     Image.fromarray(smooth_colour_image(7, 20, 20)).save(tmp_path / "notmodel.png")
-    result = subprocess.run([sys.executable, "-m", "koala.cli", "colorize", str(tmp_path / "notmodel.png"), "-o",
-                             str(tmp_path / "out"), "--model", str(tmp_path / "notmodel.png")],
-                            capture_output=True, text=True, timeout=120)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1, lines
-    assert lines[0] == (f"koala colorize: {tmp_path / 'notmodel.png'}: not a Keras model file (a .keras file is a "
-                        "zip archive; give 'default', a run folder or a .keras file)")
+    code = main(["colorize", str(tmp_path / "notmodel.png"), "-o", str(tmp_path / "out"),
+                 "--model", str(tmp_path / "notmodel.png")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and lines == [f"koala colorize: {tmp_path / 'notmodel.png'}: not a Keras model file (a .keras "
+                                   "file is a zip archive; give 'default', a run folder or a .keras file)"]
