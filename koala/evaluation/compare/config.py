@@ -65,7 +65,10 @@ def check_sweep(sweep: Any) -> list[float] | None:
     if (not isinstance(sweep, (list, tuple)) or not sweep
             or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in sweep)):
         raise ValueError(f"eval.sweep: expected a list of saturations like [0, 0.5, 1]; got {sweep!r}")
-    return [check_saturation(s, "eval.sweep") for s in sweep]
+    try:
+        return [check_saturation(s) for s in sweep]
+    except ValueError as e:
+        raise ValueError(f"eval.sweep: {e}") from None
 
 
 def check_groups(groups: Any) -> dict[str, list[str]]:
