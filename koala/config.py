@@ -48,7 +48,9 @@ class TrainConfig:
     """Optimisation. precision: auto | float32 | mixed_float16 | mixed_bfloat16;
     jit_compile: auto | true | false (auto = XLA on GPU only); strategy: default | mirrored | multiworker.
     init_weights: start from a trained model's weights ("default", a run folder or a .keras file),
-    e.g. to fine-tune resunet34 with the mse_ssim loss."""
+    e.g. to fine-tune resunet34 with the mse_ssim loss; layers with new names or shapes keep their
+    initialisation. cpu_budget: stop after the epoch at which the run's process CPU seconds reach
+    it (null: no limit), to compare models at equal compute."""
 
     epochs: int = 30
     steps_per_epoch: int | None = None
@@ -65,6 +67,7 @@ class TrainConfig:
     strategy: str = "default"
     sample_images: int = 4
     seed: int = 0
+    cpu_budget: float | None = None
 
 
 @dataclass
@@ -119,7 +122,7 @@ _NESTED = {(Config, "data"): DataConfig, (Config, "train"): TrainConfig, (DataCo
 # Value rules checked when a config is read, so a mistake is one line naming the field, not a
 # TensorFlow error (or a hang: steps_per_epoch 0 never ends an epoch) minutes into a run.
 POSITIVE = {"image_size", "batch_size", "max_train_images", "max_val_images", "epochs", "steps_per_epoch",
-            "learning_rate", "sample_images"}
+            "learning_rate", "sample_images", "cpu_budget"}
 NON_NEGATIVE = {"early_stopping_patience", "reduce_lr_patience", "min_learning_rate", "seed",
                 "rotation", "zoom", "shear", "shift"}
 CHOICES = {"precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),

@@ -195,7 +195,7 @@ def make_callbacks(cfg: config_lib.Config, run: Run, val, extend_from: int = 0) 
                                           patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
         EpochHistory(run.history_file, keep=extend_from or (run.epochs_done() if run.resuming else None)),
         SampleGrid(inputs, ab_batch.numpy(), run.samples, to_ab),
-        RunClock(run),
+        RunClock(run, t.cpu_budget),
         # Two states kept: a kill while the latest is being written resumes from the one before.
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
     ]
