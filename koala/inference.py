@@ -16,6 +16,7 @@ channels at the working size; with no hints (K = 0) it colorizes automatically.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,12 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from koala.color import l_ab_to_rgb, rgb_to_l
 from koala.data.hints import HINT_COLUMNS, HINTS_INPUT_NAME, check_inside, parse_hints, rasterise_hints
 from koala.images import MAX_PIXELS, load_pixels
+from koala.knobs import check_saturation, check_temperature
 from koala.models import get_spec
 from koala.models.layers import with_policy
 from koala.runs import model_metadata, resolve_model
@@ -35,6 +38,7 @@ from koala.runs import model_metadata, resolve_model
 MAX_WORKING_SIDE_FACTOR = 4  # panoramas: the long side is capped at this many working sizes
 STRIPE_PIXELS = 1 << 19  # full-resolution pixels per step: ~50 MB of float32 temporaries at any size
 Hints = list | np.ndarray | None  # a person's hints ({"x", "y", "color", "radius"} objects) or their table
+Photo = np.ndarray | str | os.PathLike | bytes | Image.Image  # what Colorizer.colorize takes
 
 
 def working_shape(height: tf.Tensor, width: tf.Tensor, size: int, multiple: int) -> tf.Tensor:
@@ -156,9 +160,14 @@ def read_metadata(model_path: Path, network: keras.Model) -> dict:
 class Colorizer:
     """A loaded model plus what it needs to colorize a photo of any size.
 
+    ``saturation`` and ``temperature`` are checked against :mod:`koala.knobs` whenever a
+    Colorizer is made (``load``, ``dataclasses.replace``, a per-call setting), so every entry
+    point refuses the same values; a temperature is refused for a model that predicts ab directly.
+
     Example::
 
         rgb = Colorizer.load("default").colorize("old_photo.jpg")   # uint8 (H, W, 3)
+        vivid = Colorizer.load("default").colorize(PIL.Image.open("old_photo.jpg"), saturation=1.6)
     """
 
     network: keras.Model
@@ -170,6 +179,15 @@ class Colorizer:
     # Traced colorize functions, shared by copies made with dataclasses.replace (the web API
     # tunes saturation and temperature per request) so that each is traced once.
     _graphs: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.saturation = check_saturation(self.saturation)
+        if self.temperature is not None:
+            if not self.predicts_distribution:
+                model = (self.metadata or {}).get("model", self.network.name)
+                raise ValueError(f"temperature: {model} predicts ab directly and has no temperature "
+                                 "(only models that predict a colour distribution, such as zhang16, take one)")
+            self.temperature = check_temperature(self.temperature)
 
     @classmethod
     def load(
@@ -257,6 +275,11 @@ class Colorizer:
             self._graphs[key] = tf.function(run, input_signature=signature)
         return self._graphs[key]
 
+    def tuned(self, saturation: float | None = None, temperature: float | None = None) -> "Colorizer":
+        """This colorizer with other knob settings (None keeps its own), sharing its traced graphs."""
+        changes = {k: v for k, v in (("saturation", saturation), ("temperature", temperature)) if v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
+
     def _run(self, pixels: np.ndarray, out_dtype: tf.DType, hints: Hints = None) -> tf.Tensor:
         table = self.hint_table(hints, (pixels.shape[1], pixels.shape[0]))
         pixels = pixels[None] if pixels.ndim == 3 else pixels[None, ..., None]
@@ -268,23 +291,26 @@ class Colorizer:
         """Float RGB (H, W, 3) in [0, 1] -> colorized float RGB, same size (``hints`` as :meth:`colorize`)."""
         return self._run(np.asarray(rgb, np.float32), tf.float32, hints)[0].numpy()
 
-    def colorize(self, image: np.ndarray | str | os.PathLike | bytes, hints: Hints = None) -> np.ndarray:
-        """A photo (path, encoded bytes, or uint8/uint16/float array, gray or RGB) -> uint8 RGB.
+    def colorize(self, image: Photo, saturation: float | None = None, temperature: float | None = None,
+                 hints: Hints = None) -> np.ndarray:
+        """A photo (path, encoded bytes, PIL image, or uint8/uint16/float array, gray or RGB) -> uint8
+        RGB. ``saturation``/``temperature``: for this call only (default: the colorizer's own).
 
         ``hints`` (models with hint inputs): a list of ``{"x": px, "y": px, "color": "#rrggbb",
         "radius": px}`` in the photo's pixels (radius optional), or their table from
         :func:`koala.data.hints.parse_hints`; a bad hint raises :class:`koala.data.hints.HintError`.
         """
-        return self._run(as_pixels(image), tf.uint8, hints)[0].numpy()
+        return self.tuned(saturation, temperature)._run(as_pixels(image), tf.uint8, hints)[0].numpy()
 
-    def colorize_png(self, image: np.ndarray | str | os.PathLike | bytes, hints: Hints = None) -> bytes:
+    def colorize_png(self, image: Photo, saturation: float | None = None, temperature: float | None = None,
+                     hints: Hints = None) -> bytes:
         """:meth:`colorize` as PNG bytes, encoded in the graph: PIL would first copy a big scan
         to 4 bytes a pixel, and TensorFlow's encoder is also faster (24 MP: 3.9 s against 6.6 s)."""
-        return self._run(as_pixels(image), tf.string, hints).numpy()
+        return self.tuned(saturation, temperature)._run(as_pixels(image), tf.string, hints).numpy()
 
 
-def as_pixels(image: np.ndarray | str | os.PathLike | bytes) -> np.ndarray:
-    """Any accepted input as pixels for :func:`colorize_pixels`: files and bytes through
+def as_pixels(image: Photo) -> np.ndarray:
+    """Any accepted input as pixels for :func:`colorize_pixels`: files, bytes and PIL images through
     :func:`koala.images.load_pixels`; arrays (H, W) or (H, W, 1|3|4) of uint8, uint16 or float in
     [0, 1] keep their depth (a fourth channel is dropped). At most ``MAX_PIXELS`` pixels."""
     if not isinstance(image, np.ndarray):

@@ -309,3 +309,13 @@ def test_hints_for_a_model_without_hint_inputs_are_400(server):
                            data={"hints": '[{"x": 1, "y": 1, "color": "#00ff00"}]'}, timeout=60)
     assert error_of(answer, 400).startswith("hints: cunet takes no hints")
     assert requests.get(f"{server.url}/healthz", timeout=10).json()["supports_hints"] is False
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.5", "3.5"])
+def test_api_refuses_the_saturations_every_entry_point_refuses(server, value):
+    from koala.knobs import check_saturation
+
+    data = encode(photo())
+    with pytest.raises(ValueError) as refused:
+        check_saturation(value)
+    assert error_of(post(server, data, saturation=value), 400) == str(refused.value)

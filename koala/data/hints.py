@@ -215,11 +215,15 @@ def rasterise_hints(table: tf.Tensor, photo_shape: tf.Tensor, working_shape: tf.
 
 
 def simulate_user_hints(rgb: np.ndarray, seed: int, count: int, patch: int) -> list[dict]:
-    """``count`` hints as a person would give them, drawn as in training: patch centres normal
+    """``count`` hints for a photo (RGB (H, W, 3): float in [0, 1], uint8 or uint16) as a person
+    would give them, drawn as in training: patch centres normal
     around the photo's centre (:func:`_gaussian_start`), each hint the mean true colour of its
     ``patch`` x ``patch`` px square (mean Lab, shown as #rrggbb) at the photo's own size. For
     scoring a model through the same path as a person's hints (``koala evaluate --hints``).
     """
+    rgb = np.asarray(rgb)
+    if np.issubdtype(rgb.dtype, np.integer):  # uint8 or uint16 pixels
+        rgb = rgb / float(np.iinfo(rgb.dtype).max)
     height, width = rgb.shape[:2]
     patch = max(1, min(patch, height, width))
     seeds = tf.random.experimental.stateless_split(tf.constant([seed, count], tf.int64), 2)
