@@ -143,7 +143,8 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             continue
         claimed[target] = source
         if os.path.realpath(target) in originals:  # inputs are never written over, even with --overwrite
-            report(f"{source}: output {target} would replace an input photo; skipped (choose another -o folder)")
+            report(f"{source}: output {target} would replace an input {'film' if is_video(source) else 'photo'}; "
+                   "skipped (choose another -o folder)")
             failed += 1
             continue
         if target.exists() and not args.overwrite:

@@ -42,14 +42,16 @@ def still_shot(count: int, height: int, width: int, seed: int) -> np.ndarray:
 
 
 def write_clip(path, gray: np.ndarray, rate: int = RATE, audio_seconds: float | None = None,
-               codec: str = "libx264", container: str | None = None) -> None:
-    """Gray frames (N, H, W) as an H.264 film at ``rate`` frames/s, with a 440 Hz AAC tone of
-    ``audio_seconds`` (default: the film's length) unless 0."""
+               options: dict | None = None) -> None:
+    """Gray frames (N, H, W) as an H.264 film at ``rate`` frames/s (4:4:4 for an odd size), with a
+    440 Hz AAC tone of ``audio_seconds`` (default: the film's length) unless 0; ``options`` are the
+    muxer's (e.g. ``{"movflags": "faststart"}``: an MP4 whose index comes first)."""
     count, height, width = gray.shape
     seconds = count / rate if audio_seconds is None else audio_seconds
-    with av.open(str(path), "w", format=container) as out:
-        video = out.add_stream(codec, rate=rate)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    with av.open(str(path), "w", options=options or {}) as out:
+        video = out.add_stream("libx264", rate=rate)
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         sound = out.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if seconds else None
         for i, image in enumerate(gray):
             frame = av.VideoFrame.from_ndarray(np.repeat(image[..., None], 3, axis=-1), format="rgb24")

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# A change of normalised L this large (0.08: 8 Lab units, after removing the change of the frame's
-# mean brightness, which old films flicker in) stops the average at that pixel; half of it halves it.
+# A change of normalised L this large (0.08: 8 Lab units, after removing the change of the whole
+# frame's brightness, which old films flicker in) stops the average at that pixel; half of it halves it.
 MOTION_L = 0.08
 CUT_FRACTION = 0.4  # a frame where this share of the picture changed by MOTION_L or more starts a new shot
 
@@ -47,9 +47,10 @@ def box_blur(image: np.ndarray) -> np.ndarray:
 
 def local_change(previous_l: np.ndarray, l: np.ndarray) -> np.ndarray:
     """|change of L| per pixel (h, w, 1) between two frames, after a 3x3 mean (grain) and without
-    the change of the whole frame's brightness (exposure flicker)."""
+    the change of the whole frame's brightness (exposure flicker): its median, which something
+    moving over less than half of the picture does not shift."""
     change = box_blur(l - previous_l)
-    return np.abs(change - change.mean())
+    return np.abs(change - np.median(change))
 
 
 def is_cut(change: np.ndarray) -> bool:
