@@ -244,3 +244,18 @@ def test_film_options_are_checked_before_any_work(film, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "koala colorize: --crf 52: must be 0 (lossless) to 51 (worst)"
     assert main(["colorize", str(film), "-o", str(tmp_path / "out"), "--temporal", "-1"]) == 2
     assert "--temporal -1: must be 0" in capsys.readouterr().err
+
+
+def test_the_warping_error_sees_colours_that_do_not_follow_the_motion():
+    """A pan of 3 px: the next output is the last one moved along (error near 0), or its colours
+    swapped (red for blue: large). The flow is the gray inputs' (OpenCV's DIS)."""
+    pytest.importorskip("cv2")
+    from koala.evaluation.films import warping_error
+
+    gray = np.asarray(Image.open(Path(__file__).parents[1] / "koala" / "samples" / "camera.png").convert("L"))
+    first, second = gray[:200, 10:250], gray[:200, 7:247]
+    colour = lambda g: np.stack([g, g // 2, 255 - g], axis=-1) / 255.0  # noqa: E731
+    inputs = np.stack([first, second])
+    followed = warping_error(np.stack([colour(first), colour(second)]), inputs)
+    swapped = warping_error(np.stack([colour(first), colour(second)[..., ::-1]]), inputs)
+    assert followed < 0.002 and swapped > 0.1
