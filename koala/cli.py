@@ -393,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("colorize", help="colorize photos and films at full resolution")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs: photos and films")
     p.add_argument("-o", "--out-dir", required=True,
-                   help="folder for the colorized PNGs and films (a film keeps its container: mp4, mov, mkv; others become mkv)")
+                   help="folder for the colorized PNGs and films (a film keeps its container if it is mp4, "
+                        "mov or mkv, else becomes mkv)")
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
     p.add_argument("--temperature", type=float,

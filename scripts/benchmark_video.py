@@ -8,12 +8,13 @@ moving one, and the colourfulness kept.
 Films are made here from the bundled gray sample photos (koala/samples) with PyAV, 24 frames/s:
 a *still* shot (the photo with fresh film grain every frame, clumped over about 2 px, and the
 exposure flicker of old films, +-4%) and a *moving* one (a slow pan and zoom across the photo,
-with grain). Each speed run is its own process (``colorize_video`` after a short warm-up film of
-the same size traces the graphs), so its peak resident memory (``ru_maxrss``: TensorFlow, PyAV
-and the model included) is its own; 1080p runs at two lengths to show that memory does not grow
-with the film. Flicker and warping error are measured on the decoded outputs (koala.evaluation.films;
-the warping error needs ``opencv-python-headless``, in koala's test extra). The machine's load
-average is recorded beside the numbers: on shared cores frames/s vary.
+with grain). Each speed run is its own process, which only colorizes (``colorize_video`` after a
+short warm-up film of the same size has traced the graphs), so its peak resident memory
+(``ru_maxrss``: TensorFlow, PyAV and the model included) is the colorizing's; 1080p runs at two
+lengths to show that memory does not grow with the film. Flicker and warping error are measured
+on the decoded outputs (koala.evaluation.films; the warping error needs
+``opencv-python-headless``, in koala's test extra). The machine's load average is recorded beside
+the numbers: on shared cores frames/s vary.
 """
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def grain(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.
     """Film grain of std ``GRAIN_STD`` levels in clumps of about 2 px at 480p (``scale`` x that)."""
     clump = max(1, round(2 * scale))
     small = rng.normal(0, 1, (shape[0] // clump + 1, shape[1] // clump + 1)).astype(np.float32)
-    noise = np.asarray(Image.fromarray(small).resize((shape[1] // clump * clump + clump, shape[0] // clump * clump + clump),
-                                                     Image.BILINEAR))[: shape[0], : shape[1]]
+    size = (shape[1] // clump * clump + clump, shape[0] // clump * clump + clump)
+    noise = np.asarray(Image.fromarray(small).resize(size, Image.BILINEAR))[: shape[0], : shape[1]]
     return noise / noise.std() * GRAIN_STD
 
 
@@ -68,7 +69,8 @@ def shot(kind: str, name: str, count: int, height: int, width: int, seed: int = 
     still = photo(name, height, width, shift=0.5)
     frames = []
     for t in range(count):
-        base = still if kind == "still" else photo(name, height, width, zoom=1 + 0.004 * t, shift=0.1 + 0.8 * t / count)
+        base = (still if kind == "still"
+                else photo(name, height, width, zoom=1 + 0.004 * t, shift=0.1 + 0.8 * t / count))
         exposure = rng.uniform(1 - EXPOSURE_FLICKER, 1 + EXPOSURE_FLICKER) if kind == "still" else 1.0
         frames.append(np.clip(np.rint(base * exposure + grain(rng, (height, width), scale)), 0, 255).astype(np.uint8))
     return np.stack(frames)
@@ -92,30 +94,33 @@ def read_film(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in film.decode(video=0)])
 
 
-def speed_run(size: str, frames: int, folder: Path) -> dict:
-    """One speed measurement, inside its own process: frames/s and peak RSS of colorize_video."""
+def speed_run(source: Path, warm: Path) -> dict:
+    """One speed measurement, inside its own process: frames/s and peak RSS of colorize_video on
+    ``source``, after ``warm`` (a short film of the same size) has traced the graphs."""
     from koala.inference import Colorizer
     from koala.video.colorize import colorize_video
 
-    height, width = SIZES[size]
-    source, warm = folder / f"moving-{size}-{frames}.mp4", folder / f"warm-{size}.mp4"
-    write_film(source, shot("moving", "coffee_gray.png", frames, height, width))
-    write_film(warm, shot("moving", "coffee_gray.png", 8, height, width, seed=1))
     colorizer = Colorizer.load("default")
-    colorize_video(colorizer, warm, folder / "out" / warm.name, overwrite=True)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    colorize_video(colorizer, warm, warm.with_name("out-" + warm.name), overwrite=True)
+    warmed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    colorize_video(colorizer, source, folder / "out" / source.name, overwrite=True)
+    frames = colorize_video(colorizer, source, source.with_name("out-" + source.name), overwrite=True)
     seconds = time.perf_counter() - start
-    return {"size": size, "frames": frames, "seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 2),
-            "peak_rss_mb_before_timed_film": round(before), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    return {"frames": frames, "seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 2),
+            "peak_rss_mb_after_warm_up": round(warmed),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "load_average": [round(x, 1) for x in os.getloadavg()]}
 
 
 def speed(size: str, frames: int, folder: Path) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--speed-run", size, "--frames", str(frames), "--folder", str(folder)],
+    """Films made here, colorized by a fresh process (so its memory is the colorizing's alone)."""
+    height, width = SIZES[size]
+    source, warm = folder / f"moving-{size}-{frames}.mp4", folder / f"warm-{size}.mp4"
+    write_film(source, shot("moving", "coffee_gray.png", frames, height, width))
+    write_film(warm, shot("moving", "coffee_gray.png", 8, height, width, seed=1))
+    result = subprocess.run([sys.executable, __file__, "--speed-run", str(source), "--warm", str(warm)],
                             capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {"size": size, **json.loads(result.stdout.strip().splitlines()[-1])}
 
 
 def stability(folder: Path, frames: int, temporal: float) -> list[dict]:
@@ -149,13 +154,15 @@ def stability(folder: Path, frames: int, temporal: float) -> list[dict]:
 
 
 def markdown(report: dict) -> str:
-    lines = ["| film | frames | frames/s | seconds | peak RSS MB | load average (1, 5, 15 min) |",
+    lines = ["| film | frames | frames/s | seconds | peak RSS MB (after warm-up -> end) "
+             "| load average (1, 5, 15 min) |",
              "|---|---:|---:|---:|---:|---|"]
     for r in report["speed"]:
         lines.append(f"| {r['size']} | {r['frames']} | {r['frames_per_second']:.2f} | {r['seconds']:.1f} | "
-                     f"{r['peak_rss_mb']} | {', '.join(str(x) for x in r['load_average'])} |")
-    lines += ["", "| shot (480p) | setting | flicker (mean abs delta ab) | vs frame by frame | colourfulness | vs frame by frame | warping error |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+                     f"{r['peak_rss_mb_after_warm_up']} -> {r['peak_rss_mb']} | "
+                     f"{', '.join(str(x) for x in r['load_average'])} |")
+    lines += ["", "| shot (480p) | setting | flicker (mean abs delta ab) | vs frame by frame | colourfulness "
+                  "| vs frame by frame | warping error |", "|---|---|---:|---:|---:|---:|---:|"]
     base = {}
     for r in report["stability"]:
         base.setdefault(r["shot"], r)
@@ -171,11 +178,11 @@ def main() -> None:
     parser.add_argument("--out", default="reports/video", help="folder for video.json and video.md")
     parser.add_argument("--frames", type=int, default=48, help="frames per film (default 48: 2 s)")
     parser.add_argument("--long-frames", type=int, default=144, help="the longer 1080p film (default 144: 6 s)")
-    parser.add_argument("--speed-run", choices=sorted(SIZES), help=argparse.SUPPRESS)
-    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--speed-run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--warm", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.speed_run:
-        print(json.dumps(speed_run(args.speed_run, args.frames, Path(args.folder))))
+        print(json.dumps(speed_run(args.speed_run, args.warm)))
         return
     from koala.video import DEFAULT_TEMPORAL
 

@@ -259,3 +259,22 @@ def test_the_warping_error_sees_colours_that_do_not_follow_the_motion():
     followed = warping_error(np.stack([colour(first), colour(second)]), inputs)
     swapped = warping_error(np.stack([colour(first), colour(second)[..., ::-1]]), inputs)
     assert followed < 0.002 and swapped > 0.1
+
+
+@pytest.mark.slow
+def test_batch_colorize_takes_films_one_element_each(film, tmp_path, constant_ab_run, capsys):
+    pytest.importorskip("apache_beam")
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 60), 128, np.uint8)).save(folder / "photo.png")
+    (folder / "film.mp4").write_bytes(film.read_bytes())
+    (folder / "junk.webm").write_text("not a film")
+    out = tmp_path / "out"
+    assert main(["batch", "colorize", str(folder), "-o", str(out), "--model", constant_ab_run,
+                 "--runner=DirectRunner"]) == 1
+    assert "colorized 2 image(s)" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["failed.tsv", "film.mp4", "photo.png"]
+    assert read_frames(out / "film.mp4")[0].shape == (48, H, W, 3)
+    assert audio_packets(out / "film.mp4") == audio_packets(film)
+    failed = (out / "failed.tsv").read_text().splitlines()[1:]
+    assert len(failed) == 1 and failed[0].startswith(str(folder / "junk.webm") + "\tnot a video FFmpeg can read")

@@ -1,9 +1,9 @@
 """``koala colorize film.mp4``: a film through :class:`~koala.inference.Colorizer`, streamed.
 
-Frames are decoded, colorized ``BATCH_FRAMES`` at a time and encoded as they go, so memory holds a
-few frames at any length: the colorizer's first half gives a batch's L and ab at the network's
-working size, :func:`koala.video.temporal.smooth` averages the ab over time, and the second half
-joins it with each frame's own full-resolution L. Every audio stream is copied packet by packet
+Frames are decoded, colorized a few at a time (:func:`batch_frames`) and encoded as they go, so
+memory holds a few frames at any length: the colorizer's first half gives a batch's L and ab at
+the network's working size, :func:`koala.video.temporal.smooth` averages the ab over time, and
+the second half joins it with each frame's own full-resolution L. Every audio stream is copied packet by packet
 (no re-encode). The video is H.264 (libx264 at ``crf``) with the input's frame size, pixel aspect,
 timestamps (so its frame rate, count and duration) and colour tags. The output is written under a
 temporary name in its folder and renamed when it is complete (:func:`koala.images.atomic_target`),
@@ -31,7 +31,8 @@ from koala.inference import Colorizer
 from koala.video import DEFAULT_CRF, DEFAULT_TEMPORAL, MAX_CRF, container_format
 from koala.video.temporal import Previous, past_weight, smooth
 
-BATCH_FRAMES = 8  # frames per network call: a 1080p batch is 50 MB of uint8, its float work is striped
+BATCH_FRAMES = 8  # frames per network call at most
+BATCH_PIXELS = 1 << 22  # and at most about this many pixels: 8 frames of 480p, 4 of 720p, 2 of 1080p
 ENCODERS = ("libx264", "libopenh264", "mpeg4")  # the best the bundled FFmpeg has; CRF is libx264's
 FALLBACK_RATE = Fraction(25)  # frames/s assumed when a file states none
 # A film that decodes to fewer frames than its header promises, beyond this share (edit lists and
@@ -94,6 +95,11 @@ def expected_frames(film: av.container.InputContainer, video: av.video.stream.Vi
     else:
         return None
     return round(seconds * frame_rate(video))
+
+
+def batch_frames(video: av.video.stream.VideoStream) -> int:
+    """Frames colorized together: memory grows with a batch's pixels, speed hardly past a few frames."""
+    return max(1, min(BATCH_FRAMES, BATCH_PIXELS // (video.width * video.height)))
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
@@ -167,6 +173,39 @@ def colorize_frames(colorizer: Colorizer, batches: Iterable[tuple[object, np.nda
         yield tag, join(pixels, tf.convert_to_tensor(np.stack(smoothed)), saturation).numpy()
 
 
+def add_audio_streams(output: av.container.OutputContainer, film: av.container.InputContainer, name: str
+                      ) -> dict[int, av.stream.Stream]:
+    """An output stream for each audio stream of ``film`` (input index -> stream), to copy its
+    packets into; :class:`VideoError` if the output's container cannot hold its codec."""
+    audio = {}
+    for stream in film.streams.audio:
+        codec = stream.codec_context.name if stream.codec_context else "unknown codec"
+        if codec not in output.supported_codecs:
+            raise VideoError(name, f"its audio ({codec}) cannot be copied into {output.format.name}")
+        audio[stream.index] = output.add_stream_from_template(stream)
+    return audio
+
+
+def transcode(colorizer: Colorizer, film: av.container.InputContainer, output: av.container.OutputContainer,
+              temporal: float, crf: int, bar: tqdm) -> int:
+    """Every frame of ``film`` colorized into ``output``, the audio copied; returns the frame count."""
+    video = film.streams.video[0]
+    video.thread_type = "AUTO"
+    encoded = add_video_stream(output, video, crf)
+    audio = add_audio_streams(output, film, film.name)
+    rgb_batches = ((frames, np.stack([f.to_ndarray(format="rgb24", width=video.width, height=video.height)
+                                      for f in frames]))
+                   for frames in batches(decoded_frames(film, output, audio), batch_frames(video)))
+    count = 0
+    for frames, colorized in colorize_frames(colorizer, rgb_batches, past_weight(temporal, float(frame_rate(video)))):
+        for frame, rgb in zip(frames, colorized):
+            output.mux(encoded.encode(to_yuv(rgb, frame, encoded)))
+        count += len(frames)
+        bar.update(len(frames))
+    output.mux(encoded.encode(None))  # the encoder's delayed frames
+    return count
+
+
 def colorize_video(colorizer: Colorizer, source: str | os.PathLike, target: str | os.PathLike,
                    temporal: float = DEFAULT_TEMPORAL, crf: int = DEFAULT_CRF, overwrite: bool = False,
                    progress: bool = False) -> int:
@@ -183,31 +222,12 @@ def colorize_video(colorizer: Colorizer, source: str | os.PathLike, target: str 
     name = str(source)
     try:
         with open_film(source) as film:
-            video = film.streams.video[0]
-            video.thread_type = "AUTO"
-            expected = expected_frames(film, video)
+            expected = expected_frames(film, film.streams.video[0])
             with atomic_target(target, overwrite) as partial, \
-                    av.open(partial, "w", format=container_format(target)) as output:
-                encoded = add_video_stream(output, video, crf)
-                audio = {}
-                for stream in film.streams.audio:
-                    if stream.codec_context is None or stream.codec_context.name not in output.supported_codecs:
-                        raise VideoError(name, f"its audio ({stream.codec_context.name if stream.codec_context else 'unknown codec'}) "
-                                               f"cannot be copied into {os.path.splitext(str(target))[1]}")
-                    audio[stream.index] = output.add_stream_from_template(stream)
-                weight = past_weight(temporal, float(frame_rate(video)))
-                count = 0
-                with tqdm(total=expected, unit="frame", desc=os.path.basename(name), disable=not progress,
-                          leave=False, file=sys.stderr, dynamic_ncols=True) as bar:
-                    rgb_batches = ((frames, np.stack([f.to_ndarray(format="rgb24", width=video.width,
-                                                                   height=video.height) for f in frames]))
-                                   for frames in batches(decoded_frames(film, output, audio), BATCH_FRAMES))
-                    for frames, colorized in colorize_frames(colorizer, rgb_batches, weight):
-                        for frame, rgb in zip(frames, colorized):
-                            output.mux(encoded.encode(to_yuv(rgb, frame, encoded)))
-                        count += len(frames)
-                        bar.update(len(frames))
-                output.mux(encoded.encode(None))  # the encoder's delayed frames
+                    av.open(partial, "w", format=container_format(target)) as output, \
+                    tqdm(total=expected, unit="frame", desc=os.path.basename(name), disable=not progress,
+                         leave=False, file=sys.stderr, dynamic_ncols=True) as bar:
+                count = transcode(colorizer, film, output, temporal, crf, bar)
                 if count == 0:
                     raise VideoError(name, "no frames could be decoded")
                 if expected and count < expected * (1 - TRUNCATION_TOLERANCE) - 1:
