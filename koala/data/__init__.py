@@ -1,4 +1,4 @@
 """Input pipelines and paired augmentation."""
-from koala.data.pipeline import Augment, SideInput, build_augmenter, make_dataset, rgb_to_pair
+from koala.data.pipeline import Augment, SideInput, augment_geometry, make_dataset, rgb_to_pair
 
-__all__ = ["Augment", "SideInput", "build_augmenter", "make_dataset", "rgb_to_pair"]
+__all__ = ["Augment", "SideInput", "augment_geometry", "make_dataset", "rgb_to_pair"]
