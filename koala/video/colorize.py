@@ -34,6 +34,9 @@ from koala.video.temporal import Previous, past_weight, smooth
 BATCH_FRAMES = 8  # frames per network call at most
 BATCH_PIXELS = 1 << 22  # and at most about this many pixels: 8 frames of 480p, 4 of 720p, 2 of 1080p
 ENCODERS = ("libx264", "libopenh264", "mpeg4")  # the best the bundled FFmpeg has; CRF is libx264's
+# Frames libx264 looks ahead to plan its bit rate (its default: 40). At 1080p each costs about 8 MB
+# (measured: 444 MB for the encoder at 40, 288 MB at 20), for a barely smaller file.
+X264_LOOKAHEAD = 20
 FALLBACK_RATE = Fraction(25)  # frames/s assumed when a file states none
 # A film that decodes to fewer frames than its header promises, beyond this share (edit lists and
 # rounding make counts from durations a little loose), is refused as truncated.
@@ -81,6 +84,7 @@ def open_film(source: str | os.PathLike) -> av.container.InputContainer:
 
 
 def frame_rate(video: av.video.stream.VideoStream) -> Fraction:
+    """The film's frame rate as its header states it (average, else guessed, else 25)."""
     return Fraction(video.average_rate or video.guessed_rate or FALLBACK_RATE)
 
 
@@ -103,6 +107,7 @@ def batch_frames(video: av.video.stream.VideoStream) -> int:
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last may be shorter), taken as they come."""
     batch = []
     for item in items:
         batch.append(item)
@@ -118,8 +123,8 @@ def add_video_stream(output: av.container.OutputContainer, video: av.video.strea
     """The H.264 stream: the input's size, pixel aspect, time base and colour tags; 4:2:0 when both
     sides are even (what every player plays), else 4:4:4, which keeps an odd size as it is."""
     name = encoder_name()
-    stream = output.add_stream(name, rate=frame_rate(video),
-                               options={"crf": str(crf)} if name == "libx264" else {})
+    options = {"crf": str(crf), "rc-lookahead": str(X264_LOOKAHEAD)} if name == "libx264" else {}
+    stream = output.add_stream(name, rate=frame_rate(video), options=options)
     context, source = stream.codec_context, video.codec_context
     context.width, context.height = video.width, video.height
     context.pix_fmt = "yuv420p" if video.width % 2 == 0 and video.height % 2 == 0 else "yuv444p"
