@@ -34,7 +34,7 @@ def even_sample(paths: list[str], count: int) -> list[str]:
 def choose(report: dict, margin: float, group_margin: float, source_floor: float) -> dict | None:
     """The most colourful sweep point that is ``margin`` dB above gray overall, ``group_margin`` dB
     above it on every group of sources and at most ``source_floor`` dB below it on any source."""
-    gray = report["gray"]
+    gray = report["gray_baseline"]
 
     def gain(point: dict, kind: str | None = None, name: str | None = None) -> float:
         if kind is None:
@@ -47,7 +47,7 @@ def choose(report: dict, margin: float, group_margin: float, source_floor: float
                 and all(gain(point, "sources", s) >= -source_floor for s in point.get("sources", {})))
 
     candidates = [p for p in report["sweep"] if ok(p)]
-    return max(candidates, key=lambda p: p["cf_ratio"]) if candidates else None
+    return max(candidates, key=lambda p: p["colourfulness_ratio"]) if candidates else None
 
 
 def main() -> None:
@@ -80,7 +80,7 @@ def main() -> None:
     setting = {"image_size": sizes[list(models).index(best["model"])], "saturation": best["saturation"],
                "colour_setting": (f"{best['model']}: most colourful point >= gray + {args.margin} dB on "
                                   f"{len(paths)} training photos (scripts/tune_colour.py): PSNR {best['psnr']:.2f} "
-                                  f"(gray {report['gray']['psnr']:.2f}), colourfulness ratio {best['cf_ratio']:.3f}")}
+                                  f"(gray {report['gray_baseline']['psnr']:.2f}), colourfulness ratio {best['colourfulness_ratio']:.3f}")}
     if best["temperature"] is not None:
         setting["temperature"] = best["temperature"]
     Run(args.run).update_metadata(**setting)

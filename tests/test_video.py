@@ -227,8 +227,9 @@ def test_photos_and_films_share_the_naming_and_overwrite_rules(film, tmp_path, c
     assert read_frames(out / "reel" / "film.mkv")[0].shape == (48, H, W, 3)
 
     stamp = (out / "reel" / "film.mkv").stat().st_mtime_ns
-    assert main(["colorize", str(folder), "-o", str(out), "--model", constant_ab_run]) == 1
-    assert "film.mkv exists; kept (--overwrite replaces earlier outputs)" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["colorize", str(folder), "-o", str(out), "--model", constant_ab_run]) == 0  # kept, as photos
+    assert "colorized 0 of 2 input(s)" in (err := capsys.readouterr().err) and "2 kept" in err
     assert (out / "reel" / "film.mkv").stat().st_mtime_ns == stamp
 
     same = tmp_path / "same"
