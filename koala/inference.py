@@ -106,19 +106,9 @@ def _bilinear_rows(image: tf.Tensor, out_height: tf.Tensor, start: tf.Tensor, st
     return top + (bottom - top) * (y - y_floor)[:, None, None]
 
 
-def colorize_pixels(
-    network: Callable[[tf.Tensor], tf.Tensor], pixels: tf.Tensor, size: int, multiple: int,
-    saturation: tf.Tensor | float = 1.0, out_dtype: tf.DType = tf.uint8, hints: tf.Tensor | None = None,
-) -> tf.Tensor:
-    """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> colorized RGB (N, H, W, 3), as
-    uint8 (rounded as :func:`koala.images.to_uint8`) or float32 in [0, 1]. ``hints``: one hint
-    table per photo (N, K, 6; :func:`koala.data.hints.parse_hints`) for a network that takes them
-    as ``network(l_small, hint_channels)`` (default None: ``network(l_small)``).
-
-    The same colours as resizing ab to full size and joining it with L over the whole picture,
-    computed in stripes of about ``STRIPE_PIXELS``. Pure TF ops, so :mod:`koala.export` traces this
-    same function into the SavedModel.
-    """
+def working_l(pixels: tf.Tensor, size: int, multiple: int) -> tf.Tensor:
+    """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> their normalised L at the network's
+    working shape (N, h, w, 1), shrunk stripe by stripe so that no full-size float L is made."""
     shape = tf.shape(pixels)
     count, height, width = shape[0], shape[1], shape[2]
     rows = tf.maximum(STRIPE_PIXELS // (count * width), 1)
@@ -129,21 +119,49 @@ def colorize_pixels(
         return tf.image.resize(l_stripe, tf.stack([stop - start, small_shape[1]]), antialias=True)
 
     l_narrow = _by_stripes(narrow, height, rows, tf.float32, 1)  # (N, H, working width, 1): no full-size L
-    small = tf.image.resize(l_narrow, small_shape, antialias=True)
-    if hints is None:
-        ab_small = tf.cast(network(small), tf.float32)
-    else:
-        ab_small = tf.cast(network(small, rasterise_hints(hints, tf.stack([height, width]), small_shape)), tf.float32)
+    return tf.image.resize(l_narrow, small_shape, antialias=True)
+
+
+def join_ab(pixels: tf.Tensor, ab_small: tf.Tensor, saturation: tf.Tensor | float = 1.0,
+            out_dtype: tf.DType = tf.uint8) -> tf.Tensor:
+    """Photos (N, H, W, C) and normalised ab at any smaller size (N, h, w, 2) -> RGB (N, H, W, 3):
+    ab resized bilinearly to the photo's size, scaled by ``saturation`` and joined with the
+    photo's own full-resolution L, in stripes of about ``STRIPE_PIXELS``; uint8 (rounded as
+    :func:`koala.images.to_uint8`) or float32 in [0, 1]."""
+    shape = tf.shape(pixels)
+    count, height, width = shape[0], shape[1], shape[2]
+    rows = tf.maximum(STRIPE_PIXELS // (count * width), 1)
     ab_wide = tf.image.resize(ab_small, tf.stack([tf.shape(ab_small)[1], width]), method="bilinear")
 
     def join(start, stop):
         rgb = l_ab_to_rgb(rgb_to_l(unit_rgb(pixels[:, start:stop])),
-                           _bilinear_rows(ab_wide, height, start, stop) * saturation)
+                          _bilinear_rows(ab_wide, height, start, stop) * saturation)
         if out_dtype == tf.uint8:
             return tf.cast(tf.clip_by_value(tf.round(rgb * 255.0), 0.0, 255.0), tf.uint8)
         return rgb
 
     return _by_stripes(join, height, rows, out_dtype, 3)
+
+
+def colorize_pixels(
+    network: Callable[..., tf.Tensor], pixels: tf.Tensor, size: int, multiple: int,
+    saturation: tf.Tensor | float = 1.0, out_dtype: tf.DType = tf.uint8, hints: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> colorized RGB (N, H, W, 3), as
+    uint8 or float32 in [0, 1]: :func:`working_l`, the network, then :func:`join_ab`. ``hints``: one
+    hint table per photo (N, K, 6; :func:`koala.data.hints.parse_hints`) for a network that takes
+    them as ``network(l_small, hint_channels)`` (default None: ``network(l_small)``).
+
+    The same colours as resizing ab to full size and joining it with L over the whole picture,
+    computed in stripes. Pure TF ops, so :mod:`koala.export` traces this same function into the
+    SavedModel.
+    """
+    l_small = working_l(pixels, size, multiple)
+    if hints is None:
+        ab_small = network(l_small)
+    else:
+        ab_small = network(l_small, rasterise_hints(hints, tf.shape(pixels)[1:3], tf.shape(l_small)[1:3]))
+    return join_ab(pixels, tf.cast(ab_small, tf.float32), saturation, out_dtype)
 
 
 def read_metadata(model_path: Path, network: keras.Model) -> dict:
@@ -273,6 +291,34 @@ class Colorizer:
             if self.takes_hints:  # one graph for any number of hints, none included
                 signature.append(tf.TensorSpec([None, None, len(HINT_COLUMNS)], tf.float32))
             self._graphs[key] = tf.function(run, input_signature=signature)
+        return self._graphs[key]
+
+    def working_graph(self, dtype: tf.DType = tf.uint8) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+        """Photos of one size (N, H, W, C) of ``dtype`` -> (L, ab), both normalised, at the
+        working size: the network's input and its output, the first half of :meth:`graph`, for
+        callers that treat ab before :meth:`join_graph` (films smooth it over time)."""
+        key = ("working", id(self.network), self.temperature, self.image_size, self.multiple, dtype)
+        if key not in self._graphs:
+            network, size, multiple = self.network_fn(), self.image_size, self.multiple
+
+            def run(pixels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                l_small = working_l(pixels, size, multiple)
+                return l_small, tf.cast(network(l_small), tf.float32)
+
+            self._graphs[key] = tf.function(run, input_signature=[tf.TensorSpec([None, None, None, None], dtype)])
+        return self._graphs[key]
+
+    def join_graph(self, dtype: tf.DType = tf.uint8, out_dtype: tf.DType = tf.uint8
+                   ) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
+        """:func:`join_ab` as one graph: (photos (N, H, W, C) of ``dtype``, normalised ab at the
+        working size, saturation) -> RGB of ``out_dtype``, the second half of :meth:`graph`."""
+        key = ("join", dtype, out_dtype)
+        if key not in self._graphs:
+            self._graphs[key] = tf.function(
+                lambda pixels, ab_small, saturation: join_ab(pixels, ab_small, saturation, out_dtype),
+                input_signature=[tf.TensorSpec([None, None, None, None], dtype),
+                                 tf.TensorSpec([None, None, None, 2], tf.float32), tf.TensorSpec([], tf.float32)],
+            )
         return self._graphs[key]
 
     def tuned(self, saturation: float | None = None, temperature: float | None = None) -> "Colorizer":
