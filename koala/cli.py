@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model from a config file or preset")
     p.add_argument("--config", help="YAML config file (may name a preset to start from)")
-    p.add_argument("--preset", help="start from this preset (default, smoke)")
+    p.add_argument("--preset", help="start from this preset: default, smoke (any model, tiny) or a model's "
+                                     "own (`koala models` lists them)")
     p.add_argument("--name", help="run name (folder under out_dir)")
     p.add_argument("--out-dir", help="where run folders go (default runs/)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")

@@ -21,7 +21,7 @@ def test_models_all_follows_the_registry_and_gets_each_architectures_args(tmp_pa
     assert [e.label for e in entries] == list(MODELS)
     for entry in entries:
         assert entry.cfg.model == entry.arch == entry.label
-        assert entry.cfg.model_args == compare_config.SMOKE_MODEL_ARGS.get(entry.arch, {})
+        assert entry.cfg.model_args == MODELS[entry.arch].smoke_args  # from the model's own file
         assert entry.run == tmp_path / "runs" / entry.label
         # the same split and budget for everyone
         assert (entry.cfg.data.image_size, entry.cfg.data.batch_size) == (32, 4)

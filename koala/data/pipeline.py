@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from koala.color import rgb_to_lab, split_lab
+from koala.data.augment import Augment
 from koala.images import evenly_spaced, group_by_source, list_images, load_shrunk
 
 log = logging.getLogger(__name__)
@@ -24,21 +25,6 @@ log = logging.getLogger(__name__)
 CROP_MARGIN = 1.15  # cached images are a little larger than the crop, so crops vary
 GRAY_MEAN_SPREAD = 1.0  # a photo whose channels differ by less than this (levels, on average) is gray
 GRAY_CHECK_PHOTOS = 256  # training sets read without the cache: photos (evenly spread) decoded up front to find colour
-
-
-@dataclass
-class Augment:
-    """Runtime augmentation, after Keras' old ImageDataGenerator.
-
-    flip: random horizontal flip. rotation: max degrees either way. zoom, shear, shift:
-    max fractions of the image size (shear as a fraction, as Keras' RandomShear takes it).
-    """
-
-    flip: bool = True
-    rotation: float = 10.0
-    zoom: float = 0.1
-    shear: float = 0.05
-    shift: float = 0.05
 
 
 @dataclass(frozen=True)
