@@ -171,6 +171,12 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
 
 
+def as_8bit(rgb: np.ndarray) -> np.ndarray:
+    """Float RGB rounded to the 8 bits a saved PNG holds (:func:`to_uint8`), back in [0, 1]
+    (float64): results are scored as users see them."""
+    return to_uint8(rgb) / 255.0
+
+
 def resize_short_side(rgb_uint8: np.ndarray, side: int, upscale: bool = True) -> np.ndarray:
     """uint8 RGB (H, W, 3) with its short side resized to ``side``, keeping the aspect ratio:
     PIL's bilinear filter, antialiased when shrinking (``reducing_gap`` 2). With ``upscale``

@@ -110,7 +110,7 @@ def test_mismatched_extractor_weights_or_missing_images_are_refused(tmp_path, ti
     out = tmp_path / "cache.h5"
     assert embed(tmp_path / "photos", out) == 0
     cache = EmbeddingCache.open(out)
-    with pytest.raises(CacheError, match=f"^{out}: built with extractor tiny, config asks for inception_resnet_v2$"):
+    with pytest.raises(CacheError, match=f"^{out}: built with extractor tiny, asked for inception_resnet_v2$"):
         cache.check("inception_resnet_v2", "imagenet", cache.fingerprint)
     other = fingerprint(build_extractor("tiny", other_weights).model)
     with pytest.raises(CacheError, match=f"weights none \\(fingerprint {cache.fingerprint[:12]}\\).*{other[:12]}"):

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 CROP_MARGIN = 1.15  # cached images are a little larger than the crop, so crops vary
 GRAY_MEAN_SPREAD = 1.0  # a photo whose channels differ by less than this (levels, on average) is gray
+SHUFFLE_BUFFER = 4096  # photos a training shuffle draws from (the whole set when it is smaller)
 GRAY_CHECK_PHOTOS = 256  # training sets read without the cache: photos (evenly spread) decoded up front to find colour
 
 
@@ -118,7 +119,7 @@ def _balanced(paths: list[str], short_side: int, cache: bool, seed: int, balance
     groups = group_by_source(paths)
     position = {path: i for i, path in enumerate(paths)}
     streams = [_decoded(group, short_side, cache, None if rows is None else rows[[position[p] for p in group]])
-               .shuffle(min(len(group), 4096), seed=seed).repeat()
+               .shuffle(min(len(group), SHUFFLE_BUFFER), seed=seed).repeat()
                for group in groups.values()]
     weights = source_weights([len(group) for group in groups.values()], balance)
     log.info("source sampling weights: %s", {k: round(w, 3) for k, w in zip(groups, weights)})
@@ -200,7 +201,7 @@ def make_dataset(
             if cache and not repeat:
                 ds = ds.apply(tf.data.experimental.assert_cardinality(photos))
         if training:
-            ds = ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(min(len(paths), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
             if repeat:
                 ds = ds.repeat()
     if training:
