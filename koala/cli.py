@@ -235,10 +235,10 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
     temperatures = frontier.parse_values(args.sweep_temperature, "--sweep-temperature")
     colorizers = {}
     for item in models:
-        label, _, model = item.rpartition("=")  # LABEL=MODEL names a curve; MODEL alone is its own label
+        label, model = frontier.parse_labelled(item)  # LABEL=MODEL names a curve
         colorizer = Colorizer.load(model, saturation=args.saturation, temperature=args.temperature)
-        frontier.check_temperatures(colorizer, temperatures or [], label or model)
-        colorizers[label or model] = colorizer
+        frontier.check_temperatures(colorizer, temperatures or [], label)
+        colorizers[label] = colorizer
     report = frontier.sweep_report(colorizers, args.data, saturations, temperatures, args.size, args.limit,
                                    groups=frontier.parse_groups(args.group))
     json_path, plot_path = frontier.write_report(report, args.out)

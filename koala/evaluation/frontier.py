@@ -110,6 +110,31 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
             "skipped": skipped}
 
 
+def choose(report: dict, margin: float, group_margin: float, source_floor: float) -> dict | None:
+    """The shipped colour setting's rule: of a :func:`sweep_report`'s points, the most colourful
+    (highest colourfulness ratio) whose PSNR is at least ``margin`` dB above gray overall, at
+    least ``group_margin`` dB above it on every group of sources, and at most ``source_floor`` dB
+    below it on any source; None when no point qualifies.
+
+    Example: with margin 0.7, group_margin 0.3 and source_floor 0.3, a point +0.9 dB overall whose
+    worst source is 0.4 dB below gray is passed over for a greyer one that keeps every source.
+    """
+    gray = report["gray"]
+
+    def gain(point: dict, kind: str | None = None, name: str | None = None) -> float:
+        if kind is None:
+            return point["psnr"] - gray["psnr"]
+        return point[kind][name]["psnr"] - gray[kind][name]["psnr"]
+
+    def ok(point: dict) -> bool:
+        return (gain(point) >= margin
+                and all(gain(point, "groups", g) >= group_margin for g in point.get("groups", {}))
+                and all(gain(point, "sources", s) >= -source_floor for s in point.get("sources", {})))
+
+    candidates = [p for p in report["sweep"] if ok(p)]
+    return max(candidates, key=lambda p: p["cf_ratio"]) if candidates else None
+
+
 def effective_temperature(colorizer: Colorizer, temperature: float | None) -> float | None:
     """The temperature a distribution model decodes with (the paper's when None); None for others."""
     if not colorizer.predicts_distribution:
@@ -193,6 +218,16 @@ def parse_values(text: str | None, option: str) -> list[float] | None:
     if not values:
         raise ValueError(f"{option}: give at least one value")
     return values
+
+
+def parse_labelled(item: str) -> tuple[str, str]:
+    """'LABEL=MODEL' -> (label, model): the label ends at the first '=', so a model path may hold
+    one; MODEL alone (or with an empty label) is its own label.
+
+    Example: ``parse_labelled("stage 3=runs/lr=1e-4")`` is ``("stage 3", "runs/lr=1e-4")``.
+    """
+    label, _, model = item.partition("=")
+    return (label, model) if label and model else (item.lstrip("="), item.lstrip("="))
 
 
 def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
