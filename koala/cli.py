@@ -37,7 +37,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
     cfg = config_lib.load(args.config, args.preset, overrides)
-    run = Run(train(cfg, overwrite=args.overwrite))
+    try:
+        run = Run(train(cfg, overwrite=args.overwrite))
+    except FileExistsError as e:
+        raise FileExistsError(f"{e}; choose another --name or use --overwrite") from None
     print(f"trained model: {run.best}")
     return 0
 
@@ -148,8 +151,11 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from koala.export import export
 
-    target = export(args.model, args.out, version=args.version, fmt=args.format, saturation=args.saturation,
-                    temperature=args.temperature)
+    try:
+        target = export(args.model, args.out, version=args.version, fmt=args.format, saturation=args.saturation,
+                        temperature=args.temperature)
+    except FileExistsError as e:
+        raise FileExistsError(f"{e} (omit --version to use the next free one)") from None
     print(f"exported {args.format}: {target}")
     return 0
 
@@ -240,7 +246,7 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
         frontier.check_temperatures(colorizer, temperatures or [], label)
         colorizers[label] = colorizer
     report = frontier.sweep_report(colorizers, args.data, saturations, temperatures, args.size, args.limit,
-                                   groups=frontier.parse_groups(args.group))
+                                   groups=frontier.parse_groups(args.group, "--group"))
     json_path, plot_path = frontier.write_report(report, args.out)
     print(frontier.markdown_table(report))
     print(f"frontier written to {json_path} and {plot_path}")
@@ -304,6 +310,14 @@ def _cmd_batch_embed(args: argparse.Namespace) -> int:
     return _print_counts("embed", counts, "embedded", args.out, f"{args.out}.{DEAD_LETTER_NAME}")
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
 def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     """``koala batch colorize | embed``: Beam pipelines; options they do not know are Beam's."""
     from koala import batch as batch_lib  # constants only: no Beam or TensorFlow import here
@@ -321,7 +335,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
     p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
-    p.add_argument("--batch", type=int, default=batch_lib.COLORIZE_BATCH,
+    p.add_argument("--batch", type=_at_least_one, default=batch_lib.COLORIZE_BATCH,
                    help=f"photos per model call on a worker (default {batch_lib.COLORIZE_BATCH})")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.set_defaults(func=_cmd_batch_colorize, beam_args=[])
@@ -332,7 +346,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="the HDF5 cache to create or extend")
     p.add_argument("--extractor", required=True, help="inception_resnet_v2 (the paper's) or resnet50")
     p.add_argument("--weights", default="imagenet", help="imagenet (default), none (seeded random) or a weights file")
-    p.add_argument("--batch", type=int, default=batch_lib.EMBED_BATCH,
+    p.add_argument("--batch", type=_at_least_one, default=batch_lib.EMBED_BATCH,
                    help=f"images per extractor call (default {batch_lib.EMBED_BATCH})")
     p.add_argument("--shards", help="folder for the workers' shards, any filesystem Beam knows (default OUT.shards)")
     p.set_defaults(func=_cmd_batch_embed, beam_args=[])

@@ -254,7 +254,7 @@ def read_values(path: str | Path | None, overrides: list[str] = ()) -> dict:
         try:
             node[leaf] = yaml.safe_load(raw)
         except yaml.YAMLError as e:
-            raise ValueError(f"--set {item}: not a YAML value ({getattr(e, 'problem', None) or e})") from None
+            raise ValueError(f"override {item!r}: not a YAML value ({getattr(e, 'problem', None) or e})") from None
     return values
 
 

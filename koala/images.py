@@ -189,21 +189,20 @@ def resize_short_side(rgb_uint8: np.ndarray, side: int, upscale: bool = True) ->
     return np.asarray(img.resize(size, Image.BILINEAR, reducing_gap=2.0 if scale < 1 else None))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# Modes of what koala writes, given explicitly (never read from the process umask, which is
+# process-wide and would race the server's threads): readable by everyone, such as a TF Serving
+# process running as another user, writable by the owner.
+FILE_MODE = 0o644
+FOLDER_MODE = 0o755
 
 
-def apply_umask(folder: str | os.PathLike) -> None:
-    """Give a folder made by ``tempfile.mkdtemp`` (0700) and its contents the modes a plain
-    ``mkdir``/``open`` would have (0755/0644 under the usual umask), so that a server running
-    as another user, such as TF Serving, can read what koala wrote."""
-    mask = _umask()
+def make_readable(folder: str | os.PathLike) -> None:
+    """Give a folder made by ``tempfile.mkdtemp`` (0700) and its contents :data:`FOLDER_MODE` and
+    :data:`FILE_MODE`, so that a server running as another user can read what koala wrote."""
     for root, dirs, files in os.walk(folder):
-        os.chmod(root, 0o777 & ~mask)
+        os.chmod(root, FOLDER_MODE)
         for name in files:
-            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+            os.chmod(os.path.join(root, name), FILE_MODE)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> None:
@@ -214,13 +213,13 @@ def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) 
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
+        raise FileExistsError(f"{path}: exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs should be readable
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 files; outputs should be readable
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -230,3 +229,12 @@ def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_figure(figure, path: str | os.PathLike, dpi: float = 100) -> None:
+    """Save a matplotlib ``Figure`` as a PNG, atomically (:func:`write_atomic`, replacing an
+    earlier one). Figures are made with ``matplotlib.figure.Figure``, never pyplot, so drawing
+    switches no backend and keeps no global figure list."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    write_atomic(path, buffer.getvalue(), overwrite=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from koala import config as config_lib
-from koala.images import write_atomic
+from koala.images import FILE_MODE, write_atomic
 
 if TYPE_CHECKING:
     import keras
@@ -152,7 +152,7 @@ def save_model_atomic(network: "keras.Model", path: str | os.PathLike, overwrite
     os.close(fd)
     try:
         network.save(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the bundled model from other users
+        os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would hide the bundled model from other users
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -67,13 +67,12 @@ def test_layout_is_tf_serving_versioned(exported):
     assert not [p for p in exported.iterdir() if p.name.startswith(".")], "staging folder left behind"
 
 
-def test_exported_files_are_readable_as_the_umask_allows(exported):
-    """TF Serving often runs as another user: no 0700 folder (mkdtemp's) may stay in the way."""
-    mask = os.umask(0)
-    os.umask(mask)
+def test_exported_files_are_readable_by_everyone(exported):
+    """TF Serving often runs as another user: no 0700 folder (mkdtemp's) may stay in the way. The
+    modes are explicit (0755 folders, 0644 files), whatever the process umask."""
     paths = [exported / "1", *(exported / "1").rglob("*")]
     modes = {p.relative_to(exported).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in paths}
-    expected = {name: (0o777 if (exported / name).is_dir() else 0o666) & ~mask for name in modes}
+    expected = {name: 0o755 if (exported / name).is_dir() else 0o644 for name in modes}
     assert modes == expected and "1/variables/variables.index" in modes
 
 

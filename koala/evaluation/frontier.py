@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from koala.color import TEMPERATURE, l_ab_to_rgb, rgb_to_l
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size, summarise
-from koala.images import group_by_source, list_images, write_atomic
+from koala.images import group_by_source, list_images, write_atomic, write_figure
 from koala.inference import Colorizer, predict_ab
 
 
@@ -57,10 +57,10 @@ def _ab_function(colorizer: Colorizer, temperature: float | None):
 def check_temperatures(colorizer: Colorizer, temperatures: list[float], label: str) -> None:
     """Temperatures only mean something for models that predict a colour distribution."""
     if temperatures and not colorizer.predicts_distribution:
-        raise ValueError(f"--sweep-temperature: {label} predicts ab directly; temperature applies only to "
+        raise ValueError(f"temperature sweep: {label} predicts ab directly; temperature applies only to "
                          "models that predict a colour distribution (zhang16)")
     if any(t <= 0 for t in temperatures):
-        raise ValueError(f"--sweep-temperature: temperatures must be > 0; got {temperatures}")
+        raise ValueError(f"temperature sweep: temperatures must be > 0; got {temperatures}")
 
 
 def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[float] | None,
@@ -187,15 +187,12 @@ def _panel(ax, report: dict, source: str | None, title: str) -> None:
 def plot_frontier(report: dict, path: str | Path) -> None:
     """PSNR against colourfulness ratio: one curve per model, points labelled with the swept value,
     the gray baseline as a star and a dashed line; then one small panel per source."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     sources = sorted(report["gray"].get("sources", {}))
     cols = 4
     rows = 1 + (len(sources) + cols - 1) // cols
-    fig = plt.figure(figsize=(3.2 * cols, 3.0 * rows + 1.2))
+    fig = Figure(figsize=(3.2 * cols, 3.0 * rows + 1.2))
     main = fig.add_subplot(rows, 2, 1)
     _panel(main, report, None, f"all {report['images']} photos of {Path(report['data']).name}")
     main.legend(fontsize=7, loc="best")
@@ -203,8 +200,7 @@ def plot_frontier(report: dict, path: str | Path) -> None:
         n = report["gray"]["sources"][source]["images"]
         _panel(fig.add_subplot(rows, cols, cols + i + 1), report, source, f"{source} ({n})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    write_figure(fig, path, dpi=110)
 
 
 def parse_values(text: str | None, option: str) -> list[float] | None:
@@ -230,13 +226,14 @@ def parse_labelled(item: str) -> tuple[str, str]:
     return (label, model) if label and model else (item.lstrip("="), item.lstrip("="))
 
 
-def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
-    """['general=bsds500,urban100'] -> {'general': ['bsds500', 'urban100']}."""
+def parse_groups(items: list[str] | None, option: str = "group") -> dict[str, list[str]]:
+    """['general=bsds500,urban100'] -> {'general': ['bsds500', 'urban100']}; a clear error naming
+    the option (as the caller calls it) otherwise."""
     groups = {}
     for item in items or []:
         name, _, members = item.partition("=")
         if not name or not members:
-            raise ValueError(f"--group: expected NAME=SOURCE1,SOURCE2; got {item!r}")
+            raise ValueError(f"{option}: expected NAME=SOURCE1,SOURCE2; got {item!r}")
         groups[name] = [m for m in members.split(",") if m]
     return groups
 

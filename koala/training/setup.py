@@ -83,7 +83,7 @@ def run_metadata(cfg: config_lib.Config) -> dict:
 def check_not_finished(run: Run, overwrite: bool) -> None:
     """Refuse to train over a finished run unless told to."""
     if run.best.exists() and not run.resuming and not overwrite:
-        raise FileExistsError(f"{run.path}: a finished run is there; choose another name or use --overwrite")
+        raise FileExistsError(f"{run.path}: a finished run is there")
 
 
 def start_run(cfg: config_lib.Config, run: Run) -> None:
