@@ -166,6 +166,20 @@ def group_by_source(paths: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+# The one "is this photo gray" rule (training data and data_tools.prepare): the mean, over pixels, of
+# the spread between a pixel's largest and smallest channel, in 8-bit levels. Below this a photo
+# carries no colour worth learning: JPEG noise on a gray scan spreads about 1, a faint tint 2-3.
+GRAY_SPREAD = 3.0
+
+
+def colour_spread(pixels: np.ndarray) -> np.float64:
+    """Mean over pixels of max - min of the channels, in levels of ``pixels``' 8 bits: 0 for a
+    gray photo (one channel, or three equal ones). Compare with :data:`GRAY_SPREAD`."""
+    if pixels.ndim == 2:
+        return np.float64(0.0)
+    return np.float64(np.mean(pixels.max(axis=-1) - pixels.min(axis=-1)))  # max >= min: no uint8 wrap
+
+
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 1] to uint8 with rounding (not truncation), so round trips are exact."""
     return np.clip(np.rint(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)

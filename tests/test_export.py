@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from deploy_fixtures import decode, encode, exported, photo, photo_files, tiny_model  # noqa: F401 (fixtures)
+from conftest import decode, encode, photo
 from koala.cli import main
 from koala.export import header_shape, next_version
 from koala.images import MAX_PIXELS

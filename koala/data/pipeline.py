@@ -18,12 +18,11 @@ import tensorflow as tf
 
 from koala.color import rgb_to_lab, split_lab
 from koala.data.augment import Augment
-from koala.images import evenly_spaced, group_by_source, list_images, load_shrunk
+from koala.images import GRAY_SPREAD, colour_spread, evenly_spaced, group_by_source, list_images, load_shrunk
 
 log = logging.getLogger(__name__)
 
 CROP_MARGIN = 1.15  # cached images are a little larger than the crop, so crops vary
-GRAY_MEAN_SPREAD = 1.0  # a photo whose channels differ by less than this (levels, on average) is gray
 SHUFFLE_BUFFER = 4096  # photos a training shuffle draws from (the whole set when it is smaller)
 GRAY_CHECK_PHOTOS = 256  # training sets read without the cache: photos (evenly spread) decoded up front to find colour
 
@@ -135,8 +134,8 @@ def _census(ds: tf.data.Dataset) -> tuple[int, int]:
     set of grayscale photos, from which a colorizer learns nothing.
     """
     def add(counts, img):
-        spread = tf.cast(tf.reduce_max(img, axis=-1) - tf.reduce_min(img, axis=-1), tf.float32)
-        colour = tf.cast(tf.reduce_mean(spread) >= GRAY_MEAN_SPREAD, tf.int64)
+        spread = tf.numpy_function(colour_spread, [img], tf.float64, stateful=False)
+        colour = tf.cast(spread >= GRAY_SPREAD, tf.int64)
         return counts + tf.stack([tf.constant(1, tf.int64), colour])
 
     photos, colour = ds.reduce(tf.zeros([2], tf.int64), add).numpy()
