@@ -122,6 +122,22 @@ def exported(tiny_model, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def loaded(exported):
+    """The exported tiny model, loaded with ``tf.saved_model.load``."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(exported / "1"))
+
+
+@pytest.fixture(scope="session")
+def colorizer(tiny_model):
+    """The tiny model's :class:`koala.inference.Colorizer`."""
+    from koala.inference import Colorizer
+
+    return Colorizer.load(tiny_model)
+
+
+@pytest.fixture(scope="session")
 def photo_files(tmp_path_factory) -> dict[str, Path]:
     """chelsea as colour/gray JPEG/PNG files, keyed ``colour_jpg.jpg``, ``gray_png.png``, ..."""
     folder = tmp_path_factory.mktemp("photos")

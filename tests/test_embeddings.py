@@ -199,6 +199,7 @@ def append_then_interrupt(*args):
     os.kill(os.getpid(), signal.SIGINT)
 
 embed.append_rows = append_then_interrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started in the background
 sys.exit(embed.main(sys.argv[1:]))
 """
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import site
 import stat
 import struct
@@ -22,7 +21,7 @@ from conftest import decode, encode, photo
 from koala.cli import main
 from koala.export import header_shape, next_version
 from koala.images import MAX_PIXELS
-from koala.inference import Colorizer, predict_ab
+from koala.inference import predict_ab
 from tests.test_images import png_with_size
 
 SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
@@ -46,16 +45,6 @@ PLAIN_TF_SCRIPT = textwrap.dedent("""
     for name, png in zip(names, pngs):
         open(name + ".out.png", "wb").write(png)
 """)
-
-
-@pytest.fixture(scope="module")
-def loaded(exported):
-    return tf.saved_model.load(str(exported / "1"))
-
-
-@pytest.fixture(scope="module")
-def colorizer(tiny_model):
-    return Colorizer.load(tiny_model)
 
 
 def test_layout_is_tf_serving_versioned(exported):

@@ -19,22 +19,11 @@ from PIL import Image
 
 from conftest import decode, encode, photo
 from koala.images import load_rgb, to_uint8
-from koala.inference import Colorizer
 from koala.serving.client import (BUSY_WAIT, MAX_RETRY_WAIT, ServingError, TFServingClient, grpc_l_request,
                                   grpc_request, parse_grpc_response, parse_rest_ab, parse_rest_response, predict_url,
                                   read_image_bytes, rest_l_request, rest_request, retry_after)
 
 predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-
-
-@pytest.fixture(scope="module")
-def loaded(exported):
-    return tf.saved_model.load(str(exported / "1"))
-
-
-@pytest.fixture(scope="module")
-def colorizer(tiny_model):
-    return Colorizer.load(tiny_model)
 
 
 @pytest.fixture(scope="module")
