@@ -24,13 +24,14 @@ from koala.data.augment import Augment
 
 @dataclass
 class DataConfig:
-    """train/val: folder, split file (.txt) or "" for scikit-image's bundled colour photos.
+    """train/val: folder, split file (.txt), a list of them (trained on together, each keeping its
+    sources) or "" for scikit-image's bundled colour photos.
     embeddings: an HDF5 embedding cache (models that fuse a global embedding).
     source_balance: 0 (default) samples every training photo equally often; up to 1 evens out the
     sources (first-level sub-folders): a source of n photos is drawn in proportion to n^(1 - balance)."""
 
-    train: str = ""
-    val: str = ""
+    train: str | list = ""
+    val: str | list = ""
     image_size: int = 128
     batch_size: int = 16
     cache: bool = True
@@ -46,7 +47,9 @@ class TrainConfig:
     """Optimisation. precision: auto | float32 | mixed_float16 | mixed_bfloat16;
     jit_compile: auto | true | false (auto = XLA on GPU only); strategy: default | mirrored | multiworker.
     init_weights: start from a trained model's weights ("default", a run folder or a .keras file),
-    e.g. to fine-tune resunet34 with the mse_ssim loss."""
+    e.g. to fine-tune resunet34 with the mse_ssim loss; layers with new names or shapes keep their
+    initialisation. cpu_budget: stop after the epoch at which the run's process CPU seconds reach
+    it (null: no limit), to compare models at equal compute."""
 
     epochs: int = 30
     steps_per_epoch: int | None = None
@@ -63,6 +66,7 @@ class TrainConfig:
     strategy: str = "default"
     sample_images: int = 4
     seed: int = 0
+    cpu_budget: float | None = None
 
 
 @dataclass
@@ -138,12 +142,13 @@ _NESTED = {(Config, "data"): DataConfig, (Config, "train"): TrainConfig, (DataCo
 # Value rules checked when a config is read, so a mistake is one line naming the field, not a
 # TensorFlow error (or a hang: steps_per_epoch 0 never ends an epoch) minutes into a run.
 POSITIVE = {"image_size", "batch_size", "max_train_images", "max_val_images", "epochs", "steps_per_epoch",
-            "learning_rate", "sample_images"}
+            "learning_rate", "sample_images", "cpu_budget"}
 NON_NEGATIVE = {"early_stopping_patience", "reduce_lr_patience", "min_learning_rate", "seed",
                 "rotation", "zoom", "shear", "shift"}
 CHOICES = {"precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
            "strategy": ("default", "mirrored", "multiworker"), "jit_compile": ("auto", True, False)}
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
+               list: "a list of strings"}
 
 
 def _typed(value: Any, hint: Any, where: str) -> Any:
@@ -158,6 +163,8 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
             if option is float or isinstance(value, int):
                 return option(value)
         elif option in (str, dict) and isinstance(value, option):
+            return value
+        elif option is list and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             return value
         elif option is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:

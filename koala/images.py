@@ -153,16 +153,39 @@ def evenly_spaced(items: list, count: int) -> list:
     return items[:: len(items) // count][:count]
 
 
-def group_by_source(paths: list[str]) -> dict[str, list[str]]:
-    """Paths grouped by source: the first folder below their common folder (``.`` for files
-    directly in it). photos-v1's sources are its eight first-level sub-folders."""
+def group_by_source(paths: list[str], root: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """Paths grouped by source: the first folder below ``root`` (default: their common folder;
+    ``.`` for files directly in it). photos-v1's sources are its eight first-level sub-folders."""
     if not paths:
         return {}
-    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    if root is None or not Path(root).is_dir():
+        root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    root = os.path.abspath(root)
     groups: dict[str, list[str]] = {}
     for path in paths:
         parts = Path(os.path.abspath(path)).relative_to(root).parts
         groups.setdefault(parts[0] if len(parts) > 1 else ".", []).append(path)
+    return groups
+
+
+def source_groups(source: str | os.PathLike | list) -> dict[str, list[str]]:
+    """Photos by source. One folder or split file (or a list of photo paths): as
+    :func:`group_by_source`. Several folders or split files: each one's sources, named
+    ``<its path below the folders' common parent>/<source>`` (``photos-v1/train/bsds500``), so two
+    datasets trained on together keep their own sources for balancing."""
+    if isinstance(source, (str, os.PathLike)):
+        return group_by_source(list_images(source), source)
+    roots = [str(item) for item in source]
+    if not roots or not all(Path(r).is_dir() or Path(r).suffix.lower() == ".txt" for r in roots):
+        return group_by_source(roots)
+    if len(roots) == 1:
+        return group_by_source(list_images(roots[0]), roots[0])
+    parent = os.path.commonpath([os.path.abspath(r) for r in roots])
+    groups: dict[str, list[str]] = {}
+    for root in roots:
+        label = os.path.relpath(os.path.abspath(root), parent)
+        for name, paths in group_by_source(list_images(root), root).items():
+            groups[f"{label}/{name}"] = paths
     return groups
 
 

@@ -24,6 +24,7 @@ import tensorflow as tf
 from koala.color import l_ab_to_rgb, rgb_to_l
 from koala.images import MAX_PIXELS, load_pixels
 from koala.models import get_spec
+from koala.models.layers import with_policy
 from koala.runs import model_metadata, resolve_model
 
 MAX_WORKING_SIDE_FACTOR = 4  # panoramas: the long side is capped at this many working sizes
@@ -168,7 +169,7 @@ class Colorizer:
         predict a colour distribution (annealed mean; default: the model's tuned value, else the
         architecture's)."""
         path = resolve_model(model)
-        network = keras.saving.load_model(path, compile=False)
+        network = with_policy(keras.saving.load_model(path, compile=False), "float32")
         meta = read_metadata(path, network)
         return cls(
             network=network,

@@ -4,7 +4,7 @@ import tensorflow as tf
 from PIL import Image
 
 from koala.color import join_lab
-from koala.data import Augment, SideInput, build_augmenter, make_dataset
+from koala.data import Augment, SideInput, augment_geometry, make_dataset
 
 
 def test_batches_have_the_model_shapes_and_ranges(photo_dir):
@@ -37,11 +37,11 @@ def square_on_gray(size: int = 64) -> np.ndarray:
 
 
 def test_augmentation_moves_l_and_ab_together():
-    augmenter = build_augmenter(Augment(flip=True, rotation=30, zoom=0.2, shear=0.1, shift=0.15), seed=3)
+    augment = Augment(flip=True, rotation=30, zoom=0.2, shear=0.1, shift=0.15)
     batch = tf.constant(np.stack([square_on_gray()] * 8))
     from koala.data import rgb_to_pair
 
-    l, ab = rgb_to_pair(tf.clip_by_value(augmenter(batch, training=True), 0, 1))
+    l, ab = rgb_to_pair(tf.clip_by_value(augment_geometry(batch, augment, tf.constant([3, 4], tf.int64)), 0, 1))
     lab = join_lab(l, ab).numpy()
     red_by_l = lab[..., 0] > 40  # red L is 53, the background's 21
     red_by_ab = np.hypot(lab[..., 1], lab[..., 2]) > 40
@@ -49,6 +49,18 @@ def test_augmentation_moves_l_and_ab_together():
     assert iou > 0.9
     moved = [not np.array_equal(red_by_l[i], red_by_l[0]) for i in range(1, 8)]
     assert any(moved)  # the draws differ between images
+
+
+def test_no_augmentation_is_the_identity_and_a_flip_is_an_exact_mirror():
+    rng = np.random.default_rng(0)
+    batch = tf.constant(rng.uniform(0, 1, (16, 12, 10, 3)).astype(np.float32))
+    seed = tf.constant([1, 2], tf.int64)
+    still = Augment(flip=False, rotation=0, zoom=0, shear=0, shift=0)
+    np.testing.assert_allclose(augment_geometry(batch, still, seed).numpy(), batch.numpy(), atol=1e-6)
+    flipped = augment_geometry(batch, Augment(rotation=0, zoom=0, shear=0, shift=0), seed).numpy()
+    mirrored = [np.allclose(out, img[:, ::-1], atol=1e-6) for out, img in zip(flipped, batch.numpy())]
+    same = [np.allclose(out, img, atol=1e-6) for out, img in zip(flipped, batch.numpy())]
+    assert all(m or s for m, s in zip(mirrored, same)) and 0 < sum(mirrored) < 16
 
 
 def test_bad_files_are_skipped_not_fatal(photo_dir, tmp_path):
@@ -187,7 +199,7 @@ def test_a_side_input_from_l_is_computed_from_the_batch_l(photo_dir):
 
 
 def test_a_side_input_needs_one_source_and_a_row_per_photo(photo_dir):
-    with pytest.raises(ValueError, match="give exactly one of per_photo and from_l"):
+    with pytest.raises(ValueError, match="give exactly one of per_photo, from_l and from_target"):
         SideInput("embedding")
     two_rows = SideInput("embedding", per_photo=lambda paths, source: np.zeros([2, 4]))
     with pytest.raises(ValueError, match=r"2 rows for \d+ photos"):

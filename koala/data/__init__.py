@@ -5,7 +5,7 @@ The pipeline (tf.data) is imported when one of its names is first used, so that 
 """
 from koala.data.augment import Augment
 
-_PIPELINE = ("SideInput", "build_augmenter", "make_dataset", "rgb_to_pair")
+_PIPELINE = ("SideInput", "augment_geometry", "make_dataset", "rgb_to_pair")
 
 
 def __getattr__(name: str):

@@ -7,9 +7,10 @@ from pathlib import Path
 from koala.data.samples import write_sample_photos
 
 
-def data_source(path: str) -> str:
-    """A configured data path, or scikit-image's colour photos (written once under ``$KOALA_CACHE``,
-    default ``~/.cache/koala``) when none is given: the smoke preset trains without a dataset."""
+def data_source(path: str | list[str]) -> str | list[str]:
+    """A configured data path (or list of them), or scikit-image's colour photos (written once under
+    ``$KOALA_CACHE``, default ``~/.cache/koala``) when none is given: the smoke preset trains
+    without a dataset."""
     if path:
         return path
     cache = Path(os.environ.get("KOALA_CACHE", "~/.cache/koala")).expanduser()

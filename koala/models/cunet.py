@@ -18,17 +18,79 @@ without XLA, as measured for issue 11; about 3x with XLA on). The dilation rates
 at 128 px the H/8 map is 16 px wide, so a rate of 16 only sees padding (the bundled model uses
 2, 4, 8, 8).
 Input sides must be multiples of 8; :mod:`koala.inference` rounds the working shape to that.
+
+Two options, both off by default and both starting as the plain network (their last layer is
+zero-initialised, so a trained CU-Net's weights carry over exactly, :func:`transfer_weights`):
+
+* ``hints``: user-guided colorization (Zhang, Zhu et al. 2017, "Real-Time User-Guided Image
+  Colorization with Learned Deep Priors"): a second input of three channels (hint a, hint b,
+  mask; :mod:`koala.data.hints`) whose 3x3 convolution is added to the first one on L, as the
+  paper feeds hints beside L at the first layer (a convolution over concatenated channels is that
+  sum). Without hints (all zeros) it is an automatic colorizer.
+* ``global_context`` (a width, 0 = off): a global branch as Iizuka, Simo-Serra & Ishikawa 2016
+  ("Let there be Color!") fuse into every position: two stride-2 3x3 convolutions on the
+  bottleneck, global average pooling, a dense layer of this width, and a dense projection added
+  to the bottleneck features everywhere (Iizuka et al. concatenate and mix with a 1x1
+  convolution; adding a projection is the same map, split). The whole scene (grass, sky,
+  a stadium) can then inform each region's colour. Deviation: Iizuka's global network is deeper
+  (four stride-2 convolutions and three dense layers at 224 px); this one is sized for a CPU.
 """
 from __future__ import annotations
 
 import keras
 from keras import layers
 
-from koala.models.layers import ab_head, conv_block, dtype_scope, l_input, model_config
+from koala.data import SideInput
+from koala.data.hints import HINT_CHANNELS, HINTS_INPUT_NAME, simulate_hints
+from koala.models.layers import ab_head, conv_block, dtype_scope, l_input, model_config, norm_act
 from koala.models.registry import register
 
 DILATION_RATES = (2, 4, 8, 16)
 DOWNSAMPLINGS = 3
+GLOBAL_STRIDES = 2  # stride-2 convolutions before the global pooling
+
+
+def hint_side_input(model_args: dict, embeddings: str | None = None) -> SideInput | None:
+    """Training data for a hint model: simulated hints beside L (none for a plain CU-Net)."""
+    if not model_args.get("hints"):
+        return None
+    return SideInput(HINTS_INPUT_NAME, from_target=lambda l_norm, ab, seed: simulate_hints(ab, seed))
+
+
+def no_hints_network(model: keras.Model, metadata: dict):
+    """L -> ab for automatic colorization: a hint model is given empty hint channels."""
+    if not getattr(model, "hints", False) and not metadata.get("model_args", {}).get("hints"):
+        return lambda l_small: model(l_small, training=False)
+
+    def call(l_small):
+        shape = keras.ops.shape(l_small)
+        empty = keras.ops.zeros((shape[0], shape[1], shape[2], HINT_CHANNELS), dtype=l_small.dtype)
+        return model({"L": l_small, HINTS_INPUT_NAME: empty}, training=False)
+
+    return call
+
+
+def first_block(l_in, hints_in, filters: int, activation: str, batch_norm: bool):
+    """The first 3x3 convolution on L, plus one on the hint channels (zero-initialised) if any."""
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name="enc0a_conv")(l_in)
+    if hints_in is not None:
+        h = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="zeros",
+                          name="hints_conv")(hints_in)
+        x = layers.Add(name="enc0a_hints")([x, h])
+    return norm_act(x, "enc0a", activation, batch_norm)
+
+
+def global_branch(x, width: int, activation: str, batch_norm: bool):
+    """Bottleneck features plus a projection of their global summary (zero-initialised)."""
+    channels = x.shape[-1]
+    g = x
+    for i in range(GLOBAL_STRIDES):
+        g = conv_block(g, channels, f"global{i}", activation, batch_norm, strides=2)
+    g = layers.GlobalAveragePooling2D(name="global_pool")(g)
+    g = layers.Dense(width, activation="relu", name="global_fc")(g)
+    g = layers.Dense(channels, kernel_initializer="zeros", name="global_fuse")(g)
+    g = layers.Reshape((1, 1, channels), name="global_map")(g)
+    return layers.Add(name="global_add")([x, g])
 
 
 @keras.saving.register_keras_serializable(package="koala")
@@ -38,6 +100,8 @@ DOWNSAMPLINGS = 3
     default_size=128,
     multiple=8,
     smoke_args={"base_filters": 8, "batch_norm": False},
+    side_input=hint_side_input,
+    inference_network=no_hints_network,
 )
 class CUNet(keras.Model):
     """CU-Net. ``base_filters`` (default 64) doubles at each of the 3 downsamplings;
@@ -56,36 +120,47 @@ class CUNet(keras.Model):
         batch_norm: bool = True,
         dilation_rates: tuple[int, ...] = DILATION_RATES,
         input_size: int | None = None,
+        hints: bool = False,
+        global_context: int = 0,
         name: str = "cunet",
         dtype=None,
         **kwargs,
     ):
         with dtype_scope(dtype):
-            inputs = l_input(input_size)
-            x, skips = inputs, []
+            l_in = l_input(input_size)
+            hints_in = keras.Input(shape=(input_size, input_size, HINT_CHANNELS), name=HINTS_INPUT_NAME) if hints else None
+            x, skips = l_in, []
             for stage in range(DOWNSAMPLINGS):
                 filters = base_filters * 2**stage
-                x = conv_block(x, filters, f"enc{stage}a", activation, batch_norm)
+                if stage == 0:
+                    x = first_block(l_in, hints_in, filters, activation, batch_norm)
+                else:
+                    x = conv_block(x, filters, f"enc{stage}a", activation, batch_norm)
                 x = conv_block(x, filters, f"enc{stage}b", activation, batch_norm)
                 skips.append(x)
                 x = layers.AveragePooling2D(2, name=f"enc{stage}_pool")(x)
             bottleneck = base_filters * 2**DOWNSAMPLINGS
             for i, rate in enumerate(dilation_rates):
                 x = conv_block(x, bottleneck, f"dil{i}_r{rate}", activation, batch_norm, dilation=rate)
+            if global_context:
+                x = global_branch(x, global_context, activation, batch_norm)
             for stage in reversed(range(DOWNSAMPLINGS)):
                 filters = base_filters * 2**stage
                 x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"dec{stage}_up")(x)
                 x = layers.Concatenate(name=f"dec{stage}_skip")([x, skips[stage]])
                 x = conv_block(x, filters, f"dec{stage}a", activation, batch_norm)
                 x = conv_block(x, filters, f"dec{stage}b", activation, batch_norm)
+            inputs = {"L": l_in, HINTS_INPUT_NAME: hints_in} if hints else l_in
             super().__init__(inputs=inputs, outputs=ab_head(x), name=name, **kwargs)
         self.base_filters = base_filters
         self.activation = activation
         self.batch_norm = batch_norm
         self.dilation_rates = tuple(dilation_rates)
         self.input_size = input_size
+        self.hints = bool(hints)
+        self.global_context = int(global_context)
 
     def get_config(self) -> dict:
         return {**model_config(self), "base_filters": self.base_filters, "activation": self.activation,
                 "batch_norm": self.batch_norm, "dilation_rates": list(self.dilation_rates),
-                "input_size": self.input_size}
+                "input_size": self.input_size, "hints": self.hints, "global_context": self.global_context}

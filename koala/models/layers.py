@@ -27,6 +27,40 @@ def dtype_scope(dtype=None):
         keras.config.set_dtype_policy(previous)
 
 
+def with_policy(model: keras.Model, policy: str = "float32") -> keras.Model:
+    """``model`` rebuilt under the dtype ``policy`` with the same weights (the model itself when it
+    already runs so): a model trained under mixed precision keeps float32 variables, so inference
+    can run it in float32 exactly. Needs a model class whose config takes ``dtype``, as every
+    registered architecture's does."""
+    if keras.dtype_policies.serialize(model.dtype_policy) == keras.dtype_policies.serialize(
+            keras.dtype_policies.get(policy)):
+        return model
+    rebuilt = type(model).from_config({**model.get_config(), "dtype": policy})
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def transfer_weights(source: keras.Model, target: keras.Model) -> list[str]:
+    """Copy every layer's weights from ``source`` into the layer of ``target`` with the same name
+    and weight shapes: a model with new parts (hint inputs, a global branch) starts from a trained
+    one, and its new layers keep their initialisation. Returns the names of ``target``'s layers
+    with weights that got none; a ValueError when nothing matched."""
+    donors = {layer.name: layer for layer in source.layers if layer.weights}
+    untouched, copied = [], 0
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        donor = donors.get(layer.name)
+        if donor is not None and [w.shape for w in donor.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(donor.get_weights())
+            copied += 1
+        else:
+            untouched.append(layer.name)
+    if not copied:
+        raise ValueError(f"no layer of {source.name!r} matches one of {target.name!r} by name and shape")
+    return untouched
+
+
 def model_config(model: keras.Model) -> dict:
     """The part of an architecture's ``get_config`` that is not its own arguments (as keras-hub's
     backbones): name, trainable and dtype policy."""
@@ -96,6 +130,11 @@ def conv_block(
         filters, kernel_size, strides=strides, dilation_rate=dilation, padding="same",
         use_bias=not batch_norm, name=f"{name}_conv",
     )(x)
+    return norm_act(x, name, act, batch_norm)
+
+
+def norm_act(x, name: str, act: str = "relu", batch_norm: bool = True):
+    """(BatchNorm) -> activation after a block's convolution(s), with conv_block's layer names."""
     if batch_norm:
         x = normalization(f"{name}_bn")(x)
     return activation(act, f"{name}_{act}")(x)

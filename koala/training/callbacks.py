@@ -38,23 +38,34 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
 
 
 class RunClock(keras.callbacks.Callback):
-    """Keeps the run metadata's ``epochs_run`` (epochs the run has finished, over every process) and
-    ``train_seconds`` (time spent on them, summed over every process: a restart adds to it; the
-    part of an epoch cut short by a kill is not counted) up to date after every epoch."""
+    """Keeps the run metadata's ``epochs_run`` (epochs the run has finished, over every process),
+    ``train_seconds`` and ``cpu_seconds`` (wall-clock and process CPU time spent on them, all threads,
+    input pipeline included, summed over every process: a restart adds to them; the part of an
+    epoch cut short by a kill is not counted) up to date after every epoch.
 
-    def __init__(self, run: Run):
+    ``cpu_budget`` (seconds, default None): stop after the epoch at which the run's CPU time
+    reaches it, so architectures are compared at equal compute whatever else the machine runs.
+    """
+
+    def __init__(self, run: Run, cpu_budget: float | None = None):
         super().__init__()
         self.run = run
-        self._mark = 0.0
+        self.cpu_budget = cpu_budget
+        self._mark = self._cpu_mark = 0.0
 
     def on_train_begin(self, logs=None) -> None:
-        self._mark = time.perf_counter()
+        self._mark, self._cpu_mark = time.perf_counter(), time.process_time()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        now = time.perf_counter()
-        seconds = self.run.read_metadata().get("train_seconds", 0.0) + (now - self._mark)
-        self.run.update_metadata(epochs_run=epoch + 1, train_seconds=seconds)
-        self._mark = now
+        now, cpu_now = time.perf_counter(), time.process_time()
+        meta = self.run.read_metadata()
+        seconds = meta.get("train_seconds", 0.0) + (now - self._mark)
+        cpu = meta.get("cpu_seconds", 0.0) + (cpu_now - self._cpu_mark)
+        self.run.update_metadata(epochs_run=epoch + 1, train_seconds=seconds, cpu_seconds=cpu)
+        self._mark, self._cpu_mark = now, cpu_now
+        if self.cpu_budget is not None and cpu >= self.cpu_budget:
+            print(f"cpu budget reached: {cpu:.0f} of {self.cpu_budget:.0f} CPU seconds", flush=True)
+            self.model.stop_training = True
 
 
 class SampleGrid(keras.callbacks.Callback):
