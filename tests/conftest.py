@@ -50,7 +50,7 @@ def save_run(folder, model, image_size: int = 32, model_args: dict | None = None
     run.path.mkdir(parents=True, exist_ok=True)
     model.save(run.best)
     cfg = config_lib.from_dict({"model": model.name, "model_args": model_args or {}, "data": {"image_size": image_size}})
-    run.write_metadata({**run_metadata(cfg), **extra})
+    run.write_metadata({**run_metadata(cfg, "float32"), **extra})
     return str(folder)
 
 

@@ -172,8 +172,13 @@ def rebalance_weights(prior, bins, lam: float = PRIOR_LAMBDA, sigma: float = SIG
 
 def nearest_bin(ab: tf.Tensor, bins) -> tf.Tensor:
     """Index of the nearest bin centre for every ab (Lab units): (..., 2) -> (...) int32; ties
-    go to the lower index. Memory is (..., Q) floats: split very large images into chunks."""
-    return tf.argmin(_squared_distances(ab, bins), axis=-1, output_type=tf.int32)
+    go to the lower index. Memory is (..., Q) floats: split very large images into chunks.
+
+    The argmin of |bin|^2 - 2 ab . bin, which is |ab - bin|^2 less |ab|^2, the same for every
+    bin: half the work of the full distances."""
+    bins = tf.cast(bins, tf.float32)
+    scores = tf.reduce_sum(bins**2, -1) - 2.0 * tf.tensordot(tf.cast(ab, tf.float32), tf.transpose(bins), axes=1)
+    return tf.argmin(scores, axis=-1, output_type=tf.int32)
 
 
 def pixel_weights(ab: tf.Tensor, bins, weights) -> tf.Tensor:
