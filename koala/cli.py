@@ -8,7 +8,6 @@ import glob
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import NoReturn
 
@@ -37,10 +36,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
     cfg = config_lib.load(args.config, args.preset, overrides)
-    try:
-        run = Run(train(cfg, overwrite=args.overwrite))
-    except FileExistsError as e:
-        raise FileExistsError(f"{e}; choose another --name or use --overwrite") from None
+    run = Run(train(cfg, overwrite=args.overwrite))
     print(f"trained model: {run.best}")
     return 0
 
@@ -119,7 +115,8 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     out_dir = _output_dir(args.out_dir)
     colorizer = Colorizer.load(args.model, saturation=args.saturation, temperature=args.temperature)
     originals = {os.path.realpath(source) for source, _ in pairs}
-    claimed, failed = {}, len(errors)
+    claimed, done, kept, failed = {}, 0, 0, len(errors)
+
     def report(message: str) -> None:
         tqdm.write(f"koala colorize: {message}", file=sys.stderr)
 
@@ -134,17 +131,17 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             report(f"{source}: output {target} would replace an input photo; skipped (choose another -o folder)")
             failed += 1
             continue
-        if target.exists() and not args.overwrite:
-            report(f"{source}: {target} exists; kept (--overwrite replaces earlier outputs)")
-            failed += 1
+        if target.exists() and not args.overwrite:  # done by an earlier run: not a failure
+            kept += 1
             continue
         try:
             write_atomic(target, colorizer.colorize_png(source), overwrite=args.overwrite)
+            done += 1
         except (ImageError, OSError) as e:
             report(str(e) if isinstance(e, ImageError) else f"{source}: {e}")
             failed += 1
-    done = len(pairs) - (failed - len(errors))
-    print(f"colorized {done} of {len(pairs)} image(s) into {out_dir}/", file=sys.stderr)
+    print(f"colorized {done} of {len(pairs) + len(errors)} input(s) into {out_dir}/; {kept} kept "
+          f"(output already there; --overwrite replaces it), {failed} failed", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -325,11 +322,10 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     beam_help = ("Other --name=value options go to Apache Beam: --runner=DirectRunner "
                  "--direct_running_mode=multi_processing --direct_num_workers=N (this machine), or "
                  "DataflowRunner / FlinkRunner options (docs/batch.md). Needs pip install koala[beam].")
-    batch = sub.add_parser("batch", help="Apache Beam jobs: colorize an archive, compute the embedding cache")
-    jobs = batch.add_subparsers(dest="job", required=True)
+    batch = _command(sub, "batch", "Apache Beam jobs: colorize an archive, compute the embedding cache")
+    jobs = batch.add_subparsers(dest="job", required=True, metavar="JOB")
 
-    p = jobs.add_parser("colorize", help="colorize files, folders or globs on any filesystem Beam knows",
-                        epilog=beam_help)
+    p = _command(jobs, "colorize", "colorize files, folders or globs on any filesystem Beam knows", epilog=beam_help)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs; local or gs://...")
     p.add_argument("-o", "--out-dir", required=True, help="folder for the PNGs and failed.tsv")
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
@@ -340,8 +336,8 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.set_defaults(func=_cmd_batch_colorize, beam_args=[])
 
-    p = jobs.add_parser("embed", help="the koalarization embedding cache (data_tools.embed) on Beam workers",
-                        epilog=beam_help)
+    p = _command(jobs, "embed", "compute the koalarization embedding cache (data_tools.embed) on Beam workers",
+                 epilog=beam_help)
     p.add_argument("manifest", help="folder, split file (.txt) or image")
     p.add_argument("out", help="the HDF5 cache to create or extend")
     p.add_argument("--extractor", required=True, help="inception_resnet_v2 (the paper's) or resnet50")
@@ -352,26 +348,53 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_batch_embed, beam_args=[])
 
 
+class _RegistryHelp(argparse.HelpFormatter):
+    """Fills ``{train_presets}`` and ``{compare_presets}`` in help texts from the registries, when
+    help is shown: listing them loads the models (and TensorFlow), which parsing never does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = super()._get_help_string(action) or ""
+        if "_presets}" in text:
+            import koala
+
+            koala.import_tensorflow()
+            from koala import config
+            from koala.evaluation.compare import config as compare_config
+
+            text = text.format(train_presets=", ".join(config.presets()),
+                               compare_presets=", ".join(compare_config.PRESETS))
+        return text
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``summary`` is both its line in ``koala --help`` and the start of
+    its own ``--help``."""
+    kwargs.setdefault("description", summary[0].upper() + summary[1:] + ".")
+    return sub.add_parser(name, help=summary, formatter_class=_RegistryHelp, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from koala import __version__
+
     parser = argparse.ArgumentParser(prog="koala", description="Colorize grayscale photos.")
+    parser.add_argument("--version", action="version", version=f"koala {__version__}")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up and log lines (hidden by default)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("models", help="list the registered architectures")
+    p = _command(sub, "models", "list the registered architectures, their sizes and presets")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("train", help="train a model from a config file or preset")
+    p = _command(sub, "train", "train a model from a config file or preset into a run folder (resumes or extends it)")
     p.add_argument("--config", help="YAML config file (may name a preset to start from)")
-    p.add_argument("--preset", help="start from this preset: default, smoke (any model, tiny) or a model's "
-                                     "own (`koala models` lists them)")
+    p.add_argument("--preset", help="start from this preset: {train_presets} (default: default)")
     p.add_argument("--name", help="run name (folder under out_dir)")
     p.add_argument("--out-dir", help="where run folders go (default runs/)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("colorize", help="colorize photos at full resolution")
+    p = _command(sub, "colorize", "colorize photos at full resolution")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs")
     p.add_argument("-o", "--out-dir", required=True, help="folder for the colorized PNGs")
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
@@ -381,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_colorize)
 
-    p = sub.add_parser("export", help="export a model for TF Serving (SavedModel) or ONNX runtimes")
+    p = _command(sub, "export", "export a model for TF Serving (SavedModel) or ONNX runtimes")
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
     p.add_argument("--out", required=True, help="base folder; the model goes to OUT/VERSION/")
     p.add_argument("--version", type=int, help="version number (default: the next free one, from 1)")
@@ -396,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     from koala import serving  # constants only: no Flask or TensorFlow import here
     from koala.images import MAX_PIXELS
 
-    p = sub.add_parser("serve", help="serve a web page and API that colorize photos")
+    p = _command(sub, "serve", "serve a web page and API that colorize photos")
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
@@ -410,11 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest photo in pixels, else 413 (default and most: koala's limit, {MAX_PIXELS:,})")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("evaluate", help="score a model against the grayscale baseline on held-out photos",
-                       description="Score a model against the grayscale baseline (ab = 0) on held-out photos. "
-                                   "Every metric and how photos are scored (8-bit results, SSIM on RGB with an "
-                                   "11x11 Gaussian window, ratio of mean colourfulness, AuC over 0-150): "
-                                   "docs/metrics.md in koala's repository.")
+    p = _command(sub, "evaluate", "score a model against the grayscale baseline on held-out photos",
+                 description="Score a model against the grayscale baseline (ab = 0) on held-out photos. "
+                             "Every metric and how photos are scored (8-bit results, SSIM on RGB with an "
+                             "11x11 Gaussian window, ratio of mean colourfulness, AuC over 0-150): "
+                             "docs/metrics.md in koala's repository.")
     p.add_argument("--model", action="append",
                    help="'default' (the default), a run folder or a .keras file; repeat it with --sweep "
                         "to draw several models' frontiers in one plot (LABEL=MODEL names a curve)")
@@ -441,9 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("compare", help="train or load several models and compare them on the same photos")
+    p = _command(sub, "compare", "train or load several models and compare them on the same photos")
     p.add_argument("--config", help="compare config (YAML); see koala.evaluation.compare")
-    p.add_argument("--preset", help="start from this compare preset (smoke)")
+    p.add_argument("--preset", help="start from this compare preset: {compare_presets}")
     p.add_argument("--out", help="report folder (default: the config's out)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. eval.limit=50")
     p.add_argument("--overwrite", action="store_true", help="retrain models whose finished runs are in the folder")
@@ -454,33 +477,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _import_tensorflow(verbose: bool) -> None:
-    """Import TensorFlow and Keras, keeping their start-up lines (absl, oneDNN, CUDA) off the screen
-    unless ``verbose``: those are written to file descriptor 2 by C++ code, twice, before any
-    logging setting applies, so only capturing the descriptor silences them. The capture is shown
-    if the import fails."""
-    if verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
-        import tensorflow  # noqa: F401
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import keras  # noqa: F401
-            import tensorflow as tf
+    """TensorFlow and Keras, imported quietly (:func:`koala.import_tensorflow`) unless ``verbose``;
+    C++ log lines after start-up are hidden too, and Python's below errors."""
+    import koala
 
-            tf.config.list_physical_devices("GPU")  # CUDA's own start-up lines, once
-        except Exception:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-    tf.get_logger().setLevel("ERROR")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    koala.import_tensorflow(verbose)
+    if not verbose:
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+
+
+def _check_knobs(args: argparse.Namespace) -> None:
+    """--saturation and --temperature within :mod:`koala.knobs`' ranges, before TensorFlow loads
+    (whether the model takes a temperature is the Colorizer's to say)."""
+    from koala.knobs import check_saturation, check_temperature
+
+    if getattr(args, "saturation", None) is not None:
+        check_saturation(args.saturation, "--saturation")
+    if getattr(args, "temperature", None) is not None:
+        check_temperature(args.temperature, "--temperature")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -491,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "beam_args"):
         args.beam_args = unknown  # checked against Beam's options by koala.batch
     try:
+        _check_knobs(args)
         _import_tensorflow(args.verbose)
         return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:

@@ -5,7 +5,7 @@ rewritten), so TF Serving, plain TensorFlow and ``koala colorize`` give the same
 
 ``serving_default``  ``image_bytes`` (tf.string, N): encoded JPEG/PNG/GIF/BMP/WebP, gray or colour,
     up to :data:`koala.images.MAX_PIXELS` (larger ones are refused from their header, before
-    decoding: InvalidArgument "image has too many pixels") -> ``png_bytes`` (tf.string, N): the
+    decoding: InvalidArgument "image has too many pixels"; other bytes: "not an image") -> ``png_bytes`` (tf.string, N): the
     colorized photo as PNG at the input's size, made in bounded memory as ``koala colorize`` does. The
     ``_bytes`` suffixes make TF Serving's REST API base64-wrap them as ``{"b64": ...}``.
 ``colorize_l``  ``L`` (float32, N x H x W x 1, normalised L) -> ``ab`` (float32, N x H x W x 2,
@@ -43,6 +43,7 @@ METADATA_ASSET = Path("assets.extra") / "koala.json"
 
 
 HEADER_BYTES = 32
+DECODED_FORMATS = "JPEG, PNG, GIF, BMP or WebP"  # what serving_default decodes (header_shape knows them)
 
 
 def _head(data: tf.Tensor) -> tf.Tensor:
@@ -101,9 +102,13 @@ def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, satur
     """One encoded photo -> the colorized PNG at its size, refusing more than ``MAX_PIXELS`` pixels
     before anything is decoded (a small file can claim a huge picture)."""
     shape = header_shape(data)
-    limit = tf.debugging.Assert(
-        shape[0] * shape[1] <= MAX_PIXELS,
-        [f"image has too many pixels (limit {MAX_PIXELS:,}); height and width in its header:", shape])
+    image = tf.debugging.Assert(  # TensorFlow's own words would be "Unknown image file format"
+        tf.reduce_all(shape > 0),
+        [f"not an image: expected the bytes of a {DECODED_FORMATS} file (or its header says 0 pixels)"])
+    with tf.control_dependencies([image]):
+        limit = tf.debugging.Assert(
+            shape[0] * shape[1] <= MAX_PIXELS,
+            [f"image has too many pixels (limit {MAX_PIXELS:,}); height and width in its header:", shape])
     head = _head(data)
     sixteen_bit_png = tf.logical_and(tf.reduce_all(tf.equal(head[:4], list(b"\x89PNG"))), tf.equal(head[24], 16))
 

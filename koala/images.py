@@ -78,29 +78,40 @@ def _to_pixels(img: Image.Image, name: str) -> np.ndarray:
     return np.asarray(img.convert("L") if mode in ("L", "1") else img.convert("RGB"))
 
 
-def load_pixels(source: str | os.PathLike | bytes) -> np.ndarray:
+def load_pixels(source: str | os.PathLike | bytes | Image.Image) -> np.ndarray:
     """Decode a photo to its pixels at their own depth: uint8 (H, W) gray or (H, W, 3) RGB, or
     uint16 (H, W) for 16-bit gray. A 24-megapixel gray scan stays 24 MB here, where float RGB
     takes 288 MB, so big scans are colorized in bounded memory.
 
-    Accepts a path or encoded bytes; EXIF orientation is applied, GIFs give their first frame,
+    Accepts a path, encoded bytes or an open PIL image (used as it is, at its current frame, and
+    left open and unchanged); EXIF orientation is applied, files' GIFs give their first frame,
     transparent pixels are composited on white. Raises :class:`ImageError` with a one-line
     reason (empty, truncated, not an image, unsupported mode, more than ``MAX_PIXELS`` pixels).
     """
+    if isinstance(source, Image.Image):
+        return _decoded_pixels(source, "<PIL image>")
     img, name = _open(source)
     with img:
-        width, height = img.size
-        if width * height > MAX_PIXELS:
-            raise ImageError(name, f"too many pixels ({width}x{height}; limit {MAX_PIXELS:,})")
-        if width < 1 or height < 1:
-            raise ImageError(name, "image has no pixels")
         try:
             img.seek(0)
-            img.load()
-            img = ImageOps.exif_transpose(img)
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageError(name, f"truncated or corrupt image data ({e})") from None
-        return _to_pixels(img, name)
+        return _decoded_pixels(img, name)
+
+
+def _decoded_pixels(img: Image.Image, name: str) -> np.ndarray:
+    """:func:`load_pixels` of an open image: checked, loaded, EXIF-rotated (on a copy)."""
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(name, f"too many pixels ({width}x{height}; limit {MAX_PIXELS:,})")
+    if width < 1 or height < 1:
+        raise ImageError(name, "image has no pixels")
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(name, f"truncated or corrupt image data ({e})") from None
+    return _to_pixels(img, name)
 
 
 def to_float_rgb(pixels: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ import csv
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ DEFAULT_MODEL = WEIGHTS_DIR / "default.keras"
 BEST_CHECKPOINT = "best.keras"
 RUN_METADATA = "koala.json"
 BACKUP_STATE = "training_metadata.json"  # what Keras' BackupAndRestore writes in backup/
+LEGACY_MODEL_SUFFIXES = (".h5", ".hdf5")  # Keras 2's HDF5 models, which load_model still reads
 
 
 class Run:
@@ -114,6 +116,9 @@ def resolve_model(spec: str | os.PathLike) -> Path:
         path = Run(path).best
     if not path.is_file():
         raise FileNotFoundError(f"{spec}: no such model (give 'default', a run folder or a .keras file)")
+    if path.suffix.lower() not in LEGACY_MODEL_SUFFIXES and not zipfile.is_zipfile(path):
+        raise ValueError(f"{spec}: not a Keras model file (a .keras file is a zip archive; "
+                         "give 'default', a run folder or a .keras file)")
     return path
 
 

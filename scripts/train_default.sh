@@ -3,7 +3,7 @@
 # (each training stage resumes if it was stopped: run the script again):
 #   1. CU-Net (16 filters, no batch norm), L1 on 128 px crops, 80,000 crops (configs/default-stage1.yaml);
 #   2. the same network trained on with the sources balanced and a lower learning rate (configs/default.yaml);
-#   3. trained on at its 160 px working size with a lower learning rate (configs/default-stage3.yaml);
+#   3. trained on at 160 px (stage 2's working size) with a lower learning rate (configs/default-stage3.yaml);
 #   4. the shipped working size and saturation chosen on the frontier of 600 *training* photos
 #      (scripts/tune_colour.py: the most colourful setting still 0.7 dB above gray overall, 0.3 dB
 #      on the general-photo sources, and no more than 0.3 dB below gray on any source);

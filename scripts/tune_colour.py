@@ -61,7 +61,7 @@ def main() -> None:
     setting = {"image_size": sizes[list(models).index(best["model"])], "saturation": best["saturation"],
                "colour_setting": (f"{best['model']}: most colourful point >= gray + {args.margin} dB on "
                                   f"{len(paths)} training photos (scripts/tune_colour.py): PSNR {best['psnr']:.2f} "
-                                  f"(gray {report['gray']['psnr']:.2f}), colourfulness ratio {best['cf_ratio']:.3f}")}
+                                  f"(gray {report['gray_baseline']['psnr']:.2f}), colourfulness ratio {best['colourfulness_ratio']:.3f}")}
     if best["temperature"] is not None:
         setting["temperature"] = best["temperature"]
     Run(args.run).update_metadata(**setting)

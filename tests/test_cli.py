@@ -29,3 +29,63 @@ def test_verbose_shows_tensorflow_start_up(tmp_path):
                            capture_output=True, text=True, timeout=120)
     lines = quiet.stderr.strip().splitlines()
     assert quiet.returncode == 2 and len(lines) == 2 and not any(word in quiet.stderr for word in NOISE), lines
+
+
+def test_version_is_the_packages():
+    import koala
+
+    result = subprocess.run([sys.executable, "-m", "koala.cli", "--version"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"koala {koala.__version__}"
+    assert koala.__version__.count(".") == 2
+
+
+def _help(capsys, *command: str) -> str:
+    import pytest
+
+    from koala.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_every_command_has_a_one_line_description(capsys):
+    """Listed with its summary in its parent's --help, and that summary opens its own --help."""
+    from koala.cli import build_parser
+
+    def commands(parser, prefix=()):
+        for action in parser._subparsers._group_actions if parser._subparsers else []:
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from commands(sub, (*prefix, name))
+
+    found = dict(commands(build_parser()))
+    assert {"models", "train", "colorize", "export", "serve", "evaluate", "compare", "batch",
+            "batch colorize", "batch embed"} <= {" ".join(c) for c in found}
+    for command, sub in found.items():
+        listing = _help(capsys, *command[:-1])
+        line = [l.split(None, 1) for l in listing.splitlines() if l.strip().startswith(command[-1] + " ")]
+        assert line and len(line[0]) == 2, (command, listing)  # its name, then its summary
+        own = " ".join(_help(capsys, *command).split())
+        assert sub.description and " ".join(sub.description.split()) in own, (command, own)
+
+
+def test_preset_help_lists_every_preset_of_the_registries(capsys):
+    from koala import config
+    from koala.evaluation.compare import config as compare_config
+
+    train_help = " ".join(_help(capsys, "train").split())
+    assert all(f"{name}," in train_help or f"{name} " in train_help for name in config.PRESETS)
+    assert "zhang16_small" in train_help and "resunet34_gan" in train_help
+    compare_help = " ".join(_help(capsys, "compare").split())
+    assert all(name in compare_help for name in compare_config.PRESETS)
+
+
+def test_importing_the_python_api_is_quiet():
+    result = subprocess.run([sys.executable, "-c", "from koala import Colorizer; print(Colorizer.__name__)"],
+                            capture_output=True, text=True, timeout=600,
+                            env={k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert result.returncode == 0 and result.stdout.strip() == "Colorizer"
+    assert result.stderr == "", result.stderr

@@ -72,7 +72,7 @@ def test_cli_never_overwrites_without_the_flag(inputs, tmp_path, constant_ab_run
     out.mkdir()
     (out / "colour.png").write_bytes(b"precious")
     source = str(inputs / "colour.jpg")
-    assert main(["colorize", source, "-o", str(out), "--model", constant_ab_run]) == 1
+    assert main(["colorize", source, "-o", str(out), "--model", constant_ab_run]) == 0  # kept: not a failure
     assert (out / "colour.png").read_bytes() == b"precious" and "--overwrite" in capsys.readouterr().err
     assert main(["colorize", source, "-o", str(out), "--model", constant_ab_run, "--overwrite"]) == 0
     assert Image.open(out / "colour.png").size == (70, 50)
@@ -180,3 +180,82 @@ def test_arrays_over_the_pixel_limit_are_refused(monkeypatch, constant_ab_run):
     monkeypatch.setattr(inference, "MAX_PIXELS", 99)
     with pytest.raises(ValueError, match="too many pixels"):
         Colorizer.load(constant_ab_run).colorize(np.zeros((10, 10), np.uint8))
+
+
+def test_exit_code_says_whether_anything_failed(inputs, tmp_path, constant_ab_run, capsys):
+    """A re-run over a finished folder keeps every output and exits 0; a failure anywhere gives 1,
+    and the summary line counts what was done, kept and failed."""
+    out = tmp_path / "out"
+    good = [str(inputs / "colour.jpg"), str(inputs / "sub")]
+    assert main(["colorize", *good, "-o", str(out), "--model", constant_ab_run]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        f"colorized 3 of 3 input(s) into {out}/; 0 kept (output already there; --overwrite replaces it), 0 failed"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    assert main(["colorize", *good, "-o", str(out), "--model", constant_ab_run]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("colorized 0 of 3 input(s)")
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
+    assert main(["colorize", *good, str(inputs / "notes.png"), "-o", str(out), "--model", constant_ab_run]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("colorized 0 of 4 input(s)") and last.endswith("3 kept (output already there; "
+                                                                          "--overwrite replaces it), 1 failed")
+
+
+def test_python_api_takes_pil_images_and_per_call_knobs(constant_ab_run, tmp_path):
+    colorizer = Colorizer.load(constant_ab_run)
+    rgb = smooth_colour_image(6, 30, 44)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    with Image.open(tmp_path / "p.png") as img:
+        from_pil = colorizer.colorize(img)
+        assert img.mode == "RGB" and img.size == (44, 30)  # the caller's image is left as it was
+    assert np.array_equal(from_pil, colorizer.colorize(tmp_path / "p.png"))
+    gray = rgb.mean(axis=-1).astype(np.uint8)
+    assert np.array_equal(colorizer.colorize(Image.fromarray(gray).convert("LA")), colorizer.colorize(gray))
+    per_call = colorizer.colorize(rgb, saturation=0.5)
+    assert np.array_equal(per_call, Colorizer.load(constant_ab_run, saturation=0.5).colorize(rgb))
+    assert not np.array_equal(per_call, colorizer.colorize(rgb)) and colorizer.saturation == 1.0
+    assert colorizer.colorize_png(rgb, saturation=0.5) == Colorizer.load(constant_ab_run, saturation=0.5).colorize_png(rgb)
+
+
+@pytest.mark.parametrize("value", ["-3", "nan", "inf", "1000", "3.01"])
+def test_saturation_out_of_range_is_refused_everywhere(value, constant_ab_run, tmp_path, capsys):
+    Image.fromarray(smooth_colour_image(7, 20, 20)).save(tmp_path / "g.png")
+    assert main(["colorize", str(tmp_path / "g.png"), "-o", str(tmp_path / "out"), "--model", constant_ab_run,
+                 "--saturation", value]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"koala colorize: --saturation must be between 0 and 3; got {float(value)!r}"]
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="saturation must be between 0 and 3"):
+        Colorizer.load(constant_ab_run, saturation=float(value))
+    with pytest.raises(ValueError, match="saturation must be between 0 and 3"):
+        Colorizer.load(constant_ab_run).colorize(np.zeros((8, 8), np.uint8), saturation=float(value))
+    assert main(["export", "--model", constant_ab_run, "--out", str(tmp_path / "exp"), "--saturation", value]) == 2
+    assert not (tmp_path / "exp").exists()
+
+
+def test_the_ends_of_the_saturation_range_are_accepted(constant_ab_run):
+    gray = np.full((16, 16), 128, np.uint8)
+    assert np.ptp(Colorizer.load(constant_ab_run, saturation=0).colorize(gray)[8, 8]) <= 1  # 0: gray
+    assert Colorizer.load(constant_ab_run, saturation=3).saturation == 3.0
+
+
+def test_temperature_is_refused_for_a_model_without_a_distribution(constant_ab_run, tmp_path, capsys):
+    Image.fromarray(smooth_colour_image(7, 20, 20)).save(tmp_path / "g.png")
+    assert main(["colorize", str(tmp_path / "g.png"), "-o", str(tmp_path / "out"), "--model", constant_ab_run,
+                 "--temperature", "0.5"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "temperature: cunet predicts ab directly and has no temperature" in lines[0]
+    assert not list((tmp_path / "out").iterdir())
+    with pytest.raises(ValueError, match="predicts ab directly"):
+        Colorizer.load(constant_ab_run).colorize(np.zeros((8, 8), np.uint8), temperature=0.5)
+    assert main(["colorize", str(tmp_path / "g.png"), "-o", str(tmp_path / "out"), "--model", constant_ab_run,
+                 "--temperature", "0"]) == 2
+    assert "--temperature must be between 0.01 and 1; got 0.0" in capsys.readouterr().err
+
+
+def test_a_model_that_is_not_a_model_file_is_one_line(tmp_path, capsys):
+    Image.fromarray(smooth_colour_image(7, 20, 20)).save(tmp_path / "notmodel.png")
+    code = main(["colorize", str(tmp_path / "notmodel.png"), "-o", str(tmp_path / "out"),
+                 "--model", str(tmp_path / "notmodel.png")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and lines == [f"koala colorize: {tmp_path / 'notmodel.png'}: not a Keras model file (a .keras "
+                                   "file is a zip archive; give 'default', a run folder or a .keras file)"]

@@ -100,11 +100,11 @@ def test_eval_sweep_draws_the_frontier_of_every_model_on_the_tables_photos(tmp_p
     assert len(frontier["sweep"]) == 4 and set(points) == {(m, v) for m in ("constant", "random") for v in (0, 1)}
     for label in ("constant", "random"):
         # Saturation 0 is the gray baseline; 1 is the model as the table scored it, on the same photos.
-        assert points[(label, 0)]["psnr"] == pytest.approx(frontier["gray"]["psnr"], abs=1e-6)
+        assert points[(label, 0)]["psnr"] == pytest.approx(frontier["gray_baseline"]["psnr"], abs=1e-6)
         assert points[(label, 1)]["psnr"] == pytest.approx(summary["models"][label]["evaluation"]["model"]["psnr"],
                                                            abs=1e-4)
         assert points[(label, 1)]["groups"]["everything"]["psnr"] == pytest.approx(points[(label, 1)]["psnr"])
-    assert frontier["gray"]["psnr"] == pytest.approx(summary["gray_baseline"]["psnr"], abs=1e-6)
+    assert frontier["gray_baseline"]["psnr"] == pytest.approx(summary["gray_baseline"]["psnr"], abs=1e-6)
     assert png_size(folder / "frontier.png")[0] > 600
     report = (folder / "report.md").read_text()
     frontier_section = report[report.index("## Frontier"):]

@@ -203,7 +203,7 @@ def test_two_workers_train_in_step_and_match_one_process(tmp_path):
         np.testing.assert_array_equal(chief[key], worker[key])
     multi_run, single_run = tmp_path / "runs" / "multiworker", tmp_path / "runs" / "default"
     multi_history, single_history = read_history(multi_run), read_history(single_run)
-    assert [int(r["epoch"]) for r in multi_history] == [0, 1] == [int(r["epoch"]) for r in single_history]
+    assert [int(r["epoch"]) for r in multi_history] == [1, 2] == [int(r["epoch"]) for r in single_history]
     for a, b in zip(multi_history, single_history):  # the same training as one process, global batch 4
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-3)
         assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-3)

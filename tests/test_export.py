@@ -138,6 +138,13 @@ def test_saved_model_refuses_more_than_the_pixel_limit_before_decoding(loaded):
             loaded.signatures["serving_default"](image_bytes=tf.constant([bomb]))
 
 
+def test_saved_model_names_bytes_that_are_not_an_image(loaded):
+    for junk in (b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 40):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"not an image: expected the bytes of a JPEG, PNG, GIF, BMP or WebP file"):
+            loaded.signatures["serving_default"](image_bytes=tf.constant([junk]))
+
+
 def test_sixteen_bit_png_keeps_its_precision(loaded, colorizer):
     deep = (photo(gray=True).astype(np.uint16) * 257 + np.arange(48, dtype=np.uint16)).astype(np.uint16)
     buffer = io.BytesIO()

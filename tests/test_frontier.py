@@ -61,29 +61,29 @@ def test_sources_are_the_first_level_subfolders(tmp_path):
 def test_saturation_sweep_traces_the_frontier_per_source(constant_ab_run, two_sources):
     report = sweep_report({"const": Colorizer.load(constant_ab_run)}, str(two_sources), [0.0, 0.5, 1.0],
                           None, progress=False)
-    gray = report["gray"]
+    gray = report["gray_baseline"]
     assert report["images"] == 6 and set(gray["sources"]) == {"right", "wrong"}
-    assert gray["cf_ratio"] < 0.02
+    assert gray["colourfulness_ratio"] < 0.02
     points = {p["value"]: p for p in report["sweep"]}
     assert [p["parameter"] for p in report["sweep"]] == ["saturation"] * 3
     # Saturation 0 is the gray baseline itself.
     assert points[0.0]["psnr"] == pytest.approx(gray["psnr"], abs=1e-6)
     # Colour grows with saturation; on the right source the model gains PSNR, on the wrong one it loses.
-    assert points[0.0]["cf_ratio"] < points[0.5]["cf_ratio"] < points[1.0]["cf_ratio"]
+    assert points[0.0]["colourfulness_ratio"] < points[0.5]["colourfulness_ratio"] < points[1.0]["colourfulness_ratio"]
     right, wrong = points[1.0]["sources"]["right"], points[1.0]["sources"]["wrong"]
     assert right["psnr"] > gray["sources"]["right"]["psnr"] + 3
     assert wrong["psnr"] < gray["sources"]["wrong"]["psnr"] - 3
-    assert right["cf_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert right["colourfulness_ratio"] == pytest.approx(1.0, abs=0.1)
     assert right["images"] == wrong["images"] == 3
 
 
 def test_temperature_sweep_colours_more_when_colder(distribution_run, two_sources):
     report = sweep_report({"dist": Colorizer.load(distribution_run)}, str(two_sources), None,
-                          [0.2, 0.6, 2.0], progress=False)
+                          [0.2, 0.6, 1.0], progress=False)
     points = report["sweep"]
     assert [p["parameter"] for p in points] == ["temperature"] * 3
-    assert [p["temperature"] for p in points] == [0.2, 0.6, 2.0]
-    cf = [p["cf_ratio"] for p in points]
+    assert [p["temperature"] for p in points] == [0.2, 0.6, 1.0]
+    cf = [p["colourfulness_ratio"] for p in points]
     assert cf[0] > cf[1] > cf[2] > 0
 
 
@@ -95,7 +95,7 @@ def test_cli_sweep_writes_json_and_plot_for_several_models(constant_ab_run, dist
     assert code == 0
     report = json.loads(out.read_text())
     assert {p["model"] for p in report["sweep"]} == {constant_ab_run, "dist"}
-    assert {"value", "psnr", "ssim", "cf_ratio", "auc", "sources"} <= set(report["sweep"][0])
+    assert {"value", "psnr", "ssim", "colourfulness_ratio", "auc", "sources"} <= set(report["sweep"][0])
     assert set(report["sweep"][0]["sources"]) == {"right", "wrong"}
     # A group of sources is scored over its photos together: here, all of them.
     for point in report["sweep"]:
@@ -117,14 +117,77 @@ def test_cli_sweep_refuses_temperature_for_regression_models(constant_ab_run, tw
     assert not (tmp_path / "f.json").exists()
 
 
-def test_cli_sweep_rejects_bad_values(constant_ab_run, two_sources, tmp_path, capsys):
+def test_cli_sweep_rejects_bad_values(constant_ab_run, distribution_run, two_sources, tmp_path, capsys):
     code = main(["evaluate", "--model", constant_ab_run, "--data", str(two_sources), "--sweep", "1,lots",
                  "--out", str(tmp_path / "f.json")])
     assert code == 2 and "--sweep: expected comma-separated numbers" in capsys.readouterr().err
 
+    for values, shown in (("0.5,4", "--sweep must be between 0 and 3; got 4.0"),
+                          ("nan", "--sweep must be between 0 and 3; got nan")):
+        code = main(["evaluate", "--model", constant_ab_run, "--data", str(two_sources), "--sweep", values,
+                     "--out", str(tmp_path / "f.json")])
+        assert code == 2 and shown in capsys.readouterr().err
+    code = main(["evaluate", "--model", distribution_run, "--data", str(two_sources), "--sweep-temperature", "0,0.5",
+                 "--out", str(tmp_path / "f.json")])
+    assert code == 2 and "--sweep-temperature must be between 0.01 and 1; got 0.0" in capsys.readouterr().err
+    assert not (tmp_path / "f.json").exists()
+
+
+def test_sweep_and_evaluate_name_their_numbers_alike(constant_ab_run, two_sources):
+    from koala.evaluation.evaluate import evaluate
+    from koala.images import list_images
+
+    colorizer = Colorizer.load(constant_ab_run)
+    sweep = sweep_report({"c": colorizer}, str(two_sources), [1.0], None, progress=False)
+    single = evaluate(colorizer, list_images(two_sources), progress=False)
+    assert "gray_baseline" in sweep and "gray_baseline" in single
+    for key in ("psnr", "ssim", "colourfulness_ratio", "auc"):
+        assert sweep["sweep"][0][key] == pytest.approx(single["model"][key], abs=1e-6)
+        assert sweep["gray_baseline"][key] == pytest.approx(single["gray_baseline"][key], abs=1e-6)
+
+
+def test_old_sweep_files_still_tabulate_and_plot(constant_ab_run, two_sources):
+    """Sweeps written before the names agreed (gray, cf_ratio) read as the current ones."""
+    from koala.evaluation.frontier import frontier_figure, markdown_table
+
+    report = sweep_report({"c": Colorizer.load(constant_ab_run)}, str(two_sources), [0.5, 1.0], None,
+                          progress=False, groups={"both": ["right", "wrong"]})
+    text = json.dumps(report).replace('"gray_baseline"', '"gray"').replace('"colourfulness_ratio"', '"cf_ratio"')
+    old = json.loads(text)
+    assert "gray" in old and "cf_ratio" in old["sweep"][0]["sources"]["right"]
+    assert markdown_table(old) == markdown_table(report)
+    assert len(frontier_figure(old).axes) == len(frontier_figure(report).axes)
+
+
+def test_frontier_plot_labels_points_says_which_way_is_better_and_draws_groups(constant_ab_run, distribution_run,
+                                                                               two_sources):
+    from koala.evaluation.frontier import BETTER, frontier_figure
+
+    report = sweep_report({"c": Colorizer.load(constant_ab_run)}, str(two_sources), [0.5, 1.0], None,
+                          progress=False, groups={"both": ["right", "wrong"]})
+    fig = frontier_figure(report)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1:] == ["group both (6)", "right (3)", "wrong (3)"]  # a panel per group, then per source
+    main_texts = [t.get_text() for t in fig.axes[0].texts]
+    assert {"s=0.5", "s=1"} <= set(main_texts) and BETTER in main_texts
+    assert "up" in BETTER and "right" in BETTER
+    temps = sweep_report({"d": Colorizer.load(distribution_run)}, str(two_sources), None, [0.2, 1.0],
+                         progress=False)
+    assert {"T=0.2", "T=1"} <= {t.get_text() for t in frontier_figure(temps).axes[0].texts}
+
+
+def test_per_call_temperature_for_a_distribution_model(distribution_run):
+    photo = lab_photo((0.0, 0.0), 3)
+    colorizer = Colorizer.load(distribution_run)
+    cold = colorizer.colorize(photo, temperature=0.2)
+    assert np.array_equal(cold, Colorizer.load(distribution_run, temperature=0.2).colorize(photo))
+    assert not np.array_equal(cold, colorizer.colorize(photo, temperature=1.0)) and colorizer.temperature is None
+    with pytest.raises(ValueError, match="temperature must be between 0.01 and 1; got 1.5"):
+        colorizer.colorize(photo, temperature=1.5)
+
 
 def point(psnr: float, cf: float, sources: dict[str, float], groups: dict[str, float] | None = None) -> dict:
-    return {"psnr": psnr, "cf_ratio": cf, "sources": {k: {"psnr": v} for k, v in sources.items()},
+    return {"psnr": psnr, "colourfulness_ratio": cf, "sources": {k: {"psnr": v} for k, v in sources.items()},
             **({"groups": {k: {"psnr": v} for k, v in groups.items()}} if groups else {})}
 
 
@@ -136,7 +199,7 @@ def test_choose_takes_the_most_colourful_point_that_keeps_every_margin():
                   "b": point(20.8, 0.7, {"a": 21.2, "b": 19.8}, {"g": 20.8}),
                   "c": point(20.9, 0.5, {"a": 21.0, "b": 20.5}, {"g": 20.9}),
                   "d": point(20.5, 0.95, {"a": 20.6, "b": 20.4}, {"g": 20.5})}
-    report = {"gray": gray, "sweep": [{"name": k, **v} for k, v in candidates.items()]}
+    report = {"gray_baseline": gray, "sweep": [{"name": k, **v} for k, v in candidates.items()]}
     assert choose(report, margin=0.7, group_margin=0.3, source_floor=0.3)["name"] == "b"
     assert choose(report, margin=0.7, group_margin=0.3, source_floor=0.6)["name"] == "a"
     assert choose(report, margin=0.7, group_margin=0.85, source_floor=0.3)["name"] == "c"  # only c's group is +0.9

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "koala"
 
 # Lowest first. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, ...]] = [
-    ("koala.color", "koala.images"),
+    ("koala.color", "koala.images", "koala.knobs"),
     ("koala.data",),
     ("koala.losses", "koala.models"),
     ("koala.config",),

@@ -2,6 +2,7 @@
 import json
 import os
 import threading
+import zipfile
 
 import pytest
 
@@ -12,11 +13,11 @@ def test_resolve_default_folder_and_file(tmp_path):
     assert resolve_model("default") == DEFAULT_MODEL and DEFAULT_MODEL.is_file()
     run = Run(tmp_path / "run")
     run.path.mkdir()
-    run.best.write_bytes(b"")
+    zipfile.ZipFile(run.best, "w").close()  # a .keras file is a zip archive
     assert resolve_model(run.path) == run.best
     assert resolve_model(str(run.best)) == run.best  # a file is itself
     other = tmp_path / "elsewhere.keras"
-    other.write_bytes(b"")
+    zipfile.ZipFile(other, "w").close()
     assert resolve_model(other) == other
 
 
@@ -26,6 +27,10 @@ def test_resolve_refuses_what_is_not_a_model(tmp_path):
         resolve_model(tmp_path / "empty_run")  # a folder without a best checkpoint
     with pytest.raises(FileNotFoundError, match="missing.keras: no such model"):
         resolve_model(tmp_path / "missing.keras")
+    for name in ("photo.png", "truncated.keras"):  # a file, but not a model
+        (tmp_path / name).write_bytes(b"\x89PNG\r\n\x1a\n")
+        with pytest.raises(ValueError, match=f"{name}: not a Keras model file"):
+            resolve_model(tmp_path / name)
 
 
 def test_model_metadata_from_the_run_or_beside_a_bundled_model(tmp_path):

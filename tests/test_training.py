@@ -63,21 +63,24 @@ def toy_run(toy_photos, tmp_path_factory) -> Path:
 def test_training_learns_and_saves_the_best_checkpoint(toy_run, toy_photos, tmp_path):
     run = toy_run
     history = read_history(run)
-    assert [int(row["epoch"]) for row in history] == list(range(6))
+    assert [int(row["epoch"]) for row in history] == list(range(1, 7))  # counted from 1, as samples/
     assert float(history[-1]["loss"]) < 0.5 * float(history[0]["loss"])
     assert min(float(r["val_loss"]) for r in history) < 0.5 * float(history[0]["val_loss"])
     model = keras.saving.load_model(Run(run).best, compile=False)
     assert model.name == "cunet" and (Run(run).samples / "epoch_006.png").is_file()
     assert not Run(run).backup.exists() and Run(run).finished  # the backup is removed once training finished
-    with pytest.raises(FileExistsError, match="finished run"):
+    with pytest.raises(FileExistsError, match="finished run") as refused:
         train(tiny_config(toy_photos, run.parent))
+    message = str(refused.value)  # one line that names every way on
+    assert "\n" not in message and "raise train.epochs above 6" in message
+    assert f"train.init_weights={run}" in message and "--overwrite" in message
 
 
 def val_losses_by_epoch(run: Path) -> list[float]:
-    """val_loss per epoch from history.csv; an epoch run again after a kill counts once (its last row)."""
-    losses = {int(row["epoch"]): float(row["val_loss"]) for row in read_history(run)}
-    assert sorted(losses) == list(range(len(losses)))
-    return [losses[epoch] for epoch in sorted(losses)]
+    """val_loss per epoch from history.csv, whose epochs are 1, 2, ... each once."""
+    rows = read_history(run)
+    assert [int(row["epoch"]) for row in rows] == list(range(1, len(rows) + 1))
+    return [float(row["val_loss"]) for row in rows]
 
 
 # `koala train` that kills itself with SIGKILL right after its second epoch is recorded (its
@@ -122,7 +125,7 @@ def test_a_killed_run_resumes_and_keeps_the_truth(toy_run, toy_photos, opposite_
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert f"resuming {run} from epoch " in finished.stdout
     epochs = [int(row["epoch"]) for row in read_history(run)]
-    assert epochs[-1] == 3 and epochs == sorted(epochs) and epochs.count(0) == 1  # continued, not restarted
+    assert epochs == [1, 2, 3, 4]  # continued, not restarted; the epoch cut short is recorded once
     losses = val_losses_by_epoch(run)
     resumed_at = len(before)
     # The situation this test is about: the first epoch after the restart is worse than an earlier one.
@@ -180,4 +183,41 @@ def test_a_resumed_run_says_so(photo_dir, tmp_path, capsys):
     run.write_metadata({})
     train(cfg)
     assert f"resuming {cfg.run_dir} from epoch 2 (1 of 2 finished)" in capsys.readouterr().out
-    assert [int(row["epoch"]) for row in read_history(cfg.run_dir)] == [1]
+    assert [int(row["epoch"]) for row in read_history(cfg.run_dir)] == [2]
+
+
+def test_a_resumed_history_holds_each_epoch_once(tmp_path):
+    """A kill after epoch 3 was recorded but before its backup: epoch 3 is trained again, and its
+    first row must go rather than be repeated."""
+    from koala.training.callbacks import EpochHistory
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss\r\n1,0.5,0.6\r\n2,0.4,0.5\r\n3,0.35,0.45\r\n")
+    history = EpochHistory(path, keep=2)
+    history.on_train_begin()
+    history.on_epoch_end(2, {"loss": 0.3, "val_loss": 0.4})  # Keras counts from 0: this is epoch 3
+    history.on_train_end()
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["epoch"], r["loss"]) for r in rows] == [("1", "0.5"), ("2", "0.4"), ("3", "0.3")]
+    EpochHistory(path).on_train_begin()  # keep=None: a new run starts a new file
+    assert path.read_text() == ""
+
+
+def test_a_finished_run_is_extended_when_its_epochs_are_raised(photo_dir, tmp_path, capsys):
+    cfg = tiny_config(photo_dir, tmp_path, epochs=2, steps_per_epoch=2, early_stopping_patience=10)
+    run = Run(train(cfg))
+    best_before = run.read_metadata()["best_val_loss"]
+    seconds_before = run.read_metadata()["train_seconds"]
+    capsys.readouterr()
+    train(tiny_config(photo_dir, tmp_path, epochs=4, steps_per_epoch=2, early_stopping_patience=10))
+    out = capsys.readouterr().out
+    assert f"extending the finished run {run.path} from epoch 3 to 4" in out
+    meta = run.read_metadata()
+    assert [int(row["epoch"]) for row in read_history(run.path)] == [1, 2, 3, 4]
+    assert meta["epochs_run"] == 4 and meta["train_seconds"] > seconds_before
+    assert meta["best_val_loss"] <= best_before and run.read_config().train.epochs == 4
+    assert (run.samples / "epoch_004.png").is_file() and not run.resuming
+    wider = tiny_config(photo_dir, tmp_path, epochs=6, steps_per_epoch=2)
+    wider.model_args = {"base_filters": 4, "batch_norm": False}  # other weights: not the same run
+    with pytest.raises(ValueError, match="cannot extend a run of cunet"):
+        train(wider)

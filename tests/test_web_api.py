@@ -268,3 +268,13 @@ def test_temperature_for_models_that_predict_distributions(tmp_path):
     assert np.array_equal(cold, dataclasses.replace(colorizer, temperature=0.05).colorize(data))
     assert np.abs(cold.astype(int) - warm).mean() > 1
     assert "between" in client.post("/api/colorize?temperature=5", data=data).json["error"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.5", "3.5"])
+def test_api_refuses_the_saturations_every_entry_point_refuses(server, value):
+    from koala.knobs import check_saturation
+
+    data = encode(photo())
+    with pytest.raises(ValueError) as refused:
+        check_saturation(value)
+    assert error_of(post(server, data, saturation=value), 400) == str(refused.value)

@@ -16,20 +16,23 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Callable
 
 import tensorflow as tf
+from matplotlib.figure import Figure
 
 from koala.color import TEMPERATURE, l_ab_to_rgb, rgb_to_l
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size, summarise
 from koala.images import group_by_source, list_images, write_atomic, write_figure
 from koala.inference import Colorizer, predict_ab
+from koala.knobs import check_saturation, check_temperature
 
 
 def point_metrics(rows: list[dict]) -> dict[str, float]:
     """The frontier's numbers for a group of per-image scores (:func:`koala.evaluation.evaluate.image_scores`)."""
     s = summarise(rows)
-    return {"psnr": s["psnr"], "ssim": s["ssim"], "cf_ratio": s["colourfulness_ratio"], "auc": s["auc"],
-            "ab_mse": s["ab_mse"], "images": len(rows)}
+    return {"psnr": s["psnr"], "ssim": s["ssim"], "colourfulness_ratio": s["colourfulness_ratio"],
+            "auc": s["auc"], "ab_mse": s["ab_mse"], "images": len(rows)}
 
 
 def grouped(rows: list[dict], sources: list[str], groups: dict[str, list[str]] | None = None) -> dict:
@@ -55,12 +58,13 @@ def _ab_function(colorizer: Colorizer, temperature: float | None):
 
 
 def check_temperatures(colorizer: Colorizer, temperatures: list[float], label: str) -> None:
-    """Temperatures only mean something for models that predict a colour distribution."""
+    """Temperatures only mean something for models that predict a colour distribution, and
+    within :data:`koala.knobs.TEMPERATURE_RANGE`."""
     if temperatures and not colorizer.predicts_distribution:
         raise ValueError(f"temperature sweep: {label} predicts ab directly; temperature applies only to "
                          "models that predict a colour distribution (zhang16)")
-    if any(t <= 0 for t in temperatures):
-        raise ValueError(f"temperature sweep: temperatures must be > 0; got {temperatures}")
+    for t in temperatures:
+        check_temperature(t, "--sweep-temperature")
 
 
 def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[float] | None,
@@ -73,10 +77,12 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
     that predict a colour distribution). size: score at size x size (default: full resolution).
     groups: named groups of sources also scored together (``{"general": ["bsds500", "urban100"]}``).
     Each photo is read, and the gray baseline scored, once for all models. Returns
-    ``{"data", "size", "images", "gray": {...}, "sweep": [points], "skipped"}``: each point and the
-    gray entry hold overall metrics and the same per source (:func:`koala.images.group_by_source`)
-    and per group.
+    ``{"data", "size", "images", "gray_baseline": {...}, "sweep": [points], "skipped"}``: each point
+    and the gray entry hold overall metrics (named as in ``koala evaluate``'s report) and the same
+    per source (:func:`koala.images.group_by_source`) and per group.
     """
+    for s in saturations or []:
+        check_saturation(s, "--sweep")
     paths = list_images(data)[:limit]
     source = {path: name for name, group in group_by_source(paths).items() for path in group}
     ab_fns, pairs = {}, {}
@@ -106,8 +112,20 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
                            "saturation": s, "temperature": effective_temperature(colorizer, t),
                            **grouped(rows[(label, t, s)], sources, groups)})
     gray = grouped(gray_rows, sources, groups)
-    return {"data": str(data), "size": size, "images": gray["images"], "gray": gray, "sweep": points,
+    return {"data": str(data), "size": size, "images": gray["images"], "gray_baseline": gray, "sweep": points,
             "skipped": skipped}
+
+
+def with_current_keys(report: dict) -> dict:
+    """A sweep report under the names ``koala evaluate`` uses, so sweeps written before the two
+    agreed (``gray`` for ``gray_baseline``, ``cf_ratio`` for ``colourfulness_ratio``) still
+    tabulate and plot (in ``koala compare``'s report too)."""
+    def renamed(entry: dict) -> dict:  # a metrics entry, its sources and groups
+        return {("colourfulness_ratio" if k == "cf_ratio" else k): renamed(v) if isinstance(v, dict) else v
+                for k, v in entry.items()}
+
+    out = {("gray_baseline" if k == "gray" else k): v for k, v in report.items()}
+    return {**out, "gray_baseline": renamed(out["gray_baseline"]), "sweep": [renamed(p) for p in out["sweep"]]}
 
 
 def choose(report: dict, margin: float, group_margin: float, source_floor: float) -> dict | None:
@@ -119,7 +137,7 @@ def choose(report: dict, margin: float, group_margin: float, source_floor: float
     Example: with margin 0.7, group_margin 0.3 and source_floor 0.3, a point +0.9 dB overall whose
     worst source is 0.4 dB below gray is passed over for a greyer one that keeps every source.
     """
-    gray = report["gray"]
+    gray = with_current_keys(report)["gray_baseline"]
 
     def gain(point: dict, kind: str | None = None, name: str | None = None) -> float:
         if kind is None:
@@ -131,8 +149,8 @@ def choose(report: dict, margin: float, group_margin: float, source_floor: float
                 and all(gain(point, "groups", g) >= group_margin for g in point.get("groups", {}))
                 and all(gain(point, "sources", s) >= -source_floor for s in point.get("sources", {})))
 
-    candidates = [p for p in report["sweep"] if ok(p)]
-    return max(candidates, key=lambda p: p["cf_ratio"]) if candidates else None
+    candidates = [p for p in with_current_keys(report)["sweep"] if ok(p)]
+    return max(candidates, key=lambda p: p["colourfulness_ratio"]) if candidates else None
 
 
 def effective_temperature(colorizer: Colorizer, temperature: float | None) -> float | None:
@@ -163,20 +181,21 @@ def curves(report: dict) -> dict[str, list[dict]]:
     return out
 
 
-def _panel(ax, report: dict, source: str | None, title: str) -> None:
-    pick = (lambda m: m) if source is None else (lambda m: m.get("sources", {}).get(source))
-    gray = pick(report["gray"])
+def _panel(ax, report: dict, pick: Callable[[dict], dict | None], title: str) -> None:
+    """One PSNR-colourfulness plot of the metrics ``pick`` takes from each entry (overall, one
+    source, one group); each point labelled with its setting (s: saturation, T: temperature)."""
+    gray = pick(report["gray_baseline"])
     for key, points in curves(report).items():
         metrics = [(pick(p), p) for p in points if pick(p)]
-        xs = [m["cf_ratio"] for m, _ in metrics]
+        xs = [m["colourfulness_ratio"] for m, _ in metrics]
         ys = [m["psnr"] for m, _ in metrics]
         (line,) = ax.plot(xs, ys, marker="o", markersize=3, label=key)
         for x, y, (_, p) in zip(xs, ys, metrics):
-            ax.annotate(f"{p['value']:g}", (x, y), fontsize=6, color=line.get_color(),
-                        xytext=(2, 2), textcoords="offset points")
+            ax.annotate(f"{'T' if p['parameter'] == 'temperature' else 's'}={p['value']:g}", (x, y), fontsize=6,
+                        color=line.get_color(), xytext=(2, 2), textcoords="offset points")
     ax.axhline(gray["psnr"], color="grey", linestyle="--", linewidth=0.8)
-    ax.plot([gray["cf_ratio"]], [gray["psnr"]], marker="*", markersize=10, color="black", linestyle="none",
-            label="gray baseline (ab = 0)")
+    ax.plot([gray["colourfulness_ratio"]], [gray["psnr"]], marker="*", markersize=10, color="black",
+            linestyle="none", label="gray baseline (ab = 0)")
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=0.8)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("colourfulness ratio (output / photos)", fontsize=8)
@@ -184,23 +203,35 @@ def _panel(ax, report: dict, source: str | None, title: str) -> None:
     ax.tick_params(labelsize=7)
 
 
-def plot_frontier(report: dict, path: str | Path) -> None:
-    """PSNR against colourfulness ratio: one curve per model, points labelled with the swept value,
-    the gray baseline as a star and a dashed line; then one small panel per source."""
-    from matplotlib.figure import Figure
+BETTER = "better: up (closer to the photos) and right (more colour, up to 1)"
 
-    sources = sorted(report["gray"].get("sources", {}))
+
+def frontier_figure(report: dict) -> Figure:
+    """PSNR against colourfulness ratio: one curve per model, points labelled with their setting
+    (s=saturation, T=temperature), the gray baseline as a star and a dashed line, which way is
+    better; then one small panel per group of sources and per source."""
+    report = with_current_keys(report)
+    gray = report["gray_baseline"]
+    panels = [(lambda m, g=g: m.get("groups", {}).get(g), f"group {g} ({gray['groups'][g]['images']})")
+              for g in sorted(gray.get("groups", {}))]
+    panels += [(lambda m, s=s: m.get("sources", {}).get(s), f"{s} ({gray['sources'][s]['images']})")
+               for s in sorted(gray.get("sources", {}))]
     cols = 4
-    rows = 1 + (len(sources) + cols - 1) // cols
+    rows = 1 + (len(panels) + cols - 1) // cols
     fig = Figure(figsize=(3.2 * cols, 3.0 * rows + 1.2))
     main = fig.add_subplot(rows, 2, 1)
-    _panel(main, report, None, f"all {report['images']} photos of {Path(report['data']).name}")
+    _panel(main, report, lambda m: m, f"all {report['images']} photos of {Path(report['data']).name}")
     main.legend(fontsize=7, loc="best")
-    for i, source in enumerate(sources):
-        n = report["gray"]["sources"][source]["images"]
-        _panel(fig.add_subplot(rows, cols, cols + i + 1), report, source, f"{source} ({n})")
+    main.annotate(BETTER, xy=(0.98, 0.04), xycoords="axes fraction", ha="right", fontsize=7, color="dimgrey")
+    for i, (pick, title) in enumerate(panels):
+        _panel(fig.add_subplot(rows, cols, cols + i + 1), report, pick, title)
     fig.tight_layout()
-    write_figure(fig, path, dpi=110)
+    return fig
+
+
+def plot_frontier(report: dict, path: str | Path) -> None:
+    """:func:`frontier_figure` saved as a PNG (drawn without pyplot: no global backend is switched)."""
+    write_figure(frontier_figure(report), path, dpi=110)
 
 
 def parse_values(text: str | None, option: str) -> list[float] | None:
@@ -242,20 +273,21 @@ def markdown_table(report: dict, sources: list[str] | None = None) -> str:
     """One row per sweep point and the gray baseline: PSNR (and its gain over gray), colourfulness
     ratio, SSIM, AuC; then the same PSNR/CF columns for the given sources or groups of sources
     (default: every group)."""
-    sources = sources if sources is not None else sorted(report["gray"].get("groups", {}))
+    report = with_current_keys(report)
+    sources = sources if sources is not None else sorted(report["gray_baseline"].get("groups", {}))
     head = ["model", "saturation", "temperature", "PSNR", "vs gray", "CF ratio", "SSIM", "AuC"]
     for s in sources:
         head += [f"{s} PSNR vs gray", f"{s} CF"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
-    gray = report["gray"]
+    gray = report["gray_baseline"]
 
     def cells(m: dict) -> list[str]:
-        out = [f"{m['psnr']:.2f}", f"{m['psnr'] - gray['psnr']:+.2f}", f"{m['cf_ratio']:.3f}",
+        out = [f"{m['psnr']:.2f}", f"{m['psnr'] - gray['psnr']:+.2f}", f"{m['colourfulness_ratio']:.3f}",
                f"{m['ssim']:.4f}", f"{m['auc']:.4f}"]
         for s in sources:
             sm = m.get("groups", {}).get(s) or m.get("sources", {}).get(s)
             sg = gray.get("groups", {}).get(s) or gray.get("sources", {}).get(s)
-            out += [f"{sm['psnr'] - sg['psnr']:+.2f}", f"{sm['cf_ratio']:.3f}"] if sm and sg else ["", ""]
+            out += [f"{sm['psnr'] - sg['psnr']:+.2f}", f"{sm['colourfulness_ratio']:.3f}"] if sm and sg else ["", ""]
         return out
 
     for p in report["sweep"]:

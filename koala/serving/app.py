@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import dataclasses
 import heapq
 import io
 import itertools
@@ -35,14 +34,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from koala.images import MAX_PIXELS, ImageError
 from koala.inference import Colorizer
+from koala.knobs import SATURATION_RANGE, TEMPERATURE_RANGE, check_range
 from koala.models import get_spec
 from koala.serving import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE, DEFAULT_WORKERS
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("koala.access")
 
-SATURATION_RANGE = (0.0, 3.0)
-TEMPERATURE_RANGE = (0.01, 1.0)
 MB = 1 << 20
 SLOT_PIXELS = 4_000_000  # one slot of the worker pool per 4 MP: a 24 MP scan takes 6
 CHANNEL_TIMEOUT = 10  # seconds a connection may send or read nothing before it is closed
@@ -150,17 +148,14 @@ def pixel_count(data: bytes) -> int | None:
 
 
 def parse_float(args, name: str, bounds: tuple[float, float]) -> float | None:
-    """An optional query parameter as a float within ``bounds``, else a 400."""
+    """An optional query parameter as a finite float within ``bounds`` (:mod:`koala.knobs`), else a 400."""
     text = args.get(name)
     if text is None or text == "":
         return None
     try:
-        value = float(text)
-    except ValueError:
-        raise ApiError(400, f"{name} must be a number; got {text!r}") from None
-    if not bounds[0] <= value <= bounds[1]:
-        raise ApiError(400, f"{name} must be between {bounds[0]} and {bounds[1]}; got {value}")
-    return value
+        return check_range(name, text, bounds)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
 
 
 def create_app(
@@ -226,7 +221,7 @@ def create_app(
         pixels = pixel_count(data)
         if pixels is not None and pixels > max_pixels:
             raise ApiError(413, f"too many pixels ({pixels:,}; limit {max_pixels:,})")
-        tuned = dataclasses.replace(colorizer, **{k: v for k, v in options.items() if v is not None})
+        tuned = colorizer.tuned(**options)
         try:
             png = pool.run(tuned.colorize_png, data, pixels=pixels or 0)
         finally:

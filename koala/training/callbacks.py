@@ -1,6 +1,8 @@
 """Keras callbacks of koala's own: what Keras does not already have."""
 from __future__ import annotations
 
+import csv
+import io
 import os
 import time
 from pathlib import Path
@@ -9,7 +11,7 @@ import keras
 import numpy as np
 
 from koala.color import l_ab_to_rgb
-from koala.images import write_figure
+from koala.images import write_atomic, write_figure
 from koala.runs import Run
 
 
@@ -35,6 +37,34 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
         if self.best is not None and self.best != before:
             os.replace(self.filepath, self.run.best)
             self.run.update_metadata(best_epoch=epoch + 1, best_val_loss=float(self.best))
+
+
+class EpochHistory(keras.callbacks.CSVLogger):
+    """history.csv, one row per epoch counted from 1 (as Keras' progress lines, ``samples/`` and
+    ``best_epoch``), each epoch once.
+
+    ``keep``: None starts a new file; a number keeps the rows of epochs up to it and appends after
+    them. A run killed after an epoch was recorded but before its backup was saved trains that
+    epoch again: its earlier row is dropped, not repeated.
+    """
+
+    def __init__(self, path: str | os.PathLike, keep: int | None = None):
+        super().__init__(str(path), append=keep is not None)
+        self.keep = keep
+
+    def on_train_begin(self, logs=None) -> None:
+        path = Path(self.filename)
+        if self.keep is not None and path.is_file():
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            kept = rows[:1] + [row for row in rows[1:] if row and int(float(row[0])) <= self.keep]
+            text = io.StringIO()
+            csv.writer(text).writerows(kept if len(kept) > 1 else [])
+            write_atomic(path, text.getvalue().encode(), overwrite=True)
+        super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        super().on_epoch_end(epoch + 1, logs)
 
 
 class RunClock(keras.callbacks.Callback):

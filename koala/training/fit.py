@@ -11,21 +11,24 @@ import tensorflow as tf
 
 from koala import config as config_lib
 from koala.runs import Run
-from koala.training.setup import check_not_finished, make_callbacks, prepare, start_run
+from koala.training.setup import first_epoch, make_callbacks, prepare, start_run
 
 
 def train_fit(cfg: config_lib.Config, strategy: tf.distribute.Strategy, overwrite: bool = False) -> Run:
     """Train ``cfg`` with ``fit`` under ``strategy`` into its run folder (resuming if a backup is
-    there). A start that fails before any epoch was saved leaves no run folder behind."""
+    there, extending a finished run whose ``train.epochs`` was raised). A start that fails before
+    any epoch was saved leaves no run folder behind."""
     run = Run(cfg.run_dir)
-    check_not_finished(run, overwrite)
-    train_ds, val_ds, model = prepare(cfg, strategy)  # data and model first: a bad start leaves no run folder
+    extend_from = first_epoch(cfg, run, overwrite)
+    # data and model first: a bad start leaves no run folder
+    train_ds, val_ds, model = prepare(cfg, strategy, run.best if extend_from else "")
     created = not run.path.exists()
     try:
-        start_run(cfg, run)
+        start_run(cfg, run, extend_from)
         # shuffle=False: the dataset shuffles itself (Keras would only warn that it ignores the flag)
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=cfg.train.steps_per_epoch,
-                  shuffle=False, callbacks=make_callbacks(cfg, run, val_ds), verbose=2)
+                  initial_epoch=extend_from, shuffle=False, callbacks=make_callbacks(cfg, run, val_ds, extend_from),
+                  verbose=2)
     except BaseException:
         if created and not run.best.exists():  # nothing worth keeping or resuming
             shutil.rmtree(run.path, ignore_errors=True)

@@ -26,7 +26,7 @@ import tensorflow as tf
 from koala import config as config_lib
 from koala.runs import Run
 from koala.training.callbacks import SampleGrid
-from koala.training.setup import check_not_finished, make_callbacks, prepare, start_run
+from koala.training.setup import first_epoch, make_callbacks, prepare, start_run
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -151,6 +151,7 @@ def custom_fit(
     callbacks: list[keras.callbacks.Callback] = (),
     chief: bool = True,
     verbose: int = 2,
+    initial_epoch: int = 0,
 ) -> keras.callbacks.History:
     """``model.fit`` for any strategy, MultiWorkerMirroredStrategy included.
 
@@ -161,6 +162,7 @@ def custom_fit(
     all workers together. Models with their own ``train_step`` (adversarial training) are refused.
     Every worker calls it with the same arguments; ``chief`` (default True) shows the progress
     bar (``verbose``, default 2: one line per epoch) and gives its state to the others at the start.
+    ``initial_epoch`` (default 0) is where training starts unless a backup says otherwise.
 
     Example::
 
@@ -187,7 +189,7 @@ def custom_fit(
     model.stop_training = False
     model._initial_epoch = None
     callback_list.on_train_begin()
-    initial_epoch = sync_from_chief(model, strategy, chief, model._initial_epoch or 0)
+    initial_epoch = sync_from_chief(model, strategy, chief, model._initial_epoch or initial_epoch)
     iterator = iter(dist_train) if steps_per_epoch else None
     logs = {}
     for epoch in range(initial_epoch, epochs):
@@ -223,20 +225,21 @@ def train_multiworker(cfg: config_lib.Config, strategy: tf.distribute.Strategy,
     ``TF_CONFIG``); returns the chief's run and the trained model."""
     chief = is_chief(strategy)
     run = Run(cfg.run_dir)
-    scratch = None
+    scratch, extend_from = None, 0
     if chief:
-        check_not_finished(run, overwrite)
-        start_run(cfg, run)
+        extend_from = first_epoch(cfg, run, overwrite)
+        start_run(cfg, run, extend_from)
         write_run = run
     else:  # TensorFlow's pattern: non-chief workers write to a throw-away folder
         scratch = tempfile.mkdtemp(prefix="koala-worker-")
         write_run = Run(scratch)
     try:
-        train_ds, val_ds, model = prepare(cfg, strategy)
+        train_ds, val_ds, model = prepare(cfg, strategy, run.best if extend_from else "")
         with strategy.scope():
-            callbacks = make_callbacks(cfg, write_run, val_ds)
+            callbacks = make_callbacks(cfg, write_run, val_ds, extend_from)
+        # Only the chief knows extend_from; custom_fit hands its starting epoch and weights to all.
         custom_fit(model, strategy, train_ds, val_ds, cfg.train.epochs, cfg.train.steps_per_epoch, callbacks,
-                   chief=chief)
+                   chief=chief, initial_epoch=extend_from)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -21,7 +21,7 @@ from koala.losses import get_loss
 from koala.models import get_model, get_spec
 from koala.models.layers import dtype_scope, transfer_weights
 from koala.runs import Run, resolve_model
-from koala.training.callbacks import BestCheckpoint, RunClock, SampleGrid
+from koala.training.callbacks import BestCheckpoint, EpochHistory, RunClock, SampleGrid
 
 log = logging.getLogger(__name__)
 
@@ -106,21 +106,41 @@ def run_metadata(cfg: config_lib.Config, precision: str) -> dict:
             "multiple": spec.multiple, "precision": precision}
 
 
-def check_not_finished(run: Run, overwrite: bool) -> None:
-    """Refuse to train over a finished run unless told to."""
-    if run.best.exists() and not run.resuming and not overwrite:
-        raise FileExistsError(f"{run.path}: a finished run is there")
+def first_epoch(cfg: config_lib.Config, run: Run, overwrite: bool) -> int:
+    """Epochs ``run`` already holds that training goes on from: 0 for a new run, a resumed one
+    (BackupAndRestore finds its own place) or ``overwrite``; ``epochs_run`` for a finished run whose
+    ``train.epochs`` was raised above its own (it is extended). Any other finished run is refused,
+    naming the ways on."""
+    if overwrite or run.resuming or not run.best.exists():
+        return 0
+    saved = run.read_config() if run.config_file.is_file() else None
+    done = run.read_metadata().get("epochs_run", 0)
+    if saved is not None and done and cfg.train.epochs > saved.train.epochs:
+        if (cfg.model, cfg.model_args) != (saved.model, saved.model_args):
+            raise ValueError(f"{run.path}: cannot extend a run of {saved.model} {saved.model_args} as "
+                             f"{cfg.model} {cfg.model_args}; train a new one (--name NEW --set "
+                             f"train.init_weights={run.path}) or use --overwrite")
+        return done
+    raise FileExistsError(
+        f"{run.path}: a finished run is there ({done} epoch(s)); to extend it, raise train.epochs above "
+        f"{saved.train.epochs if saved else done} (--set train.epochs=N); to start a new run from its weights, "
+        f"--name NEW --set train.init_weights={run.path}; to replace it, --overwrite")
 
 
-def start_run(cfg: config_lib.Config, run: Run) -> None:
-    """Write the config and, for a new run, its metadata; say where a resumed run goes on from."""
+def start_run(cfg: config_lib.Config, run: Run, extend_from: int = 0) -> None:
+    """Write the config and, for a new run, its metadata; say where a resumed or extended run goes
+    on from (``extend_from``: the epochs of a finished run being extended)."""
     run.path.mkdir(parents=True, exist_ok=True)
-    run.save_config(cfg)
     if run.resuming:
         done = run.epochs_done()
         print(f"resuming {run.path} from epoch {done + 1} ({done} of {cfg.train.epochs} finished)", flush=True)
+    elif extend_from:
+        best = run.read_metadata().get("best_epoch")
+        print(f"extending the finished run {run.path} from epoch {extend_from + 1} to {cfg.train.epochs}, "
+              f"starting from the weights of its best epoch ({best}) and the config's learning rate", flush=True)
     else:
         run.write_metadata(run_metadata(cfg, chosen_precision(cfg)))
+    run.save_config(cfg)
 
 
 def build_datasets(cfg: config_lib.Config):
@@ -139,28 +159,29 @@ def build_datasets(cfg: config_lib.Config):
     return train, val
 
 
-def prepare(cfg: config_lib.Config, strategy: tf.distribute.Strategy
+def prepare(cfg: config_lib.Config, strategy: tf.distribute.Strategy, weights: str | os.PathLike = ""
             ) -> tuple[tf.data.Dataset, tf.data.Dataset, keras.Model]:
     """Seed, dtype policy, train and validation datasets, and the model compiled inside
-    ``strategy.scope()``: the same start for both training loops."""
+    ``strategy.scope()``: the same start for both training loops. ``weights``: start from this
+    model's weights instead of ``train.init_weights`` (a finished run being extended)."""
     keras.utils.set_random_seed(cfg.train.seed)
     capabilities = gpu_capabilities()
     precision = chosen_precision(cfg)
     print(f"precision: {precision}" + (" (auto)" if cfg.train.precision == "auto" else ""), flush=True)
     train_ds, val_ds = build_datasets(cfg)
     with strategy.scope():
-        model = compile_model(cfg, capabilities, precision)
+        model = compile_model(cfg, capabilities, precision, weights)
     return train_ds, val_ds, model
 
 
-def make_callbacks(cfg: config_lib.Config, run: Run, val) -> list[keras.callbacks.Callback]:
+def make_callbacks(cfg: config_lib.Config, run: Run, val, extend_from: int = 0) -> list[keras.callbacks.Callback]:
     """Keras' callbacks plus koala's, writing into ``run``. Order matters at each epoch's end:
     everything that records the epoch (best checkpoint, metadata, history) runs before
     BackupAndRestore marks it done, so a kill in between re-runs the epoch rather than losing its
     record. On resume (a backup in ``run``) the history is appended to and the checkpoint measures
     against the best val_loss of the whole run (early stopping's patience starts again: under
     multiworker training every worker must take the same decision, and only the chief has the
-    run's record)."""
+    run's record). ``extend_from``: the epochs of a finished run being extended, kept likewise."""
     t = cfg.train
     spec = get_spec(cfg.model)
     inputs, ab_batch = next(iter(val.unbatch().batch(t.sample_images)))
@@ -172,7 +193,7 @@ def make_callbacks(cfg: config_lib.Config, run: Run, val) -> list[keras.callback
                                       restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor,
                                           patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
-        keras.callbacks.CSVLogger(str(run.history_file), append=run.resuming),
+        EpochHistory(run.history_file, keep=extend_from or (run.epochs_done() if run.resuming else None)),
         SampleGrid(inputs, ab_batch.numpy(), run.samples, to_ab),
         RunClock(run, t.cpu_budget),
         # Two states kept: a kill while the latest is being written resumes from the one before.
@@ -190,15 +211,16 @@ def start_from(model: keras.Model, init_weights: str) -> None:
         print(f"init_weights {path}: new layers keep their initialisation: {', '.join(untouched)}", flush=True)
 
 
-def compile_model(cfg: config_lib.Config, capabilities, precision: str = "float32") -> keras.Model:
-    """The configured model under the dtype policy ``precision`` (starting from
+def compile_model(cfg: config_lib.Config, capabilities, precision: str = "float32",
+                  weights: str | os.PathLike = "") -> keras.Model:
+    """The configured model under the dtype policy ``precision`` (starting from ``weights``, else
     ``train.init_weights`` if given), compiled with its loss. The policy is the model's own (in its
     config, so a checkpoint loads back with it); Keras' global policy is left as it was."""
     spec = get_spec(cfg.model)
     with dtype_scope(precision):
         model = get_model(cfg.model, **cfg.model_args)
-    if cfg.train.init_weights:
-        start_from(model, cfg.train.init_weights)
+    if weights or cfg.train.init_weights:
+        start_from(model, str(weights or cfg.train.init_weights))
     loss = (spec.make_loss(cfg.train.loss_args, data_source(cfg.data.train)) if spec.make_loss
             else get_loss(cfg.train.loss, **cfg.train.loss_args))
     model.compile(

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from koala import config as config_lib
+from koala.knobs import check_saturation
+
 PRESETS: dict[str, dict] = {
     # every registered model at its smoke setting (its own file's), on scikit-image's photos: a few
     # minutes on 2 CPU cores
@@ -45,13 +47,17 @@ class EvalSettings:
 
 
 def check_sweep(sweep: Any) -> list[float] | None:
-    """eval.sweep: None, or a non-empty list of saturations >= 0 (as floats)."""
+    """eval.sweep: None, or a non-empty list of saturations within :data:`koala.knobs.SATURATION_RANGE`
+    (as floats)."""
     if sweep is None:
         return None
     if (not isinstance(sweep, (list, tuple)) or not sweep
-            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0 for s in sweep)):
-        raise ValueError(f"eval.sweep: expected a list of saturations >= 0 like [0, 0.5, 1]; got {sweep!r}")
-    return [float(s) for s in sweep]
+            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in sweep)):
+        raise ValueError(f"eval.sweep: expected a list of saturations like [0, 0.5, 1]; got {sweep!r}")
+    try:
+        return [check_saturation(s) for s in sweep]
+    except ValueError as e:
+        raise ValueError(f"eval.sweep: {e}") from None
 
 
 def check_groups(groups: Any) -> dict[str, list[str]]:
