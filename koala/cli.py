@@ -57,12 +57,22 @@ def _unreadable(path: Path) -> str | None:
     return None if os.access(path, os.R_OK) else "not readable (permission denied)"
 
 
+def _output_name(relative: Path) -> Path:
+    """An input's output path relative to OUT_DIR: PNG for a photo, a film's own container (or
+    .mkv) for a film."""
+    from koala.video import is_video, output_suffix
+
+    return relative.with_suffix(output_suffix(relative) if is_video(relative) else ".png")
+
+
 def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
-    """(source, output path relative to OUT_DIR) pairs; folders keep their sub-folder layout.
+    """(source, output path relative to OUT_DIR) pairs; folders (photos and films) keep their
+    sub-folder layout.
 
     Returns the pairs and the error lines for inputs that cannot be read or match no file.
     """
-    from koala.images import list_images
+    from koala.images import IMAGE_EXTENSIONS, list_folder
+    from koala.video import VIDEO_EXTENSIONS
 
     pairs, errors = [], []
     for item in inputs:
@@ -71,14 +81,15 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]
             if reason := _unreadable(path):
                 errors.append(f"{item}: {reason}")
             elif path.is_dir():
-                pairs += [(f, Path(f).relative_to(path).with_suffix(".png")) for f in list_images(path)]
+                pairs += [(f, _output_name(Path(f).relative_to(path)))
+                          for f in list_folder(path, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
             else:
-                pairs.append((item, Path(path.stem + ".png")))
+                pairs.append((item, _output_name(Path(path.name))))
         elif matches := sorted(glob.glob(item, recursive=True)):
             files = [f for f in matches if not _unreadable(Path(f)) and Path(f).is_file()]
             if not files:
                 errors.append(f"{item}: matches no readable file ({len(matches)} folder(s) or unreadable entries)")
-            pairs += [(f, Path(Path(f).stem + ".png")) for f in files]
+            pairs += [(f, _output_name(Path(Path(f).name))) for f in files]
         else:
             errors.append(f"{item}: no such file, folder or matching glob")
     return pairs, errors
@@ -88,11 +99,12 @@ def _output_dir(out: str) -> Path:
     """The output folder, created if needed; refuses a file name or a folder it cannot write to
     before any photo is colorized."""
     from koala.images import IMAGE_EXTENSIONS
+    from koala.video import VIDEO_EXTENSIONS
 
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ValueError(f"-o {out}: exists and is not a folder (-o takes a folder)")
-    if not path.exists() and path.suffix.lower() in IMAGE_EXTENSIONS:
+    if not path.exists() and path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
         raise ValueError(f"-o {out}: looks like a file name; -o takes a folder (outputs are named after the inputs)")
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -108,7 +120,10 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
 
     from koala.images import ImageError, write_atomic
     from koala.inference import Colorizer
+    from koala.video import is_video
+    from koala.video.colorize import check_options, colorize_video
 
+    check_options(args.temporal, args.crf)  # before any model is loaded
     pairs, errors = _expand_inputs(args.inputs)
     for line in errors:
         print(f"koala colorize: {line}", file=sys.stderr)
@@ -120,7 +135,7 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     def report(message: str) -> None:
         tqdm.write(f"koala colorize: {message}", file=sys.stderr)
 
-    for source, relative in tqdm(pairs, disable=len(pairs) < 2, unit="image", file=sys.stderr):
+    for source, relative in tqdm(pairs, disable=len(pairs) < 2, unit="file", file=sys.stderr):
         target = out_dir / relative
         if target in claimed:
             report(f"{source}: same output name as {claimed[target]}; skipped")
@@ -128,14 +143,19 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             continue
         claimed[target] = source
         if os.path.realpath(target) in originals:  # inputs are never written over, even with --overwrite
-            report(f"{source}: output {target} would replace an input photo; skipped (choose another -o folder)")
+            report(f"{source}: output {target} would replace an input {'film' if is_video(source) else 'photo'}; "
+                   "skipped (choose another -o folder)")
             failed += 1
             continue
         if target.exists() and not args.overwrite:  # done by an earlier run: not a failure
             kept += 1
             continue
         try:
-            write_atomic(target, colorizer.colorize_png(source), overwrite=args.overwrite)
+            if is_video(source):
+                colorize_video(colorizer, source, target, temporal=args.temporal, crf=args.crf,
+                               overwrite=args.overwrite, progress=True)
+            else:
+                write_atomic(target, colorizer.colorize_png(source), overwrite=args.overwrite)
             done += 1
         except (ImageError, OSError) as e:
             report(str(e) if isinstance(e, ImageError) else f"{source}: {e}")
@@ -291,7 +311,7 @@ def _cmd_batch_colorize(args: argparse.Namespace) -> int:
 
     counts = colorize(args.inputs, args.out_dir, beam_args=args.beam_args, model=args.model,
                       saturation=args.saturation, temperature=args.temperature, overwrite=args.overwrite,
-                      batch=args.batch)
+                      batch=args.batch, temporal=args.temporal, crf=args.crf)
     return _print_counts("colorize", counts, "colorized", f"{args.out_dir}/",
                          os.path.join(args.out_dir, DEAD_LETTER_NAME))
 
@@ -315,6 +335,18 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _add_film_options(parser: argparse.ArgumentParser) -> None:
+    """--temporal and --crf, for koala colorize and koala batch colorize."""
+    from koala import video  # constants only: no PyAV or TensorFlow import here
+
+    parser.add_argument("--temporal", type=float, default=video.DEFAULT_TEMPORAL, metavar="S",
+                        help="films: time constant in seconds of the colours' running average in still parts "
+                             f"of a shot, reset at cuts (default {video.DEFAULT_TEMPORAL:g}; 0: frame by frame)")
+    parser.add_argument("--crf", type=int, default=video.DEFAULT_CRF,
+                        help=f"films: H.264 quality, 0 (lossless) to {video.MAX_CRF}; lower is better and "
+                             f"bigger (default {video.DEFAULT_CRF})")
+
+
 def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     """``koala batch colorize | embed``: Beam pipelines; options they do not know are Beam's."""
     from koala import batch as batch_lib  # constants only: no Beam or TensorFlow import here
@@ -326,13 +358,15 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     jobs = batch.add_subparsers(dest="job", required=True, metavar="JOB")
 
     p = _command(jobs, "colorize", "colorize files, folders or globs on any filesystem Beam knows", epilog=beam_help)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs; local or gs://...")
-    p.add_argument("-o", "--out-dir", required=True, help="folder for the PNGs and failed.tsv")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="files, folders (recursive) or globs of photos and films; local or gs://...")
+    p.add_argument("-o", "--out-dir", required=True, help="folder for the PNGs, films and failed.tsv")
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
     p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
     p.add_argument("--batch", type=_at_least_one, default=batch_lib.COLORIZE_BATCH,
                    help=f"photos per model call on a worker (default {batch_lib.COLORIZE_BATCH})")
+    _add_film_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.set_defaults(func=_cmd_batch_colorize, beam_args=[])
 
@@ -394,13 +428,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     p.set_defaults(func=_cmd_train)
 
-    p = _command(sub, "colorize", "colorize photos at full resolution")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs")
-    p.add_argument("-o", "--out-dir", required=True, help="folder for the colorized PNGs")
+    p = _command(sub, "colorize", "colorize photos and films at full resolution")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs: photos and films")
+    p.add_argument("-o", "--out-dir", required=True,
+                   help="folder for the colorized PNGs and films (a film keeps its container if it is mp4, "
+                        "mov or mkv, else becomes mkv)")
     p.add_argument("--model", default="default", help="'default', a run folder or a .keras file")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature for models that predict colour distributions (zhang16)")
+    _add_film_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_colorize)
 

@@ -10,6 +10,8 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +37,18 @@ class ImageError(ValueError):
         self.reason = reason
 
 
+def check_file(path: str | os.PathLike, error: type[ImageError] = ImageError) -> None:
+    """Raise ``error`` (an :class:`ImageError`) with its one-line reason for a missing or empty file."""
+    if not os.path.isfile(path):
+        raise error(str(path), "no such file")
+    if os.path.getsize(path) == 0:
+        raise error(str(path), "empty file (0 bytes)")
+
+
 def _open(source: str | os.PathLike | bytes) -> tuple[Image.Image, str]:
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     if not isinstance(source, (bytes, bytearray)):
-        if not os.path.isfile(source):
-            raise ImageError(name, "no such file")
-        if os.path.getsize(source) == 0:
-            raise ImageError(name, "empty file (0 bytes)")
+        check_file(source)
     elif len(source) == 0:
         raise ImageError(name, "empty file (0 bytes)")
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
@@ -142,12 +149,17 @@ def load_shrunk(path: bytes | str, short_side: int) -> np.ndarray:
     return resize_short_side(to_uint8(rgb), short_side, upscale=False)
 
 
+def list_folder(folder: str | os.PathLike, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
+    """Files under ``folder`` (recursive, sorted) whose extension is one of ``extensions``."""
+    return sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in extensions)
+
+
 def list_images(source: str | os.PathLike) -> list[str]:
     """Image paths from a folder (recursive, sorted), a split file (one path per line,
     relative lines resolved against the file's folder) or a single image file."""
     path = Path(source)
     if path.is_dir():
-        return sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        return list_folder(path)
     if path.suffix.lower() == ".txt":
         lines = [ln.strip() for ln in path.read_text().splitlines()]
         return [str(path.parent / ln) for ln in lines if ln and not ln.startswith("#")]
@@ -253,20 +265,23 @@ def make_readable(folder: str | os.PathLike) -> None:
             os.chmod(os.path.join(root, name), FILE_MODE)
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> None:
-    """Write bytes so that readers never see a partial file and existing files survive.
+@contextmanager
+def atomic_target(path: str | os.PathLike, overwrite: bool = False) -> Iterator[str]:
+    """A temporary file in ``path``'s folder to write an output into (by name, so that any writer,
+    FFmpeg's muxers included, can stream into it); published at ``path`` when the block ends, and
+    removed if it raises (Ctrl-C included), so readers never see a partial file.
 
-    The data goes to a temporary file in the same folder and is renamed into place; without
-    ``overwrite`` an existing file is left untouched and ``FileExistsError`` is raised.
+    Without ``overwrite`` an existing file is left untouched and ``FileExistsError`` is raised,
+    before the block runs and again if the file appeared meanwhile.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
         os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 files; outputs should be readable
         if overwrite:
             os.replace(tmp, path)
@@ -277,6 +292,13 @@ def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> None:
+    """Write bytes through :func:`atomic_target`: readers never see a partial file, and an
+    existing file survives unless ``overwrite`` (``FileExistsError``)."""
+    with atomic_target(path, overwrite) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def write_figure(figure, path: str | os.PathLike, dpi: float = 100) -> None:

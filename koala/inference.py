@@ -100,17 +100,9 @@ def _bilinear_rows(image: tf.Tensor, out_height: tf.Tensor, start: tf.Tensor, st
     return top + (bottom - top) * (y - y_floor)[:, None, None]
 
 
-def colorize_pixels(
-    network: Callable[[tf.Tensor], tf.Tensor], pixels: tf.Tensor, size: int, multiple: int,
-    saturation: tf.Tensor | float = 1.0, out_dtype: tf.DType = tf.uint8,
-) -> tf.Tensor:
-    """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> colorized RGB (N, H, W, 3), as
-    uint8 (rounded as :func:`koala.images.to_uint8`) or float32 in [0, 1].
-
-    The same colours as resizing ab to full size and joining it with L over the whole picture,
-    computed in stripes of about ``STRIPE_PIXELS``. Pure TF ops, so :mod:`koala.export` traces this
-    same function into the SavedModel.
-    """
+def working_l(pixels: tf.Tensor, size: int, multiple: int) -> tf.Tensor:
+    """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> their normalised L at the network's
+    working shape (N, h, w, 1), shrunk stripe by stripe so that no full-size float L is made."""
     shape = tf.shape(pixels)
     count, height, width = shape[0], shape[1], shape[2]
     rows = tf.maximum(STRIPE_PIXELS // (count * width), 1)
@@ -121,18 +113,43 @@ def colorize_pixels(
         return tf.image.resize(l_stripe, tf.stack([stop - start, small_shape[1]]), antialias=True)
 
     l_narrow = _by_stripes(narrow, height, rows, tf.float32, 1)  # (N, H, working width, 1): no full-size L
-    small = tf.image.resize(l_narrow, small_shape, antialias=True)
-    ab_small = tf.cast(network(small), tf.float32)
+    return tf.image.resize(l_narrow, small_shape, antialias=True)
+
+
+def join_ab(pixels: tf.Tensor, ab_small: tf.Tensor, saturation: tf.Tensor | float = 1.0,
+            out_dtype: tf.DType = tf.uint8) -> tf.Tensor:
+    """Photos (N, H, W, C) and normalised ab at any smaller size (N, h, w, 2) -> RGB (N, H, W, 3):
+    ab resized bilinearly to the photo's size, scaled by ``saturation`` and joined with the
+    photo's own full-resolution L, in stripes of about ``STRIPE_PIXELS``; uint8 (rounded as
+    :func:`koala.images.to_uint8`) or float32 in [0, 1]."""
+    shape = tf.shape(pixels)
+    count, height, width = shape[0], shape[1], shape[2]
+    rows = tf.maximum(STRIPE_PIXELS // (count * width), 1)
     ab_wide = tf.image.resize(ab_small, tf.stack([tf.shape(ab_small)[1], width]), method="bilinear")
 
     def join(start, stop):
         rgb = l_ab_to_rgb(rgb_to_l(unit_rgb(pixels[:, start:stop])),
-                           _bilinear_rows(ab_wide, height, start, stop) * saturation)
+                          _bilinear_rows(ab_wide, height, start, stop) * saturation)
         if out_dtype == tf.uint8:
             return tf.cast(tf.clip_by_value(tf.round(rgb * 255.0), 0.0, 255.0), tf.uint8)
         return rgb
 
     return _by_stripes(join, height, rows, out_dtype, 3)
+
+
+def colorize_pixels(
+    network: Callable[[tf.Tensor], tf.Tensor], pixels: tf.Tensor, size: int, multiple: int,
+    saturation: tf.Tensor | float = 1.0, out_dtype: tf.DType = tf.uint8,
+) -> tf.Tensor:
+    """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> colorized RGB (N, H, W, 3), as
+    uint8 or float32 in [0, 1]: :func:`working_l`, the network, then :func:`join_ab`.
+
+    The same colours as resizing ab to full size and joining it with L over the whole picture,
+    computed in stripes. Pure TF ops, so :mod:`koala.export` traces this same function into the
+    SavedModel.
+    """
+    ab_small = tf.cast(network(working_l(pixels, size, multiple)), tf.float32)
+    return join_ab(pixels, ab_small, saturation, out_dtype)
 
 
 def read_metadata(model_path: Path, network: keras.Model) -> dict:
@@ -230,6 +247,34 @@ class Colorizer:
             self._graphs[key] = tf.function(
                 run,
                 input_signature=[tf.TensorSpec([None, None, None, None], dtype), tf.TensorSpec([], tf.float32)],
+            )
+        return self._graphs[key]
+
+    def working_graph(self, dtype: tf.DType = tf.uint8) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+        """Photos of one size (N, H, W, C) of ``dtype`` -> (L, ab), both normalised, at the
+        working size: the network's input and its output, the first half of :meth:`graph`, for
+        callers that treat ab before :meth:`join_graph` (films smooth it over time)."""
+        key = ("working", id(self.network), self.temperature, self.image_size, self.multiple, dtype)
+        if key not in self._graphs:
+            network, size, multiple = self.network_fn(), self.image_size, self.multiple
+
+            def run(pixels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                l_small = working_l(pixels, size, multiple)
+                return l_small, tf.cast(network(l_small), tf.float32)
+
+            self._graphs[key] = tf.function(run, input_signature=[tf.TensorSpec([None, None, None, None], dtype)])
+        return self._graphs[key]
+
+    def join_graph(self, dtype: tf.DType = tf.uint8, out_dtype: tf.DType = tf.uint8
+                   ) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
+        """:func:`join_ab` as one graph: (photos (N, H, W, C) of ``dtype``, normalised ab at the
+        working size, saturation) -> RGB of ``out_dtype``, the second half of :meth:`graph`."""
+        key = ("join", dtype, out_dtype)
+        if key not in self._graphs:
+            self._graphs[key] = tf.function(
+                lambda pixels, ab_small, saturation: join_ab(pixels, ab_small, saturation, out_dtype),
+                input_signature=[tf.TensorSpec([None, None, None, None], dtype),
+                                 tf.TensorSpec([None, None, None, 2], tf.float32), tf.TensorSpec([], tf.float32)],
             )
         return self._graphs[key]
 

@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("koala.runs",),
     ("koala.training",),
     ("koala.inference",),
+    ("koala.video",),
     ("koala.evaluation", "koala.export", "koala.serving", "koala.batch"),
     ("koala.cli",),
 ]

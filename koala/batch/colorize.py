@@ -4,7 +4,8 @@ Steps: expand the inputs (files, folders, globs; local or any filesystem Beam kn
 ``gs://``) on the workers -> one output name per input (a clash is a failure, as in
 ``koala colorize``) -> skip outputs that exist unless ``overwrite`` -> decode with koala's rules
 -> ``RunInference`` (the model loaded once per worker, photos of one size colorized in one
-call) -> PNGs at the input's size, written atomically, keeping a folder's layout. Every input
+call) -> PNGs at the input's size, written atomically, keeping a folder's layout. Films are one
+element each: :func:`koala.video.colorize.colorize_video` streams them on one worker. Every input
 that fails goes to ``OUT/failed.tsv`` with its reason and to the ``images_failed`` counter; the
 job itself carries on.
 
@@ -17,13 +18,17 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
@@ -46,8 +51,11 @@ from koala.batch.common import (
 from koala.images import IMAGE_EXTENSIONS, ImageError, load_rgb, to_uint8
 from koala.inference import Colorizer
 from koala.runs import resolve_model
+from koala.video import DEFAULT_CRF, DEFAULT_TEMPORAL, VIDEO_EXTENSIONS, is_video, output_suffix
+from koala.video.colorize import VideoError, check_options, colorize_video
 
 GLOB_CHARS = "*?["
+FILMS = "films"  # Decode's output for films, which are colorized one element each
 
 
 @dataclass(frozen=True)
@@ -76,12 +84,14 @@ def plan_inputs(inputs: Sequence[str]) -> list[Input]:
 
 
 def output_name(path: str, folder: str | None) -> str | None:
-    """The output's path relative to OUT (``/``-separated), or None for a non-image in a folder."""
-    if folder is None:
-        return posixpath.splitext(posixpath.basename(path.replace(os.sep, "/")))[0] + ".png"
-    relative = path[len(folder):].lstrip("/" + os.sep).replace(os.sep, "/")
+    """The output's path relative to OUT (``/``-separated): a PNG for a photo, the film's container
+    (:func:`koala.video.output_suffix`) for a film; None for anything else in a folder."""
+    relative = (posixpath.basename(path.replace(os.sep, "/")) if folder is None
+                else path[len(folder):].lstrip("/" + os.sep).replace(os.sep, "/"))
     stem, ext = posixpath.splitext(relative)
-    return stem + ".png" if ext.lower() in IMAGE_EXTENSIONS else None
+    if folder is not None and ext.lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
+        return None
+    return stem + (output_suffix(relative) if is_video(relative) else ".png")
 
 
 class ExpandInput(beam.DoFn):
@@ -124,10 +134,14 @@ class ClaimOutput(beam.DoFn):
 
 
 class Decode(beam.DoFn):
-    """(target, source) -> ((target, source), float RGB) with koala's image rules."""
+    """(target, source) -> ((target, source), float RGB) with koala's image rules; films go on
+    as they are to the ``films`` output."""
 
     def process(self, element: tuple[str, str]) -> Iterator:
         target, source = element
+        if is_video(source):
+            yield beam.pvalue.TaggedOutput(FILMS, element)
+            return
         try:
             yield (target, source), load_rgb(read_bytes(source))
         except ImageError as e:
@@ -191,9 +205,61 @@ class WritePng(beam.DoFn):
         Metrics.counter(NAMESPACE, DONE).inc()
 
 
+@contextmanager
+def local_file(path: str) -> Iterator[str]:
+    """A local path for ``path``: itself, or a temporary copy of a file on another filesystem
+    (FFmpeg seeks in the films it reads)."""
+    if is_local(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        local = os.path.join(folder, posixpath.basename(path))
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        yield local
+
+
+class ColorizeFilm(beam.DoFn):
+    """(target, source) -> the colorized film, streamed by one worker (model loaded once per
+    worker); films elsewhere than on local disk are colorized from and into temporary copies."""
+
+    def __init__(self, model: str, saturation: float | None, temperature: float | None, overwrite: bool,
+                 temporal: float, crf: int):
+        self.model, self.saturation, self.temperature = model, saturation, temperature
+        self.overwrite, self.temporal, self.crf = overwrite, temporal, crf
+
+    def setup(self) -> None:
+        self.colorizer = Colorizer.load(self.model, saturation=self.saturation, temperature=self.temperature)
+
+    def process(self, element: tuple[str, str]) -> Iterator:
+        target, source = element
+        try:
+            with local_file(source) as local_source:
+                if is_local(target):
+                    colorize_video(self.colorizer, local_source, target, self.temporal, self.crf, self.overwrite)
+                else:
+                    with tempfile.TemporaryDirectory() as folder:
+                        local_target = os.path.join(folder, posixpath.basename(target))
+                        colorize_video(self.colorizer, local_source, local_target, self.temporal, self.crf)
+                        if not self.overwrite and FileSystems.exists(target):
+                            raise FileExistsError(target)
+                        with open(local_target, "rb") as src, FileSystems.create(target) as dst:
+                            shutil.copyfileobj(src, dst)
+        except FileExistsError:
+            Metrics.counter(NAMESPACE, SKIPPED).inc()
+            return
+        except VideoError as e:
+            yield dead_letter(source, e.reason)
+            return
+        except (OSError, beam.io.filesystem.BeamIOError) as e:
+            yield dead_letter(source, f"cannot read or write: {e}")
+            return
+        Metrics.counter(NAMESPACE, DONE).inc()
+
+
 def build(pipeline: beam.Pipeline, inputs: Sequence[str], out_dir: str, model: str = "default",
           saturation: float | None = None, temperature: float | None = None, overwrite: bool = False,
-          batch: int = COLORIZE_BATCH) -> None:
+          batch: int = COLORIZE_BATCH, temporal: float = DEFAULT_TEMPORAL, crf: int = DEFAULT_CRF) -> None:
     """Add the colorize steps to ``pipeline`` (see the module docstring)."""
     out_dir = absolute(out_dir)
     if model != "default":  # refused here with its reason, not on every worker; workers need its full path
@@ -204,12 +270,14 @@ def build(pipeline: beam.Pipeline, inputs: Sequence[str], out_dir: str, model: s
     claimed = (expanded.files
                | "ByOutputName" >> beam.GroupByKey()  # also spreads the files over the workers
                | "Claim" >> beam.ParDo(ClaimOutput(out_dir, overwrite)).with_outputs(FAILED, main="todo"))
-    decoded = claimed.todo | "Decode" >> beam.ParDo(Decode()).with_outputs(FAILED, main="images")
+    decoded = claimed.todo | "Decode" >> beam.ParDo(Decode()).with_outputs(FAILED, FILMS, main="images")
     handler = KeyedModelHandler(ColorizerHandler(model, saturation, temperature, batch))
     written = (decoded.images
                | "Colorize" >> RunInference(handler)
                | "Write" >> beam.ParDo(WritePng(overwrite)).with_outputs(FAILED))
-    failures = (expanded[FAILED], claimed[FAILED], decoded[FAILED], written[FAILED])
+    films = decoded[FILMS] | "ColorizeFilms" >> beam.ParDo(
+        ColorizeFilm(model, saturation, temperature, overwrite, temporal, crf)).with_outputs(FAILED)
+    failures = (expanded[FAILED], claimed[FAILED], decoded[FAILED], written[FAILED], films[FAILED])
     _ = failures | "Failures" >> beam.Flatten() | WriteDeadLetters(FileSystems.join(out_dir, DEAD_LETTER_NAME))
 
 
@@ -218,6 +286,7 @@ def colorize(inputs: Sequence[str], out_dir: str, beam_args: Sequence[str] = (),
     ``images_skipped``. ``kwargs`` are :func:`build`'s."""
     if kwargs.get("batch", COLORIZE_BATCH) < 1:
         raise ValueError(f"batch must be at least 1; got {kwargs['batch']}")
+    check_options(kwargs.get("temporal", DEFAULT_TEMPORAL), kwargs.get("crf", DEFAULT_CRF))
     pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
     build(pipeline, inputs, out_dir, **kwargs)
     return run(pipeline)
