@@ -33,12 +33,13 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from koala.batch import EMBED_BATCH
 from koala.data.embeddings import append_rows, merge, open_for_append, rebase, resolve_key, stored_keys
 from koala.images import ImageError, list_images, load_rgb
 from koala.models.extractors import EXTRACTORS, build_extractor, fingerprint, weights_label
 
 
-def embed(manifest: str, out: str, extractor_name: str, weights: str | None, batch: int = 16) -> list[str]:
+def embed(manifest: str, out: str, extractor_name: str, weights: str | None, batch: int = EMBED_BATCH) -> list[str]:
     """Embed the manifest's images not yet in ``out``; returns the unreadable ones."""
     paths = list_images(manifest)
     extractor = build_extractor(extractor_name, weights)
@@ -75,7 +76,7 @@ def _embed_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="the HDF5 cache to create or extend")
     p.add_argument("--extractor", required=True, choices=sorted(EXTRACTORS))
     p.add_argument("--weights", default="imagenet", help="imagenet (default), none (seeded random) or a weights file")
-    p.add_argument("--batch", type=int, default=16, help="images per extractor call (default 16)")
+    p.add_argument("--batch", type=int, default=EMBED_BATCH, help=f"images per extractor call (default {EMBED_BATCH})")
     return p
 
 

@@ -3,7 +3,7 @@
 Usage::
 
     python -m data_tools.prepare SRC_DIR OUT_DIR [--val 0.1] [--test 0.1] [--seed 0]
-        [--resize N] [--workers K] [--min-size 32] [--gray-threshold 3.0]
+        [--resize N] [--workers K] [--min-size 32] [--gray-threshold 3]
         [--dup-distance 2] [--previous DIR]
 
 Every image under SRC_DIR is opened fully and dropped when it is unreadable,
@@ -45,12 +45,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
-from koala.images import IMAGE_EXTENSIONS, write_atomic
+from koala.images import GRAY_SPREAD, IMAGE_EXTENSIONS, ImageError, colour_spread, load_pixels, write_atomic
 
-GRAY_MODES = frozenset({"L", "LA", "1", "I", "I;16", "F"})
 SPLITS = ("train", "val", "test")
 JPEG_QUALITY = 95
 
@@ -100,34 +99,28 @@ def overlap_error(src: Path, out: Path) -> str | None:
 # ---------------------------------------------------------------- per-image checks
 
 
-def open_image(data: bytes) -> Image.Image:
-    """Decode fully (so truncation surfaces here) with EXIF orientation applied; first frame only."""
-    img = Image.open(io.BytesIO(data))
-    img.seek(0)
-    img.load()
-    return ImageOps.exif_transpose(img)
-
-
-def dhash(img: Image.Image) -> int:
-    """64-bit difference hash: robust to re-encoding and small resizes, cheap to compare."""
-    small = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
+def dhash(pixels: np.ndarray) -> int:
+    """64-bit difference hash of 8-bit pixels (:func:`koala.images.load_pixels`): robust to
+    re-encoding and small resizes, cheap to compare."""
+    img = Image.fromarray(pixels).convert("L")
+    small = np.asarray(img.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
     bits = small[:, 1:] > small[:, :-1]
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
-def image_problem(img: Image.Image, min_size: int, gray_threshold: float) -> tuple[str, str] | None:
-    """(kind, detail) when the image is too small or carries no useful colour signal, else None."""
-    if min(img.size) < min_size:
-        return "tiny", f"{img.width}x{img.height} px < {min_size}"
-    if img.mode in GRAY_MODES:
-        return "grayscale", f"mode {img.mode}"
-    r, g, b = (np.asarray(band) for band in img.convert("RGB").split())
-    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)  # uint8, max >= min
-    if not spread.any():
+def image_problem(pixels: np.ndarray, min_size: int, gray_threshold: float) -> tuple[str, str] | None:
+    """(kind, detail) when the photo (:func:`koala.images.load_pixels`) is too small or carries no
+    useful colour signal (:func:`koala.images.colour_spread`), else None."""
+    height, width = pixels.shape[:2]
+    if min(height, width) < min_size:
+        return "tiny", f"{width}x{height} px < {min_size}"
+    if pixels.ndim == 2:
+        return "grayscale", "one channel"
+    spread = colour_spread(pixels)
+    if spread == 0:
         return "grayscale", "all channels equal"
-    mean_spread = float(spread.mean())
-    if mean_spread < gray_threshold:
-        return "near-grayscale", f"mean channel spread {mean_spread:.2f} < {gray_threshold}"
+    if spread < gray_threshold:
+        return "near-grayscale", f"mean channel spread {spread:.2f} < {gray_threshold:g}"
     return None
 
 
@@ -139,16 +132,14 @@ def inspect_file(rel: str, src: Path, min_size: int, gray_threshold: float) -> I
         return Inspection(rel, "", kind="unreadable", detail=str(exc))
     sha = hashlib.sha256(data).hexdigest()
     try:
-        img = open_image(data)
-        problem = image_problem(img, min_size, gray_threshold)
-        if problem:
-            return Inspection(rel, sha, kind=problem[0], detail=problem[1])
-        return Inspection(rel, sha, dhash(img))
-    except UnidentifiedImageError:
-        return Inspection(rel, sha, kind="unreadable", detail="not a recognised image")
-    except Exception as exc:  # noqa: BLE001 - decoders raise many types on corrupt data
-        kind = "truncated" if "truncated" in str(exc) else "unreadable"
-        return Inspection(rel, sha, kind=kind, detail=f"{type(exc).__name__}: {exc}")
+        pixels = load_pixels(data)  # decoded as koala reads photos for training
+    except ImageError as exc:
+        kind = "truncated" if exc.reason.startswith("truncated") else "unreadable"
+        return Inspection(rel, sha, kind=kind, detail=exc.reason)
+    problem = image_problem(pixels, min_size, gray_threshold)
+    if problem:
+        return Inspection(rel, sha, kind=problem[0], detail=problem[1])
+    return Inspection(rel, sha, dhash(pixels))
 
 
 # ---------------------------------------------------------------- duplicates
@@ -248,7 +239,7 @@ def dataset_version(splits: dict[str, list[tuple[str, str]]], resize: int | None
 
 def export_image(rel: str, src: Path, out: Path, size: int) -> None:
     """Re-encode one source image as RGB JPEG with its longest side at most ``size``."""
-    img = open_image((src / rel).read_bytes()).convert("RGB")
+    img = Image.fromarray(load_pixels(src / rel))
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=JPEG_QUALITY)
@@ -285,8 +276,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="write JPEG copies with longest side at most N under OUT_DIR/images")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
     p.add_argument("--min-size", type=int, default=32, help="drop images whose short side is smaller")
-    p.add_argument("--gray-threshold", type=float, default=3.0,
-                   help="drop images whose mean channel spread (0..255) is below this")
+    p.add_argument("--gray-threshold", type=float, default=GRAY_SPREAD,
+                   help=f"drop images whose mean channel spread (0..255) is below this (default {GRAY_SPREAD:g})")
     p.add_argument("--previous", type=Path, metavar="DIR",
                    help="an earlier output of this tool whose photos keep their place when duplicates are "
                         "resolved (default: OUT_DIR's own lists, if any)")

@@ -187,8 +187,11 @@ def _read_hints_option(path: str | None, inputs: list[str]):
 def _cmd_export(args: argparse.Namespace) -> int:
     from koala.export import export
 
-    target = export(args.model, args.out, version=args.version, fmt=args.format, saturation=args.saturation,
-                    temperature=args.temperature)
+    try:
+        target = export(args.model, args.out, version=args.version, fmt=args.format, saturation=args.saturation,
+                        temperature=args.temperature)
+    except FileExistsError as e:
+        raise FileExistsError(f"{e} (omit --version to use the next free one)") from None
     print(f"exported {args.format}: {target}")
     return 0
 
@@ -276,12 +279,12 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
     temperatures = frontier.parse_values(args.sweep_temperature, "--sweep-temperature")
     colorizers = {}
     for item in models:
-        label, _, model = item.rpartition("=")  # LABEL=MODEL names a curve; MODEL alone is its own label
+        label, model = frontier.parse_labelled(item)  # LABEL=MODEL names a curve
         colorizer = Colorizer.load(model, saturation=args.saturation, temperature=args.temperature)
-        frontier.check_temperatures(colorizer, temperatures or [], label or model)
-        colorizers[label or model] = colorizer
+        frontier.check_temperatures(colorizer, temperatures or [], label)
+        colorizers[label] = colorizer
     report = frontier.sweep_report(colorizers, args.data, saturations, temperatures, args.size, args.limit,
-                                   groups=frontier.parse_groups(args.group))
+                                   groups=frontier.parse_groups(args.group, "--group"))
     json_path, plot_path = frontier.write_report(report, args.out)
     print(frontier.markdown_table(report))
     print(f"frontier written to {json_path} and {plot_path}")
@@ -365,6 +368,14 @@ def _cmd_batch_embed(args: argparse.Namespace) -> int:
     return _print_counts("embed", counts, "embedded", args.out, f"{args.out}.{DEAD_LETTER_NAME}")
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
 def _add_film_options(parser: argparse.ArgumentParser) -> None:
     """--temporal and --crf, for koala colorize and koala batch colorize."""
     from koala import video  # constants only: no PyAV or TensorFlow import here
@@ -394,7 +405,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
     p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
     p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
-    p.add_argument("--batch", type=int, default=batch_lib.COLORIZE_BATCH,
+    p.add_argument("--batch", type=_at_least_one, default=batch_lib.COLORIZE_BATCH,
                    help=f"photos per model call on a worker (default {batch_lib.COLORIZE_BATCH})")
     _add_film_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
@@ -406,7 +417,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="the HDF5 cache to create or extend")
     p.add_argument("--extractor", required=True, help="inception_resnet_v2 (the paper's) or resnet50")
     p.add_argument("--weights", default="imagenet", help="imagenet (default), none (seeded random) or a weights file")
-    p.add_argument("--batch", type=int, default=batch_lib.EMBED_BATCH,
+    p.add_argument("--batch", type=_at_least_one, default=batch_lib.EMBED_BATCH,
                    help=f"images per extractor call (default {batch_lib.EMBED_BATCH})")
     p.add_argument("--shards", help="folder for the workers' shards, any filesystem Beam knows (default OUT.shards)")
     p.set_defaults(func=_cmd_batch_embed, beam_args=[])
@@ -425,7 +436,7 @@ class _RegistryHelp(argparse.HelpFormatter):
             from koala import config
             from koala.evaluation.compare import config as compare_config
 
-            text = text.format(train_presets=", ".join(config.PRESETS),
+            text = text.format(train_presets=", ".join(config.presets()),
                                compare_presets=", ".join(compare_config.PRESETS))
         return text
 

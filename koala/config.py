@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,9 +19,7 @@ from typing import Any
 
 import yaml
 
-from koala.data.pipeline import Augment
-from koala.losses import LOSSES, get_loss
-from koala.models import MODELS
+from koala.data.augment import Augment
 
 
 @dataclass
@@ -87,17 +86,38 @@ class Config:
         return Path(self.out_dir) / self.name
 
 
-PRESETS: dict[str, dict] = {
+SMOKE = "smoke"  # the tiny preset: each model's own smoke arguments (its registry entry) on a few photos
+_COMMON_PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": {
-        "name": "smoke",
-        "model_args": {"base_filters": 8},
+    SMOKE: {
+        "name": SMOKE,
         "data": {"image_size": 32, "batch_size": 4, "max_val_images": 4},
         "train": {"epochs": 2, "steps_per_epoch": 4, "sample_images": 2},
     },
-    # then each model's own presets (koala/models/<arch>.py), e.g. resunet34_gan, zhang16_small
-    **{name: preset for spec in MODELS.values() for name, preset in spec.presets.items()},
 }
+
+
+@functools.cache
+def presets() -> dict[str, dict]:
+    """Every training preset by name: default, smoke, then each model's own (koala/models/<arch>.py,
+    e.g. resunet34_gan, zhang16_small). Built on first use: it imports every model (and TensorFlow),
+    which reading a run folder's config does not need. Treat the mappings as read-only."""
+    from koala.models import MODELS
+
+    return {**_COMMON_PRESETS, **{name: preset for spec in MODELS.values() for name, preset in spec.presets.items()}}
+
+
+def _is_model(name: Any) -> bool:
+    from koala.models import MODELS
+
+    return isinstance(name, str) and name in MODELS
+
+
+def smoke_model_args(model: str) -> dict:
+    """The smoke preset's model arguments for ``model``: those its file registers (tiny widths, no downloads)."""
+    from koala.models import get_spec
+
+    return dict(get_spec(model).smoke_args)
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -193,6 +213,8 @@ def _check_model_and_loss(cfg: Config) -> None:
     """The model name, and the loss and its arguments for models trained with a plain loss, checked
     as :func:`koala.losses.get_loss` checks them (it builds the loss), so both give the same error.
     Models with their own loss, such as zhang16, check their loss_args when they build it."""
+    from koala.losses import LOSSES, get_loss
+    from koala.models import MODELS
 
     if cfg.model not in MODELS:
         raise ValueError(f"config.model: unknown model {cfg.model!r}; choose from {sorted(MODELS)}")
@@ -207,12 +229,20 @@ def _check_model_and_loss(cfg: Config) -> None:
 
 
 def from_dict(values: dict, preset: str | None = None) -> Config:
-    """A Config from a preset name plus overrides (a file's content or ``--set`` values)."""
+    """A Config from a preset name plus overrides (a file's content or ``--set`` values).
+
+    The smoke preset fits any model: unless ``model_args`` are given, it takes the chosen model's
+    smoke arguments (:func:`smoke_model_args`), so ``--preset smoke --set model=zhang16`` is tiny too.
+    """
     values = dict(values)
     preset = values.pop("preset", None) or preset or "default"
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    cfg = _build(Config, merge(PRESETS[preset], values), "config")
+    if preset not in presets():
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(presets())}")
+    merged = merge(presets()[preset], values)
+    model = merged.get("model", Config.model)
+    if preset == SMOKE and "model_args" not in merged and _is_model(model):
+        merged["model_args"] = smoke_model_args(model)
+    cfg = _build(Config, merged, "config")
     _check_model_and_loss(cfg)
     return cfg
 
@@ -231,7 +261,7 @@ def read_values(path: str | Path | None, overrides: list[str] = ()) -> dict:
         try:
             node[leaf] = yaml.safe_load(raw)
         except yaml.YAMLError as e:
-            raise ValueError(f"--set {item}: not a YAML value ({getattr(e, 'problem', None) or e})") from None
+            raise ValueError(f"override {item!r}: not a YAML value ({getattr(e, 'problem', None) or e})") from None
     return values
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from koala.images import MAX_PIXELS, apply_umask
+from koala.images import MAX_PIXELS, make_readable
 from koala.inference import Colorizer, colorize_pixels, predict_ab
 from koala.data.hints import HINT_COLUMNS
 from koala.serving import (
@@ -195,7 +195,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
     version = next_version(base) if version is None else version
     target = base / str(version)
     if target.exists():
-        raise FileExistsError(f"{target}: version {version} exists (omit --version to use the next free one)")
+        raise FileExistsError(f"{target}: version {version} exists")
     colorizer = Colorizer.load(model, saturation=saturation, temperature=temperature)
     created = _missing_ancestor(base)  # removed again if the export fails: nothing is left behind
     base.mkdir(parents=True, exist_ok=True)
@@ -207,7 +207,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
             write_onnx(colorizer, staging / ONNX_FILE)
         (staging / METADATA_ASSET).parent.mkdir(exist_ok=True)
         (staging / METADATA_ASSET).write_text(json.dumps(colorizer.metadata, indent=2))
-        apply_umask(staging)
+        make_readable(staging)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -212,9 +212,29 @@ def source_groups(source: str | os.PathLike | list) -> dict[str, list[str]]:
     return groups
 
 
+# The one "is this photo gray" rule (training data and data_tools.prepare): the mean, over pixels, of
+# the spread between a pixel's largest and smallest channel, in 8-bit levels. Below this a photo
+# carries no colour worth learning: JPEG noise on a gray scan spreads about 1, a faint tint 2-3.
+GRAY_SPREAD = 3.0
+
+
+def colour_spread(pixels: np.ndarray) -> np.float64:
+    """Mean over pixels of max - min of the channels, in levels of ``pixels``' 8 bits: 0 for a
+    gray photo (one channel, or three equal ones). Compare with :data:`GRAY_SPREAD`."""
+    if pixels.ndim == 2:
+        return np.float64(0.0)
+    return np.float64(np.mean(pixels.max(axis=-1) - pixels.min(axis=-1)))  # max >= min: no uint8 wrap
+
+
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 1] to uint8 with rounding (not truncation), so round trips are exact."""
     return np.clip(np.rint(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
+
+
+def as_8bit(rgb: np.ndarray) -> np.ndarray:
+    """Float RGB rounded to the 8 bits a saved PNG holds (:func:`to_uint8`), back in [0, 1]
+    (float64): results are scored as users see them."""
+    return to_uint8(rgb) / 255.0
 
 
 def resize_short_side(rgb_uint8: np.ndarray, side: int, upscale: bool = True) -> np.ndarray:
@@ -229,21 +249,20 @@ def resize_short_side(rgb_uint8: np.ndarray, side: int, upscale: bool = True) ->
     return np.asarray(img.resize(size, Image.BILINEAR, reducing_gap=2.0 if scale < 1 else None))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# Modes of what koala writes, given explicitly (never read from the process umask, which is
+# process-wide and would race the server's threads): readable by everyone, such as a TF Serving
+# process running as another user, writable by the owner.
+FILE_MODE = 0o644
+FOLDER_MODE = 0o755
 
 
-def apply_umask(folder: str | os.PathLike) -> None:
-    """Give a folder made by ``tempfile.mkdtemp`` (0700) and its contents the modes a plain
-    ``mkdir``/``open`` would have (0755/0644 under the usual umask), so that a server running
-    as another user, such as TF Serving, can read what koala wrote."""
-    mask = _umask()
+def make_readable(folder: str | os.PathLike) -> None:
+    """Give a folder made by ``tempfile.mkdtemp`` (0700) and its contents :data:`FOLDER_MODE` and
+    :data:`FILE_MODE`, so that a server running as another user can read what koala wrote."""
     for root, dirs, files in os.walk(folder):
-        os.chmod(root, 0o777 & ~mask)
+        os.chmod(root, FOLDER_MODE)
         for name in files:
-            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+            os.chmod(os.path.join(root, name), FILE_MODE)
 
 
 @contextmanager
@@ -257,13 +276,13 @@ def atomic_target(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
+        raise FileExistsError(f"{path}: exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs should be readable
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 files; outputs should be readable
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -280,3 +299,12 @@ def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) 
     existing file survives unless ``overwrite`` (``FileExistsError``)."""
     with atomic_target(path, overwrite) as tmp, open(tmp, "wb") as f:
         f.write(data)
+
+
+def write_figure(figure, path: str | os.PathLike, dpi: float = 100) -> None:
+    """Save a matplotlib ``Figure`` as a PNG, atomically (:func:`write_atomic`, replacing an
+    earlier one). Figures are made with ``matplotlib.figure.Figure``, never pyplot, so drawing
+    switches no backend and keeps no global figure list."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    write_atomic(path, buffer.getvalue(), overwrite=True)

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from koala.color import AB_NORM, NEIGHBOURS, SIGMA, ab_bins, nearest_bins
+from koala.color import AB_NORM, NEIGHBOURS, SIGMA, ab_bins, nearest_bins, pixel_weights
 
 HUBER_DELTA = 0.1  # normalised ab: errors above 11 Lab units count linearly
 
@@ -57,12 +57,24 @@ def huber(y_true, y_pred, delta: float = HUBER_DELTA):
     return ops.mean(0.5 * quad**2 / delta + (err - quad), axis=(1, 2, 3))
 
 
-def _gaussian_window(channels: int):
-    coords = ops.arange(SSIM_WINDOW, dtype="float32") - (SSIM_WINDOW - 1) / 2
-    g = ops.exp(-(coords**2) / (2 * SSIM_SIGMA**2))
-    g = g / ops.sum(g)
-    window = ops.outer(g, g)[:, :, None, None]
-    return ops.tile(window, (1, 1, channels, 1))
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """SSIM's normalised 1-D Gaussian of ``size`` taps (default 11, sigma 1.5), float64; its
+    outer product with itself is the 2-D window."""
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    window = np.exp(-0.5 * (x / sigma) ** 2)
+    return window / window.sum()
+
+
+def ssim_map(mu_x, mu_y, squares, cross, max_val: float):
+    """Wang et al. (2004)'s SSIM at each position from the window's local means: ``mu_x``,
+    ``mu_y``, ``squares`` (of x^2 + y^2) and ``cross`` (of x * y); ``max_val`` is the dynamic
+    range that sets the constants K1, K2. Plain arithmetic, so the loss (tensors) and the metric
+    (float64 arrays) share it."""
+    c1, c2 = (SSIM_K1 * max_val) ** 2, (SSIM_K2 * max_val) ** 2
+    mu_cross = 2.0 * mu_x * mu_y
+    mu_squares = mu_x**2 + mu_y**2
+    luminance = (mu_cross + c1) / (mu_squares + c1)
+    return luminance * (2.0 * cross - mu_cross + c2) / (squares - mu_squares + c2)
 
 
 def ssim(y_true, y_pred, max_val: float = AB_RANGE):
@@ -76,20 +88,14 @@ def ssim(y_true, y_pred, max_val: float = AB_RANGE):
     """
     y_true = ops.cast(y_true, "float32")
     y_pred = ops.cast(y_pred, "float32")
-    window = _gaussian_window(y_true.shape[-1])
+    g = gaussian_window()
+    window = np.tile(np.outer(g, g)[:, :, None, None], (1, 1, y_true.shape[-1], 1)).astype(np.float32)
 
     def blur(x):
         return ops.depthwise_conv(x, window, strides=1, padding="valid")
 
-    c1, c2 = (SSIM_K1 * max_val) ** 2, (SSIM_K2 * max_val) ** 2
-    mu_true, mu_pred = blur(y_true), blur(y_pred)
-    mu_cross = 2.0 * mu_true * mu_pred
-    mu_squares = mu_true**2 + mu_pred**2
-    luminance = (mu_cross + c1) / (mu_squares + c1)
-    contrast_structure = (2.0 * blur(y_true * y_pred) - mu_cross + c2) / (
-        blur(y_true**2 + y_pred**2) - mu_squares + c2
-    )
-    return ops.mean(luminance * contrast_structure, axis=(1, 2, 3))
+    local = ssim_map(blur(y_true), blur(y_pred), blur(y_true**2 + y_pred**2), blur(y_true * y_pred), max_val)
+    return ops.mean(local, axis=(1, 2, 3))
 
 
 def l1_ssim(y_true, y_pred, ssim_weight: float = SSIM_WEIGHT):
@@ -120,8 +126,7 @@ def rebalanced_cross_entropy(ab_true, logits, weights, sigma: float = SIGMA, k: 
     indices, target = nearest_bins(ab, ab_bins(), sigma, k)
     log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
     cross_entropy = -tf.reduce_sum(target * tf.gather(log_probs, indices, batch_dims=3), axis=-1)
-    pixel_weight = tf.gather(tf.cast(weights, tf.float32), indices[..., 0])
-    return tf.reduce_mean(pixel_weight * cross_entropy, axis=(1, 2))
+    return tf.reduce_mean(pixel_weights(ab, ab_bins(), weights) * cross_entropy, axis=(1, 2))
 
 
 # --- Keras wrappers: the function and its keyword arguments, kept in get_config() ------------------

@@ -12,8 +12,9 @@
     backup/        Keras' BackupAndRestore state while training; gone once the run finished
 
 Everything else asks :class:`Run` for these paths. :func:`resolve_model` turns what a user types
-(``default``, ``hints``, a run folder or a ``.keras`` file) into a model file, and :func:`model_metadata`
-finds that file's metadata.
+(``default``, ``hints``, a run folder or a ``.keras`` file) into a model file, :func:`model_metadata`
+finds that file's metadata, and :func:`bundle` makes a run the model koala ships
+(``koala/weights/NAME.keras`` beside ``NAME.json``).
 
 Example::
 
@@ -26,11 +27,16 @@ from __future__ import annotations
 import csv
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from koala import config as config_lib
-from koala.images import write_atomic
+from koala.images import FILE_MODE, write_atomic
+
+if TYPE_CHECKING:
+    import keras
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default.keras"
@@ -131,3 +137,56 @@ def model_metadata(model_path: str | os.PathLike) -> dict:
         if candidate.is_file():
             return json.loads(candidate.read_text())
     return {}
+
+
+def as_registered(network: "keras.Model", metadata: dict) -> "keras.Model":
+    """``network`` as the class its architecture registers (``metadata``'s model and model_args),
+    so that ``load_model`` alone rebuilds it: a model saved as a plain ``Functional`` (before the
+    architectures were classes) gets a rebuilt network with its weights copied layer by layer, by
+    name. Returned as it is when it already is that class."""
+    from koala.models import get_model
+
+    rebuilt = get_model(metadata["model"], **metadata.get("model_args", {}))
+    if type(rebuilt) is type(network):
+        return network
+    for layer in rebuilt.layers:
+        layer.set_weights(network.get_layer(layer.name).get_weights())
+    return rebuilt
+
+
+def save_model_atomic(network: "keras.Model", path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Save a ``.keras`` file so that a kill never leaves half of one; an existing file is kept
+    unless ``overwrite`` (FileExistsError)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    os.close(fd)
+    try:
+        network.save(tmp)
+        os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would hide the bundled model from other users
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def bundle(run: Run, name: str = "default", weights_dir: str | os.PathLike = WEIGHTS_DIR,
+           overwrite: bool = False) -> Path:
+    """Ship a finished run: its best model, as its registered class and without optimizer state,
+    as ``weights_dir/NAME.keras``, and its metadata beside it as ``NAME.json`` (where
+    :func:`model_metadata` looks). Existing files are kept unless ``overwrite``. Returns the model's path."""
+    import keras
+
+    if not run.finished:
+        raise FileNotFoundError(f"{run.path}: no finished run to bundle ({run.best.name} missing or still training)")
+    target = Path(weights_dir) / f"{name}.keras"
+    metadata_file = target.with_suffix(".json")
+    if not overwrite and (target.exists() or metadata_file.exists()):
+        raise FileExistsError(f"{target if target.exists() else metadata_file}: exists")
+    meta = run.read_metadata()
+    network = as_registered(keras.saving.load_model(run.best, compile=False), meta)
+    save_model_atomic(network, target, overwrite=overwrite)
+    write_atomic(metadata_file, (json.dumps(meta, indent=2) + "\n").encode(), overwrite=overwrite)
+    return target

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from koala.evaluation.compare.plots import draw_image_grid
 from koala.evaluation.evaluate import gray_baseline
+from koala.evaluation.frontier import parse_labelled
 from koala.images import group_by_source, list_images, load_rgb
 from koala.inference import Colorizer
 
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", required=True, metavar="LABEL=MODEL")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    models = {label: Colorizer.load(model) for label, _, model in (m.partition("=") for m in args.model)}
+    models = {label: Colorizer.load(model) for label, model in map(parse_labelled, args.model)}
     paths = pick(args.data, PER_SOURCE)
     titles = ["truth", "gray input", *models]
 

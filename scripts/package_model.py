@@ -1,31 +1,31 @@
-"""Copy a run's best model into koala/weights/ as a bundled model (without optimizer state).
+"""Copy a run's best model into koala/weights/ as a bundled model (:func:`koala.runs.bundle`).
 
-    python scripts/package_model.py runs/default --name default
+    python scripts/package_model.py runs/default --name default --overwrite
 """
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-import keras
-
-import koala.models  # noqa: F401  registers koala's layers, which load_model must find
-from koala.runs import WEIGHTS_DIR, Run
+from koala.runs import Run, bundle
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--name", default="default")
+    parser.add_argument("--overwrite", action="store_true", help="replace a bundled model of that name")
     args = parser.parse_args()
-    run = Run(args.run)
-    bundled = WEIGHTS_DIR / f"{args.name}.keras"
-    keras.saving.load_model(run.best, compile=False).save(bundled)
-    # Where koala.runs.model_metadata looks for a bundled model's metadata: <stem>.json beside it.
-    bundled.with_suffix(".json").write_text(json.dumps(run.read_metadata(), indent=2) + "\n")
+    try:
+        bundled = bundle(Run(args.run), args.name, overwrite=args.overwrite)
+    except (FileExistsError, FileNotFoundError) as e:
+        print(f"package_model: {e}{' (--overwrite replaces it)' if isinstance(e, FileExistsError) else ''}",
+              file=sys.stderr)
+        return 2
     print(f"wrote {bundled} ({bundled.stat().st_size / 1e6:.1f} MB) and its metadata")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -22,7 +22,7 @@ stage default-stage3 configs/default-stage3.yaml
 .venv/bin/python scripts/tune_colour.py runs/default-stage3 --data "$DATA/train" --images 600 \
     --sizes 160,192 --saturations 1.1,1.2,1.3,1.4,1.5,1.6 \
     --margin 0.7 --group "$GENERAL" --group-margin 0.3 --source-floor 0.3
-.venv/bin/python scripts/package_model.py runs/default-stage3 --name default
+.venv/bin/python scripts/package_model.py runs/default-stage3 --name default --overwrite
 .venv/bin/koala evaluate --model default --data "$DATA/val" --out koala/weights/default-val.json
 .venv/bin/koala evaluate --model default --data "$DATA/val" --group "$GENERAL" \
     --sweep 1,1.2,1.4,1.6,1.8 --out reports/frontier/default.json

@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from koala.evaluation.frontier import parse_groups, parse_values, sweep_report, write_report
+from koala.evaluation.frontier import choose, parse_groups, parse_values, sweep_report, write_report
 from koala.images import group_by_source, list_images
 from koala.inference import Colorizer
 from koala.runs import Run
@@ -29,25 +29,6 @@ def even_sample(paths: list[str], count: int) -> list[str]:
     groups = list(group_by_source(paths).values())
     share = max(1, count // len(groups))
     return [p for group in groups for p in group[:: max(1, len(group) // share)][:share]]
-
-
-def choose(report: dict, margin: float, group_margin: float, source_floor: float) -> dict | None:
-    """The most colourful sweep point that is ``margin`` dB above gray overall, ``group_margin`` dB
-    above it on every group of sources and at most ``source_floor`` dB below it on any source."""
-    gray = report["gray_baseline"]
-
-    def gain(point: dict, kind: str | None = None, name: str | None = None) -> float:
-        if kind is None:
-            return point["psnr"] - gray["psnr"]
-        return point[kind][name]["psnr"] - gray[kind][name]["psnr"]
-
-    def ok(point: dict) -> bool:
-        return (gain(point) >= margin
-                and all(gain(point, "groups", g) >= group_margin for g in point.get("groups", {}))
-                and all(gain(point, "sources", s) >= -source_floor for s in point.get("sources", {})))
-
-    candidates = [p for p in report["sweep"] if ok(p)]
-    return max(candidates, key=lambda p: p["colourfulness_ratio"]) if candidates else None
 
 
 def main() -> None:

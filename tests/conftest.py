@@ -1,7 +1,15 @@
-"""Shared fixtures: generated photos and tiny models, never ../shared."""
+"""Shared fixtures: generated photos and tiny models, never ../shared.
+
+Helpers are imported from here (``from conftest import save_run``); fixtures need no import. The
+deploy tests (export, TF Serving client, web app, browser) share a tiny CU-Net whose ab head is
+biased towards orange, so its output is clearly coloured (a freshly initialised net predicts ab
+near 0, which would make "the result is colourful" untestable).
+"""
 from __future__ import annotations
 
+import io
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -31,17 +39,18 @@ def photo_dir(tmp_path_factory):
     return folder
 
 
-def save_run(folder, model, image_size: int = 32, **extra) -> str:
-    """Save ``model`` as a run folder (best checkpoint + metadata) that Colorizer.load accepts."""
-    from koala.models import get_spec
+def save_run(folder, model, image_size: int = 32, model_args: dict | None = None, **extra) -> str:
+    """Save ``model`` as a run folder (best checkpoint, and the metadata ``koala train`` writes,
+    by its own :func:`koala.training.setup.run_metadata`) that Colorizer.load accepts."""
+    from koala import config as config_lib
     from koala.runs import Run
+    from koala.training.setup import run_metadata
 
     run = Run(folder)
     run.path.mkdir(parents=True, exist_ok=True)
     model.save(run.best)
-    meta = {"model": model.name, "model_args": {}, "image_size": image_size,
-            "multiple": get_spec(model.name).multiple, **extra}
-    run.write_metadata(meta)
+    cfg = config_lib.from_dict({"model": model.name, "model_args": model_args or {}, "data": {"image_size": image_size}})
+    run.write_metadata({**run_metadata(cfg, "float32"), **extra})
     return str(folder)
 
 
@@ -55,3 +64,143 @@ def constant_ab_run(tmp_path_factory):
     kernel, _ = head.get_weights()
     head.set_weights([np.zeros_like(kernel), np.arctanh(np.array([0.3, -0.2], np.float32))])
     return save_run(tmp_path_factory.mktemp("runs") / "constant", model)
+
+
+# --- The deploy tests' tiny model and photos --------------------------------------------------------
+
+TINY_SIZE = 32
+AB_BIAS = (0.25, 0.35)  # normalised a, b: about +28, +39 Lab units, a warm sepia-orange
+PHOTO_SIZE = (48, 40)  # width, height
+
+
+def photo(size: tuple[int, int] = PHOTO_SIZE, gray: bool = False) -> np.ndarray:
+    """scikit-image's chelsea, shrunk to ``size`` (width, height): uint8 (H, W, 3) or (H, W)."""
+    from skimage import data
+
+    img = Image.fromarray(data.chelsea()).resize(size, Image.BICUBIC)
+    return np.asarray(img.convert("L") if gray else img)
+
+
+def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 RGB array."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Mean spread between an image's channels: 0 for gray."""
+    rgb = rgb.astype(np.int32)
+    return float(np.mean(rgb.max(axis=-1) - rgb.min(axis=-1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A run folder with the tiny orange-biased CU-Net (4 filters, working size 32)."""
+    import keras
+
+    from koala.models import get_model
+
+    keras.utils.set_random_seed(0)
+    model = get_model("cunet", base_filters=4)
+    kernel, _ = model.get_layer("ab_conv").get_weights()
+    model.get_layer("ab_conv").set_weights([kernel * 0.1, np.asarray(AB_BIAS, np.float32)])
+    return Path(save_run(tmp_path_factory.mktemp("tiny-model"), model, TINY_SIZE, {"base_filters": 4}))
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model exported with ``koala export``: the base folder (version 1 inside)."""
+    from koala.export import export
+
+    return export(tiny_model, tmp_path_factory.mktemp("exported")).parent
+
+
+@pytest.fixture(scope="session")
+def tiny_hint_model(tmp_path_factory) -> Path:
+    """The tiny model with hint inputs whose first convolution is random rather than zero, so hints
+    visibly change the colours (the untrained, zero-initialised one would ignore them)."""
+    import keras
+
+    from koala.models import get_model
+
+    keras.utils.set_random_seed(0)
+    model = get_model("cunet", base_filters=4, hints=True)
+    kernel, _ = model.get_layer("ab_conv").get_weights()
+    model.get_layer("ab_conv").set_weights([kernel * 0.1, np.asarray(AB_BIAS, np.float32)])
+    (hint_kernel,) = model.get_layer("hints_conv").get_weights()
+    model.get_layer("hints_conv").set_weights([np.random.default_rng(0).normal(0, 20, hint_kernel.shape)])
+    return Path(save_run(tmp_path_factory.mktemp("tiny-hint-model"), model, TINY_SIZE,
+                         {"base_filters": 4, "hints": True}))
+
+
+@pytest.fixture(scope="session")
+def exported_hints(tiny_hint_model, tmp_path_factory) -> Path:
+    """The tiny hint model exported with ``koala export``: the base folder (version 1 inside)."""
+    from koala.export import export
+
+    return export(tiny_hint_model, tmp_path_factory.mktemp("exported-hints")).parent
+
+
+@pytest.fixture(scope="session")
+def loaded(exported):
+    """The exported tiny model, loaded with ``tf.saved_model.load``."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(exported / "1"))
+
+
+@pytest.fixture(scope="session")
+def colorizer(tiny_model):
+    """The tiny model's :class:`koala.inference.Colorizer`."""
+    from koala.inference import Colorizer
+
+    return Colorizer.load(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def photo_files(tmp_path_factory) -> dict[str, Path]:
+    """chelsea as colour/gray JPEG/PNG files, keyed ``colour_jpg.jpg``, ``gray_png.png``, ..."""
+    folder = tmp_path_factory.mktemp("photos")
+    for gray in (False, True):
+        for fmt, ext in (("JPEG", "jpg"), ("PNG", "png")):
+            (folder / f"{'gray' if gray else 'colour'}_{ext}.{ext}").write_bytes(encode(photo(gray=gray), fmt))
+    return {p.name: p for p in sorted(folder.iterdir())}
+
+
+# --- A 16-px, 8-number stand-in for koalarization's extractors, so its tests run in seconds ---------
+
+TINY_EXTRACTOR = "tiny"
+TINY_EXTRACTOR_SIZE = 16
+TINY_DIM = 8
+
+
+def _build_tiny_extractor(weights: str | None):
+    import keras
+
+    if weights == "imagenet":
+        raise ValueError("the tiny test extractor has no imagenet weights")
+    inputs = keras.Input((TINY_EXTRACTOR_SIZE, TINY_EXTRACTOR_SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(TINY_DIM)(x), name="tiny")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Register the tiny extractor for one test (and forget cached extractors around it); its name."""
+    from koala.models import extractors
+
+    spec = extractors.ExtractorSpec(_build_tiny_extractor, TINY_EXTRACTOR_SIZE, TINY_DIM, lambda x: x / 127.5 - 1.0)
+    extractors.get_extractor.cache_clear()
+    monkeypatch.setitem(extractors.EXTRACTORS, TINY_EXTRACTOR, spec)
+    yield TINY_EXTRACTOR
+    extractors.get_extractor.cache_clear()

@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import save_run, smooth_colour_image
-from deploy_fixtures import tiny_hint_model  # noqa: F401  (a fixture)
 from PIL import Image
-from tiny_extractor import tiny  # noqa: F401  (tiny is a fixture)
 
 from data_tools.embed import main as embed_main
 from koala import config as config_lib

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy_fixtures import colourfulness, decode, encode, photo, tiny_hint_model, tiny_model  # noqa: F401 (fixtures)
+from conftest import colourfulness, decode, encode, photo
 from koala.inference import Colorizer
 
 CHROMIUM = Path("/usr/bin/chromium")

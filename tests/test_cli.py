@@ -77,7 +77,7 @@ def test_preset_help_lists_every_preset_of_the_registries(capsys):
     from koala.evaluation.compare import config as compare_config
 
     train_help = " ".join(_help(capsys, "train").split())
-    assert all(f"{name}," in train_help or f"{name} " in train_help for name in config.PRESETS)
+    assert all(f"{name}," in train_help or f"{name} " in train_help for name in config.presets())
     assert "zhang16_small" in train_help and "resunet34_gan" in train_help
     compare_help = " ".join(_help(capsys, "compare").split())
     assert all(name in compare_help for name in compare_config.PRESETS)

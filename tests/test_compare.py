@@ -12,7 +12,6 @@ from koala.evaluation.compare import config as compare_config
 from koala.evaluation.compare import runner
 from koala.evaluation.compare.plots import grid_rows
 from koala.models import MODELS
-from tiny_extractor import tiny  # noqa: F401  (fixture)
 
 
 def test_models_all_follows_the_registry_and_gets_each_architectures_args(tmp_path):
@@ -21,7 +20,7 @@ def test_models_all_follows_the_registry_and_gets_each_architectures_args(tmp_pa
     assert [e.label for e in entries] == list(MODELS)
     for entry in entries:
         assert entry.cfg.model == entry.arch == entry.label
-        assert entry.cfg.model_args == compare_config.SMOKE_MODEL_ARGS.get(entry.arch, {})
+        assert entry.cfg.model_args == MODELS[entry.arch].smoke_args  # from the model's own file
         assert entry.run == tmp_path / "runs" / entry.label
         # the same split and budget for everyone
         assert (entry.cfg.data.image_size, entry.cfg.data.batch_size) == (32, 4)
@@ -139,7 +138,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_smoke_preset_compares_every_registered_model_consistently_with_evaluate(photo_dir, tmp_path, tiny, capsys):  # noqa: F811
+def test_smoke_preset_compares_every_registered_model_consistently_with_evaluate(photo_dir, tmp_path, tiny, capsys):
     out = tmp_path / "report"
     sets = [f"train.data.train={photo_dir}", f"train.data.val={photo_dir}", "eval.limit=6", "train.train.epochs=1",
             f"model_args.koalarization={{extractor: {tiny}, extractor_weights: none}}"]  # no ResNet-50 in CI

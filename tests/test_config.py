@@ -1,6 +1,8 @@
 import pytest
 
 from koala import config as config_lib
+from koala.cli import main as cli_main
+from koala.models import MODELS, get_model
 
 
 def test_smoke_preset_and_overrides(tmp_path):
@@ -85,3 +87,39 @@ def test_merge_is_deep_replaces_model_and_loss_args_whole_and_changes_neither_in
     assert base["train"] == {"epochs": 2, "loss": "mse", "loss_args": {"delta": 1.0}}
     assert override == {"train": {"epochs": 5, "loss_args": {"scale": 3}}, "model_args": {"b": 4}}
 
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_smoke_preset_takes_each_models_own_smoke_arguments(name):
+    """`--preset smoke --set model=NAME` works for every registered model (it used to pass CU-Net's
+    base_filters to every model): the arguments are those the model's file registers, they build it,
+    and the shared smoke budget is kept."""
+    cfg = config_lib.load(preset="smoke", overrides=[f"model={name}"])
+    assert cfg.model == name and cfg.model_args == MODELS[name].smoke_args
+    assert (cfg.data.image_size, cfg.data.batch_size, cfg.train.epochs, cfg.train.steps_per_epoch) == (32, 4, 2, 4)
+    network = get_model(name, **cfg.model_args)
+    assert network.get_layer("L").batch_shape[-1] == 1
+    given = config_lib.load(preset="smoke", overrides=[f"model={name}", "model_args={}"])
+    assert given.model_args == {}  # model_args given: the preset adds nothing
+
+
+def test_smoke_preset_trains_another_architecture_from_the_cli(tmp_path):
+    """The command of the issue's traceback (resunet34, whose arguments have no base_filters) trains."""
+    from koala.runs import Run
+
+    rc = cli_main(["train", "--preset", "smoke", "--set", "model=resunet34", "--set", "train.epochs=1",
+                   "--set", "train.steps_per_epoch=1", "--set", "data.max_val_images=2", "--out-dir", str(tmp_path)])
+    run = Run(tmp_path / "smoke")
+    assert rc == 0 and run.finished and run.read_metadata()["model_args"] == MODELS["resunet34"].smoke_args
+
+
+def test_importing_runs_and_config_loads_neither_tensorflow_nor_the_models():
+    """Presets are built when first used, so `import koala.runs` (which the light commands and the
+    data tools reach) stays light."""
+    import subprocess
+    import sys
+
+    code = ("import sys, koala.runs, koala.config; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'koala.models') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr

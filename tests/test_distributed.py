@@ -6,6 +6,7 @@ Run as a script, this file is one worker: ``python tests/test_distributed.py CON
 import csv
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -123,13 +124,21 @@ def test_adversarial_models_are_refused():
 
 
 def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+    """``n`` ports free now, below the kernel's ephemeral range: the ports bind(0) and outgoing
+    connections are handed come from that range, so no other process is given one of these
+    between this check and the workers' own bind (a port taken from bind(0) could be)."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = []
+    for port in random.Random().sample(range(20000, ephemeral_low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"no {n} free ports between 20000 and {ephemeral_low}")
 
 
 def write_config(photo_dir, out_dir, path, strategy: str) -> None:

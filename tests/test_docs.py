@@ -37,7 +37,7 @@ def test_readme_presets_and_configs_exist():
 
     for command in readme_commands("koala train"):
         if "--preset" in command:
-            assert command[command.index("--preset") + 1] in config.PRESETS
+            assert command[command.index("--preset") + 1] in config.presets()
         if "--config" in command and command[command.index("--config") + 1].startswith("configs/"):
             assert (ROOT / command[command.index("--config") + 1]).is_file()
 

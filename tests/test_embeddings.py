@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_extractor import TINY_DIM, tiny  # noqa: F401  (tiny is a fixture)
+from conftest import TINY_DIM
 
 from data_tools.embed import main
 from koala.color import rgb_to_l
@@ -110,7 +110,7 @@ def test_mismatched_extractor_weights_or_missing_images_are_refused(tmp_path, ti
     out = tmp_path / "cache.h5"
     assert embed(tmp_path / "photos", out) == 0
     cache = EmbeddingCache.open(out)
-    with pytest.raises(CacheError, match=f"^{out}: built with extractor tiny, config asks for inception_resnet_v2$"):
+    with pytest.raises(CacheError, match=f"^{out}: built with extractor tiny, asked for inception_resnet_v2$"):
         cache.check("inception_resnet_v2", "imagenet", cache.fingerprint)
     other = fingerprint(build_extractor("tiny", other_weights).model)
     with pytest.raises(CacheError, match=f"weights none \\(fingerprint {cache.fingerprint[:12]}\\).*{other[:12]}"):
@@ -186,29 +186,44 @@ def test_imagenet_weights_that_cannot_be_fetched_fail_in_one_line(tmp_path):
     assert len(photos) == 2 and not (tmp_path / "e.h5").exists()
 
 
+# data_tools.embed that gets a real SIGINT (Ctrl-C) right after its first batch is committed: an
+# interruption at a known moment, whatever the machine's speed.
+INTERRUPTED_AFTER_FIRST_BATCH = """
+import os, signal, sys
+from data_tools import embed
+
+append_rows = embed.append_rows
+
+def append_then_interrupt(*args):
+    append_rows(*args)
+    os.kill(os.getpid(), signal.SIGINT)
+
+embed.append_rows = append_then_interrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started in the background
+sys.exit(embed.main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_in_one_line_and_the_same_command_carries_on(tmp_path):
-    import signal
-    import time
+    import subprocess
+    import sys
 
-    count = 100
+    count = 10
     write_photos(tmp_path / "photos", count)
-    args = (tmp_path / "photos", tmp_path / "e.h5", "--extractor", "resnet50", "--weights", "none", "--batch", "2")
+    args = [str(a) for a in (tmp_path / "photos", tmp_path / "e.h5", "--extractor", "resnet50", "--weights", "none",
+                             "--batch", "2")]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = run_embed(*args, env=env)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not rows_committed(tmp_path / "e.h5"):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    interrupted = subprocess.run([sys.executable, "-c", INTERRUPTED_AFTER_FIRST_BATCH, *args], env=env,
+                                 capture_output=True, text=True, timeout=300)
+    err = interrupted.stderr
+    assert interrupted.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("embed: interrupted; the rows written so far are kept")
-    kept = rows_committed(tmp_path / "e.h5")
-    assert 0 < kept < count
+    assert rows_committed(tmp_path / "e.h5") == 2  # the first batch, committed before the interruption
     proc = run_embed(*args, env=env)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
-    assert f"{kept} of {count} images already in" in err and rows_committed(tmp_path / "e.h5") == count
+    assert f"2 of {count} images already in" in err and rows_committed(tmp_path / "e.h5") == count
 
 
 def rows_committed(path: Path) -> int:

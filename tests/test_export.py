@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import site
 import stat
 import struct
@@ -18,12 +17,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from deploy_fixtures import (decode, encode, exported, exported_hints, photo, photo_files,  # noqa: F401 (fixtures)
-                             tiny_hint_model, tiny_model)
+from conftest import decode, encode, photo
 from koala.cli import main
 from koala.export import header_shape, next_version
 from koala.images import MAX_PIXELS
-from koala.inference import Colorizer, predict_ab
+from koala.inference import predict_ab
 from tests.test_images import png_with_size
 
 SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
@@ -49,16 +47,6 @@ PLAIN_TF_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def loaded(exported):
-    return tf.saved_model.load(str(exported / "1"))
-
-
-@pytest.fixture(scope="module")
-def colorizer(tiny_model):
-    return Colorizer.load(tiny_model)
-
-
 def test_layout_is_tf_serving_versioned(exported):
     version = exported / "1"
     assert (version / "saved_model.pb").is_file()
@@ -68,13 +56,12 @@ def test_layout_is_tf_serving_versioned(exported):
     assert not [p for p in exported.iterdir() if p.name.startswith(".")], "staging folder left behind"
 
 
-def test_exported_files_are_readable_as_the_umask_allows(exported):
-    """TF Serving often runs as another user: no 0700 folder (mkdtemp's) may stay in the way."""
-    mask = os.umask(0)
-    os.umask(mask)
+def test_exported_files_are_readable_by_everyone(exported):
+    """TF Serving often runs as another user: no 0700 folder (mkdtemp's) may stay in the way. The
+    modes are explicit (0755 folders, 0644 files), whatever the process umask."""
     paths = [exported / "1", *(exported / "1").rglob("*")]
     modes = {p.relative_to(exported).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in paths}
-    expected = {name: (0o777 if (exported / name).is_dir() else 0o666) & ~mask for name in modes}
+    expected = {name: 0o755 if (exported / name).is_dir() else 0o644 for name in modes}
     assert modes == expected and "1/variables/variables.index" in modes
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import save_run
 from koala.cli import main
 from koala.color import AB_NORM, ab_bins, lab_to_rgb
-from koala.evaluation.frontier import sweep_report
+from koala.evaluation.frontier import choose, parse_labelled, sweep_report
 from koala.images import group_by_source
 from koala.inference import Colorizer
 from koala.models.layers import l_input
@@ -184,3 +184,33 @@ def test_per_call_temperature_for_a_distribution_model(distribution_run):
     assert not np.array_equal(cold, colorizer.colorize(photo, temperature=1.0)) and colorizer.temperature is None
     with pytest.raises(ValueError, match="temperature must be between 0.01 and 1; got 1.5"):
         colorizer.colorize(photo, temperature=1.5)
+
+
+def point(psnr: float, cf: float, sources: dict[str, float], groups: dict[str, float] | None = None) -> dict:
+    return {"psnr": psnr, "colourfulness_ratio": cf, "sources": {k: {"psnr": v} for k, v in sources.items()},
+            **({"groups": {k: {"psnr": v} for k, v in groups.items()}} if groups else {})}
+
+
+def test_choose_takes_the_most_colourful_point_that_keeps_every_margin():
+    """Gray is 20 dB overall and on each source: a (vivid, +1.0) loses source b by 0.5 dB, more than
+    the 0.3 dB floor; b (+0.8) keeps it; c is greyer; d is vivid but only +0.5 dB overall."""
+    gray = point(20.0, 0.0, {"a": 20.0, "b": 20.0}, {"g": 20.0})
+    candidates = {"a": point(21.0, 0.9, {"a": 22.0, "b": 19.5}, {"g": 21.0}),
+                  "b": point(20.8, 0.7, {"a": 21.2, "b": 19.8}, {"g": 20.8}),
+                  "c": point(20.9, 0.5, {"a": 21.0, "b": 20.5}, {"g": 20.9}),
+                  "d": point(20.5, 0.95, {"a": 20.6, "b": 20.4}, {"g": 20.5})}
+    report = {"gray_baseline": gray, "sweep": [{"name": k, **v} for k, v in candidates.items()]}
+    assert choose(report, margin=0.7, group_margin=0.3, source_floor=0.3)["name"] == "b"
+    assert choose(report, margin=0.7, group_margin=0.3, source_floor=0.6)["name"] == "a"
+    assert choose(report, margin=0.7, group_margin=0.85, source_floor=0.3)["name"] == "c"  # only c's group is +0.9
+    assert choose(report, margin=2.0, group_margin=0.3, source_floor=0.3) is None
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("new=runs/stage3", ("new", "runs/stage3")),
+    ("stage 3=runs/lr=1e-4", ("stage 3", "runs/lr=1e-4")),
+    ("default", ("default", "default")),
+    ("=runs/x", ("runs/x", "runs/x")),
+])
+def test_label_model_pairs(item, expected):
+    assert parse_labelled(item) == expected

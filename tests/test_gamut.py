@@ -10,6 +10,7 @@ from koala.color import (
     ab_bins,
     ab_histogram,
     annealed_mean,
+    nearest_bin,
     pixel_weights,
     rebalance_weights,
     smooth_prior,
@@ -51,8 +52,9 @@ def test_out_of_gamut_cells_are_absent(bins, cell):
 
 
 def test_known_colours_are_in_gamut(bins):
+    present = {tuple(p) for p in bins.astype(int).tolist()}
     for a, b in ((0, 0), (80, 70), (-80, 80), (80, -100), (-20, 90)):  # gray, red, green, blue, yellow
-        bin_index(bins, a, b)
+        assert (a, b) in present
 
 
 def test_bins_are_cached_and_read_only(bins):
@@ -153,6 +155,13 @@ def test_bad_priors_are_refused(bins):
         rebalance_weights(-np.ones(len(bins)), bins)
     with pytest.raises(ValueError, match="lam"):
         rebalance_weights(np.ones(len(bins)), bins, lam=1.5)
+
+
+def test_nearest_bin_is_the_closest_centre_by_brute_force(bins):
+    ab = np.random.default_rng(5).uniform(-100, 100, (3, 7, 2))
+    want = np.linalg.norm(ab[..., None, :] - bins.astype(np.float64), axis=-1).argmin(-1)
+    np.testing.assert_array_equal(nearest_bin(ab, bins).numpy(), want)
+    assert nearest_bin(np.array([[21.0, -39.0]]), bins).numpy()[0] == bin_index(bins, 20, -40)
 
 
 def test_pixel_weight_is_the_weight_of_the_nearest_bin(bins):

@@ -10,7 +10,6 @@ import tensorflow as tf
 from PIL import Image
 from skimage.color import rgb2lab
 
-from deploy_fixtures import tiny_hint_model, tiny_model  # noqa: F401 (fixtures)
 from koala.cli import main
 from koala.data.hints import (
     DEFAULT_PATCH,
@@ -150,7 +149,7 @@ def toy_hint_model(tmp_path_factory):
     from koala.color import rgb_to_lab, split_lab
     from koala.data.hints import simulate_hints
     from koala.models import get_model
-    from tests.conftest import save_run
+    from conftest import save_run
 
     keras.utils.set_random_seed(0)
     l_norm, ab = split_lab(rgb_to_lab(toy_photos(np.random.default_rng(0), 1024)))

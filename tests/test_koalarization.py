@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tiny_extractor import TINY_DIM, tiny  # noqa: F401  (tiny is a fixture)
+from conftest import TINY_DIM
 
 from data_tools.embed import main as embed_main
 from koala import config as config_lib

@@ -168,8 +168,8 @@ def test_registry_entries_are_complete():
 def test_config_presets_come_from_the_model_files():
     from koala.models import resunet34, zhang16
 
-    assert {"default", "smoke"} | set(resunet34.PRESETS) | set(zhang16.PRESETS) <= set(config_lib.PRESETS)
-    gan = config_lib.PRESETS["resunet34_gan"]
+    assert {"default", "smoke"} | set(resunet34.PRESETS) | set(zhang16.PRESETS) <= set(config_lib.presets())
+    gan = config_lib.presets()["resunet34_gan"]
     assert gan["model"] == "resunet34" and gan["model_args"] == {"adversarial": True, "adv_weight": 0.01}
 
 

@@ -116,3 +116,60 @@ def test_config_round_trip(tmp_path):
     run = Run(tmp_path)
     run.save_config(cfg)
     assert run.read_config() == cfg
+
+
+def functional_cunet(args: dict):
+    """A CU-Net saved as a plain Functional (how the first bundled model was saved), seeded weights."""
+    import keras
+
+    from koala.models import get_model
+
+    keras.utils.set_random_seed(4)
+    network = get_model("cunet", **args)
+    return keras.Model(network.inputs, network.outputs, name="cunet")
+
+
+def test_bundle_ships_the_registered_class_with_the_same_outputs_and_keeps_existing_files(tmp_path):
+    import keras
+    import numpy as np
+
+    from koala.models.cunet import CUNet
+    from koala.runs import bundle
+
+    args = {"base_filters": 4, "batch_norm": False, "dilation_rates": [2, 4, 8, 8]}
+    plain = functional_cunet(args)
+    assert not isinstance(plain, CUNet)
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
+    plain.save(run.best)
+    meta = {"model": "cunet", "model_args": args, "image_size": 32, "multiple": 8, "saturation": 1.3}
+    run.write_metadata(meta)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    bundled = bundle(run, "mine", weights)
+    loaded = keras.saving.load_model(bundled, compile=False)
+    assert isinstance(loaded, CUNet) and loaded.dilation_rates == (2, 4, 8, 8)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 40, 1)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x).numpy(), plain(x).numpy())
+    assert json.loads((weights / "mine.json").read_text()) == meta
+    assert (bundled.stat().st_mode & 0o777) == 0o644 and not list(weights.glob(".*"))
+    before = bundled.read_bytes()
+    with pytest.raises(FileExistsError, match="mine.keras: exists"):
+        bundle(run, "mine", weights)
+    assert bundled.read_bytes() == before
+    bundle(run, "mine", weights, overwrite=True)
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        bundle(Run(tmp_path / "nothing"), "other", weights)
+
+
+def test_the_bundled_model_is_its_registered_class():
+    """load_model alone rebuilds the shipped model: a CUNet with the arguments of its metadata."""
+    import keras
+
+    from koala.models.cunet import CUNet
+
+    network = keras.saving.load_model(DEFAULT_MODEL, compile=False)
+    args = model_metadata(DEFAULT_MODEL)["model_args"]
+    assert isinstance(network, CUNet)
+    assert (network.base_filters, network.batch_norm, list(network.dilation_rates)) == (
+        args["base_filters"], args["batch_norm"], args["dilation_rates"])

@@ -17,24 +17,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from deploy_fixtures import decode, encode, exported, exported_hints, photo, tiny_hint_model, tiny_model  # noqa: F401
+from conftest import decode, encode, photo
 from koala.images import load_rgb, to_uint8
 from koala.inference import Colorizer
-from koala.serving.client import (ServingError, TFServingClient, grpc_hints_request, grpc_l_request, grpc_request,
-                                  hint_table, parse_grpc_response, parse_rest_ab, parse_rest_response, predict_url,
-                                  read_image_bytes, rest_hints_request, rest_l_request, rest_request)
+from koala.serving.client import (BUSY_WAIT, MAX_RETRY_WAIT, ServingError, TFServingClient, grpc_hints_request,
+                                  grpc_l_request, grpc_request, hint_table, parse_grpc_response, parse_rest_ab,
+                                  parse_rest_response, predict_url, read_image_bytes, rest_hints_request,
+                                  rest_l_request, rest_request, retry_after)
 
 predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-
-
-@pytest.fixture(scope="module")
-def loaded(exported):
-    return tf.saved_model.load(str(exported / "1"))
-
-
-@pytest.fixture(scope="module")
-def colorizer(tiny_model):
-    return Colorizer.load(tiny_model)
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +149,62 @@ def test_client_posts_json_and_reports_http_errors(monkeypatch, images):
     assert sent[0].get_method() == "POST" and sent[0].get_header("Content-type") == "application/json"
     with pytest.raises(ServingError, match=r"HTTP 404: Servable not found"):
         TFServingClient("http://localhost:8501", version=9).colorize(images)
+
+
+@pytest.fixture
+def busy_server():
+    """A local HTTP server answering 503 (with the queued Retry-After headers, None for none) until
+    they run out, then an echo of the instances; yields (url, queue, count of requests)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    busy, requests = [], []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append(body)
+            if busy:
+                retry = busy.pop(0)
+                self.send_response(503)
+                if retry is not None:
+                    self.send_header("Retry-After", retry)
+                answer = b'{"error": "busy"}'
+            else:
+                self.send_response(200)
+                answer = json.dumps({"predictions": body["instances"]}).encode()
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", busy, requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_client_retries_503_after_retry_after_and_gives_up_when_bounded(busy_server, images):
+    url, busy, requests = busy_server
+    waits = []
+    busy += ["2", None, "3600"]  # seconds; none (the default wait); more than the client waits at most
+    client = TFServingClient(url, retries=3, sleep=waits.append)
+    assert client.colorize(images[:1]) == images[:1]
+    assert waits == [2.0, BUSY_WAIT, MAX_RETRY_WAIT] and len(requests) == 4
+    busy += ["0"] * 5
+    with pytest.raises(ServingError, match="HTTP 503: busy"):
+        TFServingClient(url, retries=2, sleep=waits.append).colorize(images[:1])
+    assert len(requests) == 4 + 3 and busy == ["0", "0"]  # 1 try + 2 retries, then the error
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    assert retry_after("7") == 7.0 and retry_after("-3") == 0.0 and retry_after(None) == BUSY_WAIT
+    assert retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == pytest.approx(10.0)
+    assert retry_after("soon") == BUSY_WAIT
 
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 
-from deploy_fixtures import colourfulness, decode, encode, photo, tiny_hint_model, tiny_model  # noqa: F401 (fixtures)
+from conftest import colourfulness, decode, encode, photo
 from koala.inference import Colorizer
 from koala.serving.app import Busy, WorkerPool, create_app, make_server
 
@@ -128,7 +128,7 @@ def test_full_queue_is_503_and_the_server_recovers(server):
     for thread in blockers:
         thread.start()
     try:
-        deadline = time.time() + 10
+        deadline = time.time() + 60  # generous: a state change, polled
         while server.pool.admitted < 2 and time.time() < deadline:
             time.sleep(0.01)
         assert server.pool.admitted == 2
@@ -162,7 +162,7 @@ def test_big_photos_take_more_of_the_pool_and_small_ones_go_first():
         return thread
 
     def wait_for_load(load: int) -> None:
-        deadline = time.time() + 10
+        deadline = time.time() + 60  # generous: a state change, polled
         while pool.load < load and time.time() < deadline:
             time.sleep(0.01)
         assert pool.load == load
@@ -214,20 +214,22 @@ def test_idle_connections_neither_lock_others_out_nor_stay_open(tiny_model):
             conn.sendall(b"POST /api/colorize HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
             idle.append(conn)
         started = time.perf_counter()
-        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
-        answer = requests.post(f"{url}/api/colorize", data=encode(photo()), timeout=10,
+        assert requests.get(f"{url}/healthz", timeout=60).status_code == 200
+        answer = requests.post(f"{url}/api/colorize", data=encode(photo()), timeout=60,
                                headers={"Content-Type": "application/octet-stream"})
-        assert answer.status_code == 200 and time.perf_counter() - started < 10
+        served = time.perf_counter() - started
+        # A generous bound (a locked-out client waits for ever); about 0.1 s on 2 busy cores.
+        assert answer.status_code == 200 and served < 60, f"answered {answer.status_code} after {served:.1f} s"
         closed = 0
-        for conn in idle:  # the server hangs up on each: recv gives b"" (or a reset) well within 5 s
-            conn.settimeout(max(0.1, started + 8 - time.perf_counter()))
+        for conn in idle:  # the server hangs up on each after its 2 s channel timeout: recv gives b"" (or a reset)
+            conn.settimeout(max(0.1, started + 60 - time.perf_counter()))
             try:
                 closed += conn.recv(1024) == b""
             except ConnectionResetError:
                 closed += 1
             except TimeoutError:
                 pass
-        assert closed == 300
+        assert closed == 300, f"{closed} of 300 idle connections closed after {time.perf_counter() - started:.1f} s"
     finally:
         for conn in idle:
             conn.close()

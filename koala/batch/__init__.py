@@ -8,5 +8,5 @@ change. Install with ``pip install koala[beam]``; see docs/batch.md.
 
 # Constants only here: the CLI reads them without importing Beam or TensorFlow.
 COLORIZE_BATCH = 8  # photos per model call on a worker; a 24 MP scan is ~300 MB as float RGB
-EMBED_BATCH = 16  # images per extractor call, as data_tools.embed
+EMBED_BATCH = 16  # images per extractor call (also data_tools.embed's default)
 DEAD_LETTER_NAME = "failed.tsv"  # inside OUT for colorize; OUT.h5.failed.tsv beside the cache for embed

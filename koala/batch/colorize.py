@@ -318,7 +318,7 @@ def colorize(inputs: Sequence[str], out_dir: str, beam_args: Sequence[str] = (),
     """Run the job to the end; returns the counters ``images_done``, ``images_failed``,
     ``images_skipped``. ``kwargs`` are :func:`build`'s."""
     if kwargs.get("batch", COLORIZE_BATCH) < 1:
-        raise ValueError(f"--batch {kwargs['batch']}: must be at least 1")
+        raise ValueError(f"batch must be at least 1; got {kwargs['batch']}")
     check_options(kwargs.get("temporal", DEFAULT_TEMPORAL), kwargs.get("crf", DEFAULT_CRF))
     pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
     build(pipeline, inputs, out_dir, **kwargs)

@@ -41,7 +41,7 @@ def write_file(path: str, data: bytes, overwrite: bool) -> None:
         write_atomic(path, data, overwrite=overwrite)
         return
     if not overwrite and FileSystems.exists(path):
-        raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
+        raise FileExistsError(f"{path}: exists")
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(data)
 

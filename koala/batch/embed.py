@@ -181,7 +181,7 @@ def embed(manifest: str, out: str, extractor_name: str, weights: str | None, bat
     """Embed the manifest's images that ``out`` lacks; returns the job's counters. Failures are
     listed in ``OUT.h5.failed.tsv``."""
     if batch < 1:
-        raise ValueError(f"--batch {batch}: must be at least 1")
+        raise ValueError(f"batch must be at least 1; got {batch}")
     spec = get_extractor_spec(extractor_name)
     label = weights_label(parse_weights(weights))
     options = pipeline_options(list(beam_args))

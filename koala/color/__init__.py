@@ -22,6 +22,7 @@ from koala.color.gamut import (
     ab_bins,
     ab_histogram,
     annealed_mean,
+    nearest_bin,
     nearest_bins,
     pixel_weights,
     rebalance_weights,
@@ -33,5 +34,5 @@ __all__ = [
     "AB_NORM", "L_CENT", "L_NORM", "join_lab", "l_ab_to_rgb", "lab_to_rgb",
     "rgb_to_l", "rgb_to_lab", "split_lab",
     "GRID", "NEIGHBOURS", "PRIOR_LAMBDA", "SIGMA", "TEMPERATURE", "ab_bins", "ab_histogram",
-    "annealed_mean", "nearest_bins", "pixel_weights", "rebalance_weights", "smooth_prior", "soft_encode",
+    "annealed_mean", "nearest_bin", "nearest_bins", "pixel_weights", "rebalance_weights", "smooth_prior", "soft_encode",
 ]

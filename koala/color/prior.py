@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from koala.color.gamut import ab_bins, ab_histogram
 from koala.color.lab import rgb_to_lab
-from koala.images import evenly_spaced, list_images, load_shrunk
+from koala.images import evenly_spaced, list_images, load_shrunk, to_float_rgb
 
 PRIOR_SIZE = 64  # short side (px) at which photos are read: the colour histogram barely depends on it
 
@@ -35,7 +35,7 @@ def estimate_prior(paths: list[str], size: int = PRIOR_SIZE, progress: bool = Fa
     for path in tqdm(paths, disable=not progress, unit="image"):
         rgb = load_shrunk(path, size)
         if rgb.size:
-            counts += ab_histogram(rgb_to_lab(rgb.astype(np.float32) / 255.0)[..., 1:], bins).numpy()
+            counts += ab_histogram(rgb_to_lab(to_float_rgb(rgb))[..., 1:], bins).numpy()
     if counts.sum() == 0:
         raise ValueError(f"no readable photos among {len(paths)} path(s)")
     return (counts / counts.sum()).astype(np.float32)

@@ -33,6 +33,18 @@ class CacheError(ValueError):
     """A cache that cannot be used; ``str()`` is the one-line reason."""
 
 
+def check_source(path: str, built: tuple[str, str, str], asked: tuple[str, str, str]) -> None:
+    """The one cache check: a CacheError naming the cache at ``path`` when the network it was
+    ``built`` with, (extractor, weights label, fingerprint), is not the one ``asked`` for. Weights
+    are compared by fingerprint, so the same file under another name passes."""
+    (extractor, weights, fp), (want_extractor, want_weights, want_fp) = built, asked
+    if extractor != want_extractor:
+        raise CacheError(f"{path}: built with extractor {extractor}, asked for {want_extractor}")
+    if fp != want_fp:
+        raise CacheError(f"{path}: built with {extractor} weights {weights} (fingerprint {fp[:12]}), "
+                         f"asked for weights {want_weights} (fingerprint {want_fp[:12]})")
+
+
 def resolve_key(key: str, base_dir: str) -> str:
     """A cache key or data path as a normalised absolute path, so caches work from any folder."""
     return os.path.normpath(os.path.join(base_dir, key))
@@ -75,14 +87,8 @@ class EmbeddingCache:
         return int(self.embeddings.shape[1])
 
     def check(self, extractor: str, weights: str, fingerprint: str) -> None:
-        """Refuse a cache written by another extractor or other weights than the config asks for."""
-        if extractor != self.extractor:
-            raise CacheError(f"{self.path}: built with extractor {self.extractor}, config asks for {extractor}")
-        if fingerprint != self.fingerprint:
-            raise CacheError(
-                f"{self.path}: built with {self.extractor} weights {self.weights} (fingerprint "
-                f"{self.fingerprint[:12]}), config's weights {weights} have fingerprint {fingerprint[:12]}"
-            )
+        """Refuse a cache written by another extractor or other weights than those asked for."""
+        check_source(self.path, (self.extractor, self.weights, self.fingerprint), (extractor, weights, fingerprint))
 
     def lookup(self, paths: list[str], source: str) -> np.ndarray:
         """Embeddings in the order of ``paths`` (as the data source lists them, relative to the
@@ -124,11 +130,9 @@ def open_for_append(path: str, extractor: str, weights: str, fp: str, dim: int,
             f.attrs.update(extractor=extractor, weights=weights, fingerprint=fp, dim=dim, rows=0,
                            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            base_dir=base_dir or os.getcwd())
-        elif f.attrs["extractor"] != extractor:
-            raise CacheError(f"{path}: built with extractor {f.attrs['extractor']}, asked for {extractor}")
-        elif f.attrs["fingerprint"] != fp:
-            raise CacheError(f"{path}: built with {extractor} weights {f.attrs['weights']} (fingerprint "
-                             f"{f.attrs['fingerprint'][:12]}), asked for {weights} (fingerprint {fp[:12]})")
+        else:
+            check_source(path, (str(f.attrs["extractor"]), str(f.attrs["weights"]), str(f.attrs["fingerprint"])),
+                         (extractor, weights, fp))
         rows = int(f.attrs["rows"])
         f[KEYS].resize((rows,))
         f[EMBEDDINGS].resize((rows, dim))

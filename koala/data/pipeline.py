@@ -16,29 +16,14 @@ import numpy as np
 import tensorflow as tf
 
 from koala.color import rgb_to_lab, split_lab
-from koala.images import evenly_spaced, load_shrunk, source_groups
+from koala.data.augment import Augment
+from koala.images import GRAY_SPREAD, colour_spread, evenly_spaced, load_shrunk, source_groups
 
 log = logging.getLogger(__name__)
 
 CROP_MARGIN = 1.15  # cached images are a little larger than the crop, so crops vary
-GRAY_MEAN_SPREAD = 1.0  # a photo whose channels differ by less than this (levels, on average) is gray
-GRAY_CHECK_PHOTOS = 256
-AUGMENT_DTYPE = "float32"  # RGB stays float32 under any global dtype policy (Lab maths needs it)  # training sets read without the cache: photos (evenly spread) decoded up front to find colour
-
-
-@dataclass
-class Augment:
-    """Runtime augmentation, after Keras' old ImageDataGenerator.
-
-    flip: random horizontal flip. rotation: max degrees either way. zoom, shear, shift:
-    max fractions of the image size (shear as a fraction, as Keras' RandomShear takes it).
-    """
-
-    flip: bool = True
-    rotation: float = 10.0
-    zoom: float = 0.1
-    shear: float = 0.05
-    shift: float = 0.05
+SHUFFLE_BUFFER = 4096  # photos a training shuffle draws from (the whole set when it is smaller)
+GRAY_CHECK_PHOTOS = 256  # training sets read without the cache: photos (evenly spread) decoded up front to find colour
 
 
 @dataclass(frozen=True)
@@ -160,7 +145,7 @@ def _balanced(paths: list[str], groups: dict[str, list[str]], short_side: int, c
     :func:`source_weights` (each photo with its row of ``rows`` when given)."""
     position = {path: i for i, path in enumerate(paths)}
     streams = [_decoded(group, short_side, cache, None if rows is None else rows[[position[p] for p in group]])
-               .shuffle(min(len(group), 4096), seed=seed).repeat()
+               .shuffle(min(len(group), SHUFFLE_BUFFER), seed=seed).repeat()
                for group in groups.values()]
     weights = source_weights([len(group) for group in groups.values()], balance)
     log.info("source sampling weights: %s", {k: round(w, 3) for k, w in zip(groups, weights)})
@@ -176,8 +161,8 @@ def _census(ds: tf.data.Dataset) -> tuple[int, int]:
     set of grayscale photos, from which a colorizer learns nothing.
     """
     def add(counts, img):
-        spread = tf.cast(tf.reduce_max(img, axis=-1) - tf.reduce_min(img, axis=-1), tf.float32)
-        colour = tf.cast(tf.reduce_mean(spread) >= GRAY_MEAN_SPREAD, tf.int64)
+        spread = tf.numpy_function(colour_spread, [img], tf.float64, stateful=False)
+        colour = tf.cast(spread >= GRAY_SPREAD, tf.int64)
         return counts + tf.stack([tf.constant(1, tf.int64), colour])
 
     photos, colour = ds.reduce(tf.zeros([2], tf.int64), add).numpy()
@@ -249,7 +234,7 @@ def make_dataset(
             if cache and not repeat:
                 ds = ds.apply(tf.data.experimental.assert_cardinality(photos))
         if training:
-            ds = ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(min(len(paths), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
             if repeat:
                 ds = ds.repeat()
     if training:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from koala.color import l_ab_to_rgb, rgb_to_l, rgb_to_lab
 from koala.evaluation import METRICS, PROTOCOL, metrics
-from koala.images import ImageError, load_rgb, resize_short_side, to_uint8
+from koala.images import ImageError, as_8bit, load_rgb, resize_short_side, to_float_rgb, to_uint8
 from koala.inference import Colorizer
 
 PER_IMAGE = ("psnr", "ssim", "ab_mse", "auc", "bin_acc", "coarse_acc", "colourfulness", "colourfulness_true")
@@ -36,7 +36,7 @@ def load_at_size(path: str, size: int | None = None) -> np.ndarray:
     rgb = load_rgb(path)
     if size is None:
         return rgb
-    img = resize_short_side(to_uint8(rgb), size).astype(np.float32) / 255.0
+    img = to_float_rgb(resize_short_side(to_uint8(rgb), size))
     top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
     return img[top:top + size, left:left + size]
 
@@ -55,9 +55,10 @@ def photos_at_size(paths: list[str], size: int | None, skipped: list[str], progr
 def image_scores(pred: np.ndarray, true: np.ndarray) -> dict:
     """Scores of one image pair (float RGB (H, W, 3)), both quantised to 8 bits as users see them.
 
-    Holds the :data:`PER_IMAGE` keys plus ``r2_terms`` (for the pooled R^2 of :func:`summarise`).
+    Holds the :data:`PER_IMAGE` keys plus ``delta_colourfulness`` and ``r2_terms`` (for the pooled
+    R^2 of :func:`summarise`).
     """
-    pred, true = to_uint8(pred)[None] / 255.0, to_uint8(true)[None] / 255.0
+    pred, true = as_8bit(pred)[None], as_8bit(true)[None]
     pred_ab, true_ab = rgb_to_lab(pred).numpy()[..., 1:], rgb_to_lab(true).numpy()[..., 1:]
     return {
         "psnr": float(metrics.psnr(pred, true)[0]),
@@ -68,17 +69,19 @@ def image_scores(pred: np.ndarray, true: np.ndarray) -> dict:
         "coarse_acc": float(metrics.coarse_accuracy(pred_ab, true_ab)[0]),
         "colourfulness": float(metrics.colourfulness(pred)[0]),
         "colourfulness_true": float(metrics.colourfulness(true)[0]),
+        "delta_colourfulness": float(metrics.delta_colourfulness(pred, true)[0]),
         "r2_terms": metrics.r2_terms(pred_ab, true_ab)[0].tolist(),
     }
 
 
 def summarise(rows: list[dict]) -> dict[str, float]:
-    """Means over images, except: R^2 pooled over all pixels, colourfulness ratio =
-    mean(output) / mean(truth), delta CF = mean(output) - mean(truth)."""
+    """Means over images, except R^2 (pooled over all pixels: :func:`metrics.r2_from_terms`) and
+    the colourfulness ratio (a ratio of means: :func:`metrics.ratio_of_means`)."""
     mean = {key: float(np.mean([r[key] for r in rows])) for key in PER_IMAGE}
     mean["ab_r2"] = metrics.r2_from_terms(np.array([r["r2_terms"] for r in rows]))
-    mean["colourfulness_ratio"] = mean["colourfulness"] / mean["colourfulness_true"]
-    mean["delta_colourfulness"] = mean["colourfulness"] - mean["colourfulness_true"]
+    mean["colourfulness_ratio"] = metrics.ratio_of_means([r["colourfulness"] for r in rows],
+                                                         [r["colourfulness_true"] for r in rows])
+    mean["delta_colourfulness"] = float(np.mean([r["delta_colourfulness"] for r in rows]))
     return mean
 
 
@@ -112,7 +115,7 @@ def evaluate(
                           "gray_psnr": gray_rows[-1]["psnr"]})
         if features is not None:
             for key, image in (("model", pred), ("gray_baseline", gray), ("truth", true)):
-                feats[key].append(features(to_uint8(image)[None] / 255.0)[0])
+                feats[key].append(features(as_8bit(image)[None])[0])
     if not model_rows:
         raise ValueError("no readable images to evaluate")
     if not any(row["colourfulness_true"] > 0 for row in model_rows):  # no colour to score against

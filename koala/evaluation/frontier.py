@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from koala.color import TEMPERATURE, l_ab_to_rgb, rgb_to_l
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size, summarise
-from koala.images import group_by_source, list_images, write_atomic
+from koala.images import group_by_source, list_images, write_atomic, write_figure
 from koala.inference import Colorizer, predict_ab
 from koala.knobs import check_saturation, check_temperature
 
@@ -61,7 +61,7 @@ def check_temperatures(colorizer: Colorizer, temperatures: list[float], label: s
     """Temperatures only mean something for models that predict a colour distribution, and
     within :data:`koala.knobs.TEMPERATURE_RANGE`."""
     if temperatures and not colorizer.predicts_distribution:
-        raise ValueError(f"--sweep-temperature: {label} predicts ab directly; temperature applies only to "
+        raise ValueError(f"temperature sweep: {label} predicts ab directly; temperature applies only to "
                          "models that predict a colour distribution (zhang16)")
     for t in temperatures:
         check_temperature(t, "--sweep-temperature")
@@ -126,6 +126,31 @@ def with_current_keys(report: dict) -> dict:
 
     out = {("gray_baseline" if k == "gray" else k): v for k, v in report.items()}
     return {**out, "gray_baseline": renamed(out["gray_baseline"]), "sweep": [renamed(p) for p in out["sweep"]]}
+
+
+def choose(report: dict, margin: float, group_margin: float, source_floor: float) -> dict | None:
+    """The shipped colour setting's rule: of a :func:`sweep_report`'s points, the most colourful
+    (highest colourfulness ratio) whose PSNR is at least ``margin`` dB above gray overall, at
+    least ``group_margin`` dB above it on every group of sources, and at most ``source_floor`` dB
+    below it on any source; None when no point qualifies.
+
+    Example: with margin 0.7, group_margin 0.3 and source_floor 0.3, a point +0.9 dB overall whose
+    worst source is 0.4 dB below gray is passed over for a greyer one that keeps every source.
+    """
+    gray = with_current_keys(report)["gray_baseline"]
+
+    def gain(point: dict, kind: str | None = None, name: str | None = None) -> float:
+        if kind is None:
+            return point["psnr"] - gray["psnr"]
+        return point[kind][name]["psnr"] - gray[kind][name]["psnr"]
+
+    def ok(point: dict) -> bool:
+        return (gain(point) >= margin
+                and all(gain(point, "groups", g) >= group_margin for g in point.get("groups", {}))
+                and all(gain(point, "sources", s) >= -source_floor for s in point.get("sources", {})))
+
+    candidates = [p for p in with_current_keys(report)["sweep"] if ok(p)]
+    return max(candidates, key=lambda p: p["colourfulness_ratio"]) if candidates else None
 
 
 def effective_temperature(colorizer: Colorizer, temperature: float | None) -> float | None:
@@ -206,7 +231,7 @@ def frontier_figure(report: dict) -> Figure:
 
 def plot_frontier(report: dict, path: str | Path) -> None:
     """:func:`frontier_figure` saved as a PNG (drawn without pyplot: no global backend is switched)."""
-    frontier_figure(report).savefig(path, dpi=110)
+    write_figure(frontier_figure(report), path, dpi=110)
 
 
 def parse_values(text: str | None, option: str) -> list[float] | None:
@@ -222,13 +247,24 @@ def parse_values(text: str | None, option: str) -> list[float] | None:
     return values
 
 
-def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
-    """['general=bsds500,urban100'] -> {'general': ['bsds500', 'urban100']}."""
+def parse_labelled(item: str) -> tuple[str, str]:
+    """'LABEL=MODEL' -> (label, model): the label ends at the first '=', so a model path may hold
+    one; MODEL alone (or with an empty label) is its own label.
+
+    Example: ``parse_labelled("stage 3=runs/lr=1e-4")`` is ``("stage 3", "runs/lr=1e-4")``.
+    """
+    label, _, model = item.partition("=")
+    return (label, model) if label and model else (item.lstrip("="), item.lstrip("="))
+
+
+def parse_groups(items: list[str] | None, option: str = "group") -> dict[str, list[str]]:
+    """['general=bsds500,urban100'] -> {'general': ['bsds500', 'urban100']}; a clear error naming
+    the option (as the caller calls it) otherwise."""
     groups = {}
     for item in items or []:
         name, _, members = item.partition("=")
         if not name or not members:
-            raise ValueError(f"--group: expected NAME=SOURCE1,SOURCE2; got {item!r}")
+            raise ValueError(f"{option}: expected NAME=SOURCE1,SOURCE2; got {item!r}")
         groups[name] = [m for m in members.split(",") if m]
     return groups
 

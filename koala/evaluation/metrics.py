@@ -27,12 +27,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from koala.color.lab import AB_NORM
-from koala.losses import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
+from koala.color import AB_NORM, ab_bins
+from koala.color import nearest_bin as gamut_nearest_bin
+from koala.losses import SSIM_WINDOW, gaussian_window, ssim_map
 from koala.models.extractors import ExtractorSpec, build_extractor
 
 AUC_MAX_THRESHOLD = 150  # Lab units: Zhang et al.'s sweep of the ab error threshold
-ACHROMATIC_CHROMA = 10.0  # Lab units (one bin of the 313-bin grid): below this a pixel reads as grey
+ACHROMATIC_CHROMA = 10.0  # Lab units (one step of the ab bins' grid): below this a pixel reads as grey
 HUE_SECTORS = 8  # coarse colours: 45-degree hue sectors centred on +a (0 deg), +a+b (45 deg), ...
 FRECHET_EPS = 1e-6  # added to the covariances' diagonals when their product has no finite sqrt
 FRECHET_MAX_IMAGINARY = 1e-3  # pytorch-fid's tolerance on the imaginary diagonal of that sqrt
@@ -41,13 +42,6 @@ FRECHET_MAX_IMAGINARY = 1e-3  # pytorch-fid's tolerance on the imaginary diagona
 def psnr(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """PSNR in dB of RGB in [0, 1] (peak 1), over all pixels and channels of each image."""
     return tf.image.psnr(tf.convert_to_tensor(pred, tf.float32), tf.convert_to_tensor(true, tf.float32), 1.0).numpy()
-
-
-def _gaussian_window(size: int, sigma: float) -> np.ndarray:
-    """The normalised 1-D Gaussian of ``size`` taps (its outer product is the 2-D window)."""
-    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-    window = np.exp(-0.5 * (x / sigma) ** 2)
-    return window / window.sum()
 
 
 def _valid_filter(plane: np.ndarray, window: np.ndarray) -> np.ndarray:
@@ -61,19 +55,16 @@ def _valid_filter(plane: np.ndarray, window: np.ndarray) -> np.ndarray:
 
 
 def _mean_ssim_map(pred: np.ndarray, true: np.ndarray, window: np.ndarray) -> float:
-    """Mean of the SSIM map of two (H, W) float64 planes with peak 1."""
-    c1, c2 = SSIM_K1**2, SSIM_K2**2
-    mu_p, mu_t = _valid_filter(pred, window), _valid_filter(true, window)
-    var_p = _valid_filter(pred * pred, window) - mu_p**2
-    var_t = _valid_filter(true * true, window) - mu_t**2
-    cov = _valid_filter(pred * true, window) - mu_p * mu_t
-    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
-    return float(ssim_map.mean())
+    """Mean of the SSIM map (:func:`koala.losses.ssim_map`) of two (H, W) float64 planes with peak 1."""
+    local = ssim_map(_valid_filter(pred, window), _valid_filter(true, window),
+                     _valid_filter(pred * pred + true * true, window), _valid_filter(pred * true, window), 1.0)
+    return float(local.mean())
 
 
 def ssim(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """SSIM of RGB in [0, 1] (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01,
-    K2=0.03, the constants of :mod:`koala.losses`' SSIM): the SSIM map over every position where the window fits (no padding), averaged over
+    K2=0.03: :func:`koala.losses.ssim_map`, the SSIM loss's formula): the SSIM map over every
+    position where the window fits (no padding), averaged over
     those positions and the channels. This is scikit-image's ``structural_similarity(pred, true,
     gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1,
     channel_axis=-1)`` and ``tf.image.ssim``'s definition. Images smaller than the window are
@@ -85,7 +76,7 @@ def ssim(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     if pred.shape != true.shape or pred.ndim != 4:
         raise ValueError(f"expected two batches of the same shape (N, H, W, C); got {pred.shape} and {true.shape}")
-    window = _gaussian_window(min(SSIM_WINDOW, pred.shape[1], pred.shape[2]), SSIM_SIGMA)
+    window = gaussian_window(min(SSIM_WINDOW, pred.shape[1], pred.shape[2]))
     return np.array([np.mean([_mean_ssim_map(np.ascontiguousarray(p[..., c]), np.ascontiguousarray(t[..., c]), window)
                               for c in range(pred.shape[-1])]) for p, t in zip(pred, true)])
 
@@ -161,18 +152,21 @@ def ab_auc(pred_ab: np.ndarray, true_ab: np.ndarray, max_threshold: int = AUC_MA
     return np.sum((curve[:, 1:] + curve[:, :-1]) / 2.0, axis=1) / max_threshold
 
 
-def nearest_bin(ab: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """Index of the nearest bin centre (Lab units, (Q, 2)) for every pixel: (N, H, W)."""
-    from scipy.spatial import cKDTree
+NEAREST_BIN_CHUNK = 1 << 16  # pixels per call of koala.color.nearest_bin: 80 MB of distances to 309 bins
 
+
+def nearest_bin(ab: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Index of the nearest bin centre (Lab units, (Q, 2)) for every pixel: (N, H, W), by
+    :func:`koala.color.nearest_bin` (the rule the zhang16 loss weights with), a chunk of pixels at
+    a time so that a full-resolution photo needs little memory."""
     ab = _ab(ab)
-    _, index = cKDTree(np.asarray(bins, np.float64)).query(ab.reshape(-1, 2))
-    return index.reshape(ab.shape[:-1])
+    flat = ab.reshape(-1, 2).astype(np.float32)
+    index = [gamut_nearest_bin(flat[i:i + NEAREST_BIN_CHUNK], bins).numpy()
+             for i in range(0, len(flat), NEAREST_BIN_CHUNK)]
+    return np.concatenate(index).reshape(ab.shape[:-1]) if index else np.zeros(ab.shape[:-1], np.int32)
 
 
 def _default_bins() -> np.ndarray:
-    from koala.color import ab_bins
-
     return ab_bins()
 
 
@@ -225,7 +219,13 @@ def delta_colourfulness(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 def colourfulness_ratio(pred: np.ndarray, true: np.ndarray) -> float:
     """Over the batch: mean colourfulness of the outputs / that of the truths (1 = as colourful
     as the photos). A ratio of means, so nearly grey photos cannot blow it up."""
-    return float(np.mean(colourfulness(pred)) / np.mean(colourfulness(true)))
+    return ratio_of_means(colourfulness(pred), colourfulness(true))
+
+
+def ratio_of_means(values, reference) -> float:
+    """mean(values) / mean(reference): the colourfulness ratio from per-image colourfulness
+    values, which a report gathers one photo at a time (:func:`colourfulness_ratio`)."""
+    return float(np.mean(values) / np.mean(reference))
 
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

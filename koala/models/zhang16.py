@@ -36,7 +36,7 @@ from keras import layers
 
 from koala.color import AB_NORM, PRIOR_LAMBDA, TEMPERATURE, ab_bins, annealed_mean, rebalance_weights
 from koala.color.prior import load_prior, prior_from_source
-from koala.losses import RebalancedCrossEntropy, check_arguments
+from koala.losses import LOGITS_STRIDE, RebalancedCrossEntropy, check_arguments
 from koala.models.layers import dtype_scope, l_input, model_config, normalization
 from koala.models.registry import register
 
@@ -46,7 +46,6 @@ CHANNELS = (64, 128, 256, 512, 512, 512, 512, 256)
 CONVS = (2, 2, 3, 3, 3, 3, 3, 3)
 STRIDE2_BLOCKS = (1, 2, 3)
 DILATED_BLOCKS = (5, 6)
-OUTPUT_STRIDE = 4  # the logits are at 1/4 of the input's resolution
 QUICK_PRIOR_IMAGES = 256  # photos read when no prior file is configured
 LOSS_ARGS = ("prior", "prior_lambda")
 
@@ -94,7 +93,7 @@ def make_loss(loss_args: dict, train_source: str) -> RebalancedCrossEntropy:
                     "(python -m data_tools.ab_prior computes one from every photo)", QUICK_PRIOR_IMAGES, train_source)
         prior, _ = prior_from_source(train_source, QUICK_PRIOR_IMAGES)
     weights = rebalance_weights(prior, ab_bins(), lam=float(loss_args.get("prior_lambda", PRIOR_LAMBDA)))
-    return RebalancedCrossEntropy(weights.numpy(), stride=OUTPUT_STRIDE)
+    return RebalancedCrossEntropy(weights.numpy(), stride=LOGITS_STRIDE)
 
 
 def decode(outputs, temperature: float | None = None) -> tf.Tensor:
@@ -108,7 +107,7 @@ def decode(outputs, temperature: float | None = None) -> tf.Tensor:
     if logits.shape[-1] != len(bins):
         raise ValueError(f"expected logits over {len(bins)} ab bins; got shape {logits.shape}")
     ab = annealed_mean(logits, bins, TEMPERATURE if temperature is None else temperature) / AB_NORM
-    return tf.image.resize(ab, tf.shape(ab)[1:3] * OUTPUT_STRIDE, method="bilinear")
+    return tf.image.resize(ab, tf.shape(ab)[1:3] * LOGITS_STRIDE, method="bilinear")
 
 
 @keras.saving.register_keras_serializable(package="koala")

@@ -27,10 +27,12 @@ import base64
 import io
 import json
 import os
+import time
 import urllib.error
 import urllib.request
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -50,6 +52,9 @@ DEFAULT_MODEL = "koala"
 REST_PORT = 8501
 GRPC_PORT = 8500
 EXIF_ORIENTATION = 0x0112
+RETRIES = 3  # further tries after a 503 (busy) answer
+MAX_RETRY_WAIT = 30.0  # seconds: the longest Retry-After the client waits before a try
+BUSY_WAIT = 1.0  # seconds to wait after a 503 that names no Retry-After
 
 
 class ServingError(RuntimeError):
@@ -78,6 +83,21 @@ def predict_url(base_url: str, model: str = DEFAULT_MODEL, version: int | None =
         raise ValueError(f"give a version or a label, not both (got {version} and {label!r})")
     which = f"/versions/{int(version)}" if version is not None else f"/labels/{label}" if label else ""
     return f"{base_url.rstrip('/')}/v1/models/{model}{which}:predict"
+
+
+def retry_after(value: str | None, now: float | None = None) -> float:
+    """Seconds to wait before trying again from a ``Retry-After`` header (delta seconds or an
+    HTTP date), bounded to [0, ``MAX_RETRY_WAIT``]; ``BUSY_WAIT`` when absent or unreadable."""
+    if not value:
+        return BUSY_WAIT
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError):
+            return BUSY_WAIT
+    return min(max(seconds, 0.0), MAX_RETRY_WAIT)
 
 
 def rest_request(images: list[bytes]) -> dict[str, Any]:
@@ -187,30 +207,44 @@ def parse_grpc_response(response) -> list[bytes] | np.ndarray:
     raise ServingError(f"unexpected answer: outputs {sorted(response.outputs)}")
 
 
+def _error_message(error: urllib.error.HTTPError) -> str:
+    """The ``error`` of a JSON error body, else the body as text."""
+    text = error.read().decode(errors="replace")
+    try:
+        return json.loads(text).get("error", text)
+    except (ValueError, AttributeError):
+        return text
+
+
 class TFServingClient:
     """Send photos to a TF Serving model over REST (``colorize``) or gRPC (``colorize_grpc``)."""
 
     def __init__(self, rest_url: str = f"http://localhost:{REST_PORT}", grpc_target: str = f"localhost:{GRPC_PORT}",
                  model: str = DEFAULT_MODEL, version: int | None = None, label: str | None = None,
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, retries: int = RETRIES, sleep: Callable[[float], None] = time.sleep):
+        """``retries`` (default 3): further tries of a REST request answered 503 (a busy server),
+        each after the answer's ``Retry-After`` (:func:`retry_after`); ``sleep`` waits that long."""
         self.rest_url, self.grpc_target = rest_url, grpc_target
         self.model, self.version, self.label, self.timeout = model, version, label, timeout
+        self.retries, self.sleep = retries, sleep
 
     def post(self, body: dict[str, Any]) -> dict:
-        """POST a predict body; TF Serving's ``{"error": ...}`` answers raise :class:`ServingError`."""
-        request = urllib.request.Request(predict_url(self.rest_url, self.model, self.version, self.label),
-                                         data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                return json.loads(answer.read())
-        except urllib.error.HTTPError as e:
-            text = e.read().decode(errors="replace")
+        """POST a predict body; TF Serving's ``{"error": ...}`` answers raise :class:`ServingError`.
+        A 503 is tried again, up to ``retries`` times, after the wait its ``Retry-After`` asks for."""
+        data, tried = json.dumps(body).encode(), 0
+        while True:
+            request = urllib.request.Request(predict_url(self.rest_url, self.model, self.version, self.label),
+                                             data=data, method="POST", headers={"Content-Type": "application/json"})
             try:
-                message = json.loads(text).get("error", text)
-            except ValueError:
-                message = text
-            raise ServingError(f"HTTP {e.code}: {message}") from None
+                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                    return json.loads(answer.read())
+            except urllib.error.HTTPError as e:
+                if e.code != 503 or tried == self.retries:
+                    raise ServingError(f"HTTP {e.code}: {_error_message(e)}") from None
+                wait = retry_after(e.headers.get("Retry-After"))
+                e.close()
+            tried += 1
+            self.sleep(wait)
 
     def colorize(self, images: list[str | os.PathLike | bytes], hints: list[list[dict]] | None = None) -> list[bytes]:
         """Photos (paths or bytes) -> colorized PNG bytes, through REST. ``hints``: one list of hints

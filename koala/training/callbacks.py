@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from koala.color import l_ab_to_rgb
-from koala.images import write_atomic
+from koala.images import write_atomic, write_figure
 from koala.runs import Run
 
 
@@ -115,10 +115,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.to_ab = to_ab or (lambda out: out)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
         pred_ab = np.asarray(self.to_ab(self.model.predict(self.inputs, verbose=0)))
         rows = [
@@ -127,13 +124,12 @@ class SampleGrid(keras.callbacks.Callback):
             l_ab_to_rgb(self.l_batch, self.ab_batch).numpy(),
         ]
         n = len(self.l_batch)
-        fig, axes = plt.subplots(3, n, figsize=(2 * n, 6), squeeze=False)
+        fig = Figure(figsize=(2 * n, 6))
+        axes = fig.subplots(3, n, squeeze=False)
         for r, (title, images) in enumerate(zip(("gray", "predicted", "truth"), rows)):
             for c in range(n):
                 axes[r, c].imshow(images[c])
                 axes[r, c].axis("off")
             axes[r, 0].set_title(title, loc="left", fontsize=9)
         fig.suptitle(f"epoch {epoch + 1}")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fig.savefig(self.folder / f"epoch_{epoch + 1:03d}.png", dpi=80)
-        plt.close(fig)
+        write_figure(fig, self.folder / f"epoch_{epoch + 1:03d}.png", dpi=80)

@@ -10,16 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from matplotlib.figure import Figure
+
 from koala.evaluation.evaluate import gray_baseline, load_at_size
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from koala.images import write_figure
 
 
 def draw_image_grid(rows: Iterable[tuple[str, list[np.ndarray]]], titles: list[str], path: str | Path,
@@ -29,9 +23,8 @@ def draw_image_grid(rows: Iterable[tuple[str, list[np.ndarray]]], titles: list[s
     [0, 1] without axes, the titles over the first row, each row's label on its left.
     ``cell``: inches per column and per row."""
     rows = list(rows)
-    plt = _pyplot()
-    fig, axes = plt.subplots(len(rows), len(titles), figsize=(cell[0] * len(titles), cell[1] * len(rows)),
-                             squeeze=False)
+    fig = Figure(figsize=(cell[0] * len(titles), cell[1] * len(rows)))
+    axes = fig.subplots(len(rows), len(titles), squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c, image in enumerate(images):
             axes[r, c].imshow(np.clip(image, 0, 1))
@@ -41,8 +34,7 @@ def draw_image_grid(rows: Iterable[tuple[str, list[np.ndarray]]], titles: list[s
                 axes[r, c].set_title(titles[c], fontsize=title_size)
         axes[r, 0].set_ylabel(label, fontsize=label_size)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    write_figure(fig, path, dpi)
 
 
 def grid_rows(paths: list[str], results: dict, samples: int) -> list[tuple[str, str]]:
@@ -73,8 +65,8 @@ def plot_grid(rows: list[tuple[str, str]], colorizers: dict, size: int, path: Pa
 def plot_curves(histories: dict[str, dict[str, list[float]]], path: Path) -> None:
     """Loss and validation loss per epoch, one panel per model (losses differ between models);
     ``histories``: label -> the columns of its training history."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(histories), figsize=(3.2 * len(histories), 2.8), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(histories), 2.8))
+    axes = fig.subplots(1, len(histories), squeeze=False)
     for ax, (label, history) in zip(axes[0], histories.items()):
         for key in ("loss", "val_loss"):
             if history.get(key):
@@ -87,5 +79,4 @@ def plot_curves(histories: dict[str, dict[str, list[float]]], path: Path) -> Non
         else:
             ax.text(0.5, 0.5, "no training history", ha="center", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    write_figure(fig, path, dpi=100)

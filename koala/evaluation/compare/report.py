@@ -6,6 +6,7 @@ from pathlib import Path
 
 from koala.evaluation import METRICS, PROTOCOL
 from koala.evaluation.frontier import markdown_table
+from koala.images import write_atomic
 
 TABLE_HEAD = ("model", "params", "train s", "train img/s", "infer img/s")
 SHORT = {"colourfulness": "CF", "colourfulness_ratio": "CF ratio", "delta_colourfulness": "ΔCF"}
@@ -84,9 +85,9 @@ def format_report(summary: dict, rows: list[tuple[str, str]], frontier: dict | N
 
 def write_json(summary: dict, folder: Path) -> None:
     """report.json: every number, the per-image scores and the resolved settings."""
-    (folder / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_atomic(folder / "report.json", json.dumps(summary, indent=2, default=str).encode(), overwrite=True)
 
 
 def write_markdown(summary: dict, rows: list[tuple[str, str]], folder: Path, frontier: dict | None = None) -> None:
     """report.md: :func:`format_report`, beside the curves, the grid of ``rows`` and the frontier."""
-    (folder / "report.md").write_text(format_report(summary, rows, frontier))
+    write_atomic(folder / "report.md", format_report(summary, rows, frontier).encode(), overwrite=True)

@@ -57,8 +57,8 @@ def entries(cc: CompareConfig) -> list[Entry]:
             continue
         arch = over.get("model", label)
         get_spec(arch)
-        values = config_lib.merge(cc.train, {"name": label, "out_dir": str(Path(cc.out) / "runs"), "model": arch,
-                                             "model_args": cc.model_args.get(arch, {})})
+        own = {"model_args": cc.model_args[arch]} if arch in cc.model_args else {}
+        values = config_lib.merge(cc.train, {"name": label, "out_dir": str(Path(cc.out) / "runs"), "model": arch, **own})
         cfg = config_lib.from_dict(config_lib.merge(values, over))
         out.append(Entry(label, arch, cfg.run_dir, cfg))
     return out
