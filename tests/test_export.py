@@ -189,6 +189,7 @@ def test_onnx_matches_keras(tiny_model, colorizer, tmp_path, capsys):
 
 def test_hint_signature_gives_the_colorizers_pixels(exported_hints, tiny_hint_model, loaded):
     from koala.data.hints import parse_hints
+    from koala.inference import Colorizer
 
     model = tf.saved_model.load(str(exported_hints / "1"))
     assert set(model.signatures) == {"serving_default", "colorize_l", "colorize_hints"}
