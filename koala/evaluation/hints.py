@@ -96,9 +96,9 @@ def markdown_table(report: dict) -> str:
         k = p["hints"]
         gain = f"{ours[k]:+.2f}" if k in ours else ""
         ref = f"{theirs[k]:.2f} | {theirs[k] - theirs[0]:+.2f}" if k in theirs else " | "
-        lines.append(f"| {k} | {p['psnr']:.2f} | {gain} | {p['ssim']:.4f} | {p['cf_ratio']:.3f} | {ref} |")
+        lines.append(f"| {k} | {p['psnr']:.2f} | {gain} | {p['ssim']:.4f} | {p['colourfulness_ratio']:.3f} | {ref} |")
     gray = report["gray"]
-    lines.append(f"| gray baseline | {gray['psnr']:.2f} |  | {gray['ssim']:.4f} | {gray['cf_ratio']:.3f} |  |  |")
+    lines.append(f"| gray baseline | {gray['psnr']:.2f} |  | {gray['ssim']:.4f} | {gray['colourfulness_ratio']:.3f} |  |  |")
     return "\n".join(lines)
 
 
