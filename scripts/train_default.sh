@@ -12,10 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/datasets/photos-v1
 GENERAL=general=bsds500,imagenet_sample1000,urban100
-stage() {  # train a stage unless its run folder holds a finished run (koala train refuses to redo one)
-    [ -f "runs/$1/best.keras" ] && [ ! -d "runs/$1/backup" ] && return
-    .venv/bin/koala train --config "$2"
-}
+source scripts/stage.sh
 stage default-stage1 configs/default-stage1.yaml
 stage default configs/default.yaml
 stage default-stage3 configs/default-stage3.yaml

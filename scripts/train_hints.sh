@@ -17,10 +17,7 @@ cd "$(dirname "$0")/.."
 PHOTOS=../shared/datasets/photos-v1
 SCENES=../shared/datasets/scenes-v1
 GENERAL=general=bsds500,imagenet_sample1000,urban100
-stage() {  # train a stage unless its run folder holds a finished run (koala train refuses to redo one)
-    [ -f "runs/$1/best.keras" ] && [ ! -d "runs/$1/backup" ] && return
-    .venv/bin/koala train --config "$2"
-}
+source scripts/stage.sh
 stage hints-plain configs/hints-plain.yaml
 stage hints-global configs/hints-global.yaml
 stage hints configs/hints.yaml

@@ -55,7 +55,7 @@ def hints_report(colorizer: Colorizer, data: str, counts: list[int], size: int |
                  groups: dict[str, list[str]] | None = None) -> dict:
     """Score ``colorizer`` with each number of hints in ``counts`` on the photos of ``data``, beside
     the gray baseline. size: score at size x size (default: full resolution); seed: of the hints.
-    Returns ``{"data", "size", "images", "seed", "gray_baseline", "hints": [{"hints": k, ...metrics}],
+    Returns ``{"data", "size", "images", "seed", "gray", "hints": [{"hints": k, ...metrics}],
     "reference", "skipped"}``; the gray entry and each point hold overall metrics, per source and
     per group (:func:`koala.evaluation.frontier.grouped`)."""
     if not colorizer.takes_hints:
@@ -75,7 +75,7 @@ def hints_report(colorizer: Colorizer, data: str, counts: list[int], size: int |
     if not gray_rows:
         raise ValueError("no readable images to evaluate")
     return {"data": str(data), "size": size, "images": len(gray_rows), "seed": seed, "patch": DEFAULT_PATCH,
-            "gray_baseline": grouped(gray_rows, sources, groups),
+            "gray": grouped(gray_rows, sources, groups),
             "hints": [{"hints": k, **grouped(rows[k], sources, groups)} for k in counts],
             "reference": {"label": IDEEPCOLOR_LABEL, "psnr": IDEEPCOLOR_PSNR}, "skipped": skipped}
 
@@ -97,7 +97,7 @@ def markdown_table(report: dict) -> str:
         gain = f"{ours[k]:+.2f}" if k in ours else ""
         ref = f"{theirs[k]:.2f} | {theirs[k] - theirs[0]:+.2f}" if k in theirs else " | "
         lines.append(f"| {k} | {p['psnr']:.2f} | {gain} | {p['ssim']:.4f} | {p['colourfulness_ratio']:.3f} | {ref} |")
-    gray = report["gray_baseline"]
+    gray = report["gray"]
     lines.append(f"| gray baseline | {gray['psnr']:.2f} |  | {gray['ssim']:.4f} | {gray['colourfulness_ratio']:.3f} |  |  |")
     return "\n".join(lines)
 
@@ -117,13 +117,13 @@ def plot_hints(report: dict, path: str | Path) -> None:
         base = {p["hints"]: p["psnr"] for p in report["hints"]}.get(0, 0.0) if relative else 0.0
         ax.plot(ours_k, [p["psnr"] - base for p in report["hints"]], marker="o", color="C0",
                 label=f"ours: {report['images']} photos of {Path(report['data']).name}")
-        for i, name in enumerate(sorted(report["gray_baseline"].get("sources", {}))):
+        for i, name in enumerate(sorted(report["gray"].get("sources", {}))):
             points = [(p["hints"], p["sources"][name]["psnr"]) for p in report["hints"]]
             zero = dict(points).get(0, 0.0) if relative else 0.0
             ax.plot([k for k, _ in points], [v - zero for _, v in points], linewidth=0.7, alpha=0.6,
                     color=f"C{i + 1}", label=name)
         if not relative:
-            ax.axhline(report["gray_baseline"]["psnr"], color="black", linestyle=":", linewidth=0.8, label="gray baseline (ours)")
+            ax.axhline(report["gray"]["psnr"], color="black", linestyle=":", linewidth=0.8, label="gray baseline (ours)")
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks(sorted(set(ref_k) | set(ours_k)))
         ax.set_xticklabels([str(k) for k in sorted(set(ref_k) | set(ours_k))])
