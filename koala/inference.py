@@ -234,8 +234,13 @@ class Colorizer:
 
     @property
     def takes_hints(self) -> bool:
-        """Whether the network has hint inputs (:mod:`koala.data.hints`) beside L."""
-        inputs = self.network.input
+        """Whether the network has hint inputs (:mod:`koala.data.hints`) beside L. A network built
+        by subclassing rather than as a graph of layers (ResUNet34) has no symbolic inputs until
+        called, and takes L alone."""
+        try:
+            inputs = self.network.input
+        except AttributeError:
+            return False
         return isinstance(inputs, dict) and HINTS_INPUT_NAME in inputs
 
     def network_fn(self) -> Callable[..., tf.Tensor]:
