@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Keep a stopped training run resumable across machines: copy what `koala train` needs to go on
+# (config, metadata, history, best checkpoint, the last epoch's backup with the optimizer state)
+# from runs/RUN into training-state/RUN, to be committed. scripts/restore_state.sh RUN puts it back;
+# then the run's own command (koala train --config ...) resumes it.
+#   scripts/save_state.sh hints-2
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=${1:?usage: scripts/save_state.sh RUN}
+src=runs/$run dst=training-state/$run
+[ -d "$src/backup" ] || { echo "$src: no backup (the run finished or never started); nothing to keep" >&2; exit 1; }
+rm -rf "$dst.tmp" && mkdir -p "$dst.tmp/backup"
+cp "$src"/{config.yaml,koala.json,history.csv,best.keras} "$dst.tmp/"
+cp "$src"/backup/{latest.weights.h5,training_metadata.json} "$dst.tmp/backup/"
+rm -rf "$dst" && mv "$dst.tmp" "$dst"
+echo "kept $src in $dst ($(du -sh "$dst" | cut -f1)); epochs done: $(($(wc -l < "$dst/history.csv") - 1))"
