@@ -127,6 +127,38 @@ def test_batch_embed_shards_merge_into_the_cache_data_tools_writes(archive, tmp_
     assert len(EmbeddingCache.open("beam.h5").keys) == 27
 
 
+@pytest.fixture(scope="module")
+def depths(tmp_path_factory) -> Path:
+    """One photo of each kind koala reads its own way: colour JPEG, gray PNG, 16-bit gray PNG, RGBA
+    PNG, a JPEG turned by its EXIF orientation, and two colour PNGs of one size (one graph call)."""
+    folder = tmp_path_factory.mktemp("depths")
+    Image.fromarray(smooth_colour_image(0, 50, 70)).save(folder / "colour.jpg", quality=90)
+    Image.fromarray(smooth_colour_image(1, 44, 60).mean(axis=-1).astype(np.uint8)).save(folder / "gray.png")
+    deep = (smooth_colour_image(2, 60, 44).mean(axis=-1) * 257).astype(np.uint16)
+    Image.fromarray(deep).save(folder / "deep.png")
+    assert Image.open(folder / "deep.png").mode.startswith("I")  # 16 bits in the file
+    rgba = np.dstack([smooth_colour_image(3, 30, 30), np.linspace(0, 255, 900).reshape(30, 30).astype(np.uint8)])
+    Image.fromarray(rgba).save(folder / "rgba.png")
+    exif = Image.Exif()
+    exif[0x0112] = 8  # turned 90 degrees
+    Image.fromarray(smooth_colour_image(4, 20, 36)).save(folder / "rotated.jpg", exif=exif.tobytes())
+    for i in (5, 6):
+        Image.fromarray(smooth_colour_image(i, 40, 56)).save(folder / f"twin_{i}.png")
+    return folder
+
+
+@pytest.mark.slow
+def test_batch_colorize_writes_the_files_koala_colorize_writes(depths, tiny_run, tmp_path):
+    single, batch = tmp_path / "single", tmp_path / "batch"
+    assert main(["colorize", str(depths), "-o", str(single), "--model", tiny_run]) == 0
+    assert main(["batch", "colorize", str(depths), "-o", str(batch), "--model", tiny_run, "--runner=DirectRunner"]) == 0
+    names = sorted(p.name for p in single.glob("*.png"))
+    assert len(names) == 7 and sorted(p.name for p in batch.glob("*.png")) == names
+    assert Image.open(single / "rotated.png").size == (20, 36)  # EXIF applied
+    for name in names:
+        assert (batch / name).read_bytes() == (single / name).read_bytes(), name
+
+
 def test_inputs_become_patterns_and_output_names(archive, tmp_path):
     folder, single, glob = plan_inputs([str(archive), str(archive / "photo_01.png"), str(archive / "sub/*.png")])
     assert (folder.pattern, folder.folder) == (f"{archive}/**", str(archive))
