@@ -57,14 +57,6 @@ def _unreadable(path: Path) -> str | None:
     return None if os.access(path, os.R_OK) else "not readable (permission denied)"
 
 
-def _output_name(relative: Path) -> Path:
-    """An input's output path relative to OUT_DIR: PNG for a photo, a film's own container (or
-    .mkv) for a film."""
-    from koala.video import is_video, output_suffix
-
-    return relative.with_suffix(output_suffix(relative) if is_video(relative) else ".png")
-
-
 def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
     """(source, output path relative to OUT_DIR) pairs; folders (photos and films) keep their
     sub-folder layout.
@@ -72,6 +64,7 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]
     Returns the pairs and the error lines for inputs that cannot be read or match no file.
     """
     from koala.images import IMAGE_EXTENSIONS, list_folder
+    from koala.outputs import output_name
     from koala.video import VIDEO_EXTENSIONS
 
     pairs, errors = [], []
@@ -81,15 +74,15 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]
             if reason := _unreadable(path):
                 errors.append(f"{item}: {reason}")
             elif path.is_dir():
-                pairs += [(f, _output_name(Path(f).relative_to(path)))
+                pairs += [(f, Path(output_name(Path(f).relative_to(path).as_posix())))
                           for f in list_folder(path, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
             else:
-                pairs.append((item, _output_name(Path(path.name))))
+                pairs.append((item, Path(output_name(path.name))))
         elif matches := sorted(glob.glob(item, recursive=True)):
             files = [f for f in matches if not _unreadable(Path(f)) and Path(f).is_file()]
             if not files:
                 errors.append(f"{item}: matches no readable file ({len(matches)} folder(s) or unreadable entries)")
-            pairs += [(f, _output_name(Path(Path(f).name))) for f in files]
+            pairs += [(f, Path(output_name(Path(f).name))) for f in files]
         else:
             errors.append(f"{item}: no such file, folder or matching glob")
     return pairs, errors
@@ -121,6 +114,7 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     from koala.data.hints import HintError
     from koala.images import ImageError, write_atomic
     from koala.inference import Colorizer
+    from koala.outputs import KEEP, WRITE, claim
     from koala.video import is_video
     from koala.video.colorize import check_options, colorize_video
 
@@ -141,18 +135,15 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
 
     for source, relative in tqdm(pairs, disable=len(pairs) < 2, unit="file", file=sys.stderr):
         target = out_dir / relative
-        if target in claimed:
-            report(f"{source}: same output name as {claimed[target]}; skipped")
-            failed += 1
-            continue
-        claimed[target] = source
-        if os.path.realpath(target) in originals:  # inputs are never written over, even with --overwrite
-            report(f"{source}: output {target} would replace an input {'film' if is_video(source) else 'photo'}; "
-                   "skipped (choose another -o folder)")
-            failed += 1
-            continue
-        if target.exists() and not args.overwrite:  # done by an earlier run: not a failure
+        verdict = claim(source, str(target), claimed.get(target), os.path.realpath(target) in originals,
+                        target.exists(), args.overwrite)
+        claimed.setdefault(target, source)
+        if verdict == KEEP:  # done by an earlier run: not a failure
             kept += 1
+            continue
+        if verdict != WRITE:
+            report(f"{source}: {verdict}")
+            failed += 1
             continue
         try:
             if is_video(source):

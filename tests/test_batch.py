@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apache_beam.pvalue import TaggedOutput
 from conftest import save_run, smooth_colour_image
 from PIL import Image
 
 from data_tools.embed import main as embed_main
 from koala import config as config_lib
-from koala.batch.colorize import ClaimOutput, output_name, plan_inputs
+from koala.batch.colorize import ClaimOutput, output_for, plan_inputs
 from koala.batch.common import pipeline_options
 from koala.cli import main
 from koala.data.embeddings import EmbeddingCache, resolve_key
@@ -164,19 +165,20 @@ def test_inputs_become_patterns_and_output_names(archive, tmp_path):
     assert (folder.pattern, folder.folder) == (f"{archive}/**", str(archive))
     assert (single.pattern, single.folder) == (str(archive / "photo_01.png"), None)
     assert glob.folder is None
-    assert output_name(f"{archive}/sub/photo_03.jpg", str(archive)) == "sub/photo_03.png"
-    assert output_name(f"{archive}/sub/readme.txt", str(archive)) is None  # folders: images only
-    assert output_name("gs://bucket/scans/a.b.tif", None) == "a.b.png"
+    assert output_for(f"{archive}/sub/photo_03.jpg", str(archive)) == "sub/photo_03.png"
+    assert output_for(f"{archive}/sub/readme.txt", str(archive)) is None  # folders: images only
+    assert output_for("gs://bucket/scans/a.b.tif", None) == "a.b.png"
 
 
 def test_an_output_never_replaces_an_input_and_one_source_claims_a_name(tmp_path):
     (tmp_path / "a.png").write_bytes(b"original")
     same = list(ClaimOutput(str(tmp_path), overwrite=True).process(("a.png", [str(tmp_path / "a.png")])))
-    assert [o.value for o in same] == [(str(tmp_path / "a.png"), "the output would replace this input; choose another -o")]
+    assert [o.value for o in same] == [(str(tmp_path / "a.png"), f"output {tmp_path / 'a.png'} would replace an input "
+                                        "photo; skipped (choose another output folder)")]
     out = tmp_path / "out"
     clash = list(ClaimOutput(str(out), overwrite=False).process(("x.png", ["/b/x.jpg", "/a/x.png", "/a/x.png"])))
-    assert clash[0].value == ("/b/x.jpg", "same output name as /a/x.png; skipped")
-    assert clash[1:] == [(str(out / "x.png"), "/a/x.png")]
+    assert [o.value for o in clash if isinstance(o, TaggedOutput)] == [("/b/x.jpg", "same output name as /a/x.png; skipped")]
+    assert [o for o in clash if not isinstance(o, TaggedOutput)] == [(str(out / "x.png"), "/a/x.png")]
 
 
 def test_unknown_options_are_refused_in_one_line(tmp_path, capsys):

@@ -54,8 +54,9 @@ from koala.batch.common import (
 from koala.data.hints import HINT_COLUMNS, HintError, hints_from_json
 from koala.images import IMAGE_EXTENSIONS, ImageError
 from koala.inference import Colorizer, as_pixels
+from koala.outputs import KEEP, WRITE, claim, output_name
 from koala.runs import model_metadata, resolve_model
-from koala.video import DEFAULT_CRF, DEFAULT_TEMPORAL, VIDEO_EXTENSIONS, is_video, output_suffix
+from koala.video import DEFAULT_CRF, DEFAULT_TEMPORAL, VIDEO_EXTENSIONS, is_video
 from koala.video.colorize import VideoError, check_options, colorize_video
 
 GLOB_CHARS = "*?["
@@ -87,15 +88,15 @@ def plan_inputs(inputs: Sequence[str]) -> list[Input]:
     return planned
 
 
-def output_name(path: str, folder: str | None) -> str | None:
-    """The output's path relative to OUT (``/``-separated): a PNG for a photo, the film's container
-    (:func:`koala.video.output_suffix`) for a film; None for anything else in a folder."""
+def output_for(path: str, folder: str | None) -> str | None:
+    """The output's path relative to OUT (:func:`koala.outputs.output_name` of the input's path
+    relative to its folder, else of its name); None for anything in a folder that is neither
+    photo nor film."""
     relative = (posixpath.basename(path.replace(os.sep, "/")) if folder is None
                 else path[len(folder):].lstrip("/" + os.sep).replace(os.sep, "/"))
-    stem, ext = posixpath.splitext(relative)
-    if folder is not None and ext.lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
+    if folder is not None and posixpath.splitext(relative)[1].lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
         return None
-    return stem + (output_suffix(relative) if is_video(relative) else ".png")
+    return output_name(relative)
 
 
 class ExpandInput(beam.DoFn):
@@ -110,31 +111,33 @@ class ExpandInput(beam.DoFn):
         if not matches:
             yield dead_letter(item.given, "no such file, folder or matching glob")
         for metadata in matches:
-            name = output_name(metadata.path, item.folder)
+            name = output_for(metadata.path, item.folder)
             if name is not None:
                 yield name, metadata.path
 
 
 class ClaimOutput(beam.DoFn):
-    """One source per output name; the others fail, as in ``koala colorize``. Existing outputs are
-    skipped (counted, not failed) unless ``overwrite``: a re-run carries on where a job stopped."""
+    """One source per output name, by :func:`koala.outputs.claim`, as in ``koala colorize``: the
+    first in sorted order claims it, the others fail; existing outputs are skipped (counted, not
+    failed) unless ``overwrite``: a re-run carries on where a job stopped."""
 
     def __init__(self, out_dir: str, overwrite: bool):
         self.out_dir, self.overwrite = out_dir, overwrite
 
     def process(self, element: tuple[str, Sequence[str]]) -> Iterator:
         name, sources = element
-        first, *others = sorted(set(sources))
-        for source in others:
-            yield dead_letter(source, f"same output name as {first}; skipped")
+        sources = sorted(set(sources))
         target = FileSystems.join(self.out_dir, *name.split("/"))
-        if target == first:
-            yield dead_letter(first, "the output would replace this input; choose another -o")
-            return
-        if not self.overwrite and FileSystems.exists(target):
-            Metrics.counter(NAMESPACE, SKIPPED).inc()
-            return
-        yield target, first
+        exists = FileSystems.exists(target)
+        for source in sources:
+            verdict = claim(source, target, None if source == sources[0] else sources[0], target in sources,
+                            exists, self.overwrite)
+            if verdict == KEEP:
+                Metrics.counter(NAMESPACE, SKIPPED).inc()
+            elif verdict == WRITE:
+                yield target, source
+            else:
+                yield dead_letter(source, verdict)
 
 
 def hints_path(source: str) -> str:
