@@ -477,20 +477,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_colorize)
 
+    from koala import serving  # constants only: no Flask or TensorFlow import here
+    from koala.images import MAX_PIXELS
+
     p = _command(sub, "export", "export a model for TF Serving (SavedModel) or ONNX runtimes")
     p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
     p.add_argument("--out", required=True, help="base folder; the model goes to OUT/VERSION/")
     p.add_argument("--version", type=int, help="version number (default: the next free one, from 1)")
-    p.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel",
+    p.add_argument("--format", choices=serving.EXPORT_FORMATS, default="savedmodel",
                    help="savedmodel: bytes-in/PNG-out and L-in/ab-out signatures; onnx: the network alone")
     p.add_argument("--saturation", type=float,
                    help="colour scale baked into the SavedModel (default: the model's own)")
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature baked in, for models that predict colour distributions")
     p.set_defaults(func=_cmd_export)
-
-    from koala import serving  # constants only: no Flask or TensorFlow import here
-    from koala.images import MAX_PIXELS
 
     p = _command(sub, "serve", "serve a web page and API that colorize photos")
     p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
