@@ -27,7 +27,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from koala import config as config_lib
-    from koala.runs import Run
+    from koala.runs import FinishedRunError, Run
     from koala.training import train
 
     overrides = list(args.set or [])
@@ -36,7 +36,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
     cfg = config_lib.load(args.config, args.preset, overrides)
-    run = Run(train(cfg, overwrite=args.overwrite))
+    try:
+        run = Run(train(cfg, overwrite=args.overwrite))
+    except FinishedRunError as e:
+        raise FinishedRunError(f"{e} (koala train: --set FIELD=VALUE sets a config field, --name NEW names "
+                               "the run, --overwrite replaces it)") from None
     print(f"trained model: {run.best}")
     return 0
 
@@ -111,14 +115,14 @@ def _output_dir(out: str) -> Path:
 def _cmd_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from koala.data.hints import HintError
+    from koala.data.hints import HintError, NoHintInputsError
     from koala.images import ImageError, write_atomic
     from koala.inference import Colorizer
     from koala.outputs import KEEP, WRITE, claim
     from koala.video import is_video
     from koala.video.colorize import check_options, colorize_video
 
-    check_options(args.temporal, args.crf)  # before any model is loaded
+    check_options(args.temporal, args.crf, ("--temporal", "--crf"))  # before any model is loaded
     hints = _read_hints_option(args.hints, args.inputs)
     pairs, errors = _expand_inputs(args.inputs)
     for line in errors:
@@ -156,6 +160,8 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             done += 1
         except HintError as e:  # the hints do not fit this photo: stop, as for a bad hints file
             raise ValueError(f"--hints {args.hints}: {e}") from None
+        except NoHintInputsError as e:
+            raise ValueError(f"{e} (--model hints)") from None
         except (ImageError, OSError) as e:
             report(str(e) if isinstance(e, ImageError) else f"{source}: {e}")
             failed += 1
@@ -263,11 +269,12 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
     """``koala evaluate --sweep``: the PSNR-colourfulness frontier of each model, beside gray."""
     from koala.evaluation import frontier
     from koala.inference import Colorizer
+    from koala.knobs import check_saturation, check_temperature
 
     if not args.out:
         raise ValueError("--sweep/--sweep-temperature need --out F.json (the plot goes beside it as F.png)")
-    saturations = frontier.parse_values(args.sweep, "--sweep")
-    temperatures = frontier.parse_values(args.sweep_temperature, "--sweep-temperature")
+    saturations = frontier.parse_values(args.sweep, "--sweep", check_saturation)
+    temperatures = frontier.parse_values(args.sweep_temperature, "--sweep-temperature", check_temperature)
     colorizers = {}
     for item in models:
         label, model = frontier.parse_labelled(item)  # LABEL=MODEL names a curve
@@ -284,17 +291,21 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
 
 def _hints_curve(args: argparse.Namespace, models: list[str]) -> int:
     """``koala evaluate --hints``: scores by number of simulated hints, beside ideepcolor's curve."""
+    from koala.data.hints import NoHintInputsError
     from koala.evaluation import frontier, hints
     from koala.inference import Colorizer
 
-    counts = hints.parse_counts(args.hints)
+    counts = hints.parse_counts(args.hints, "--hints")
     if not args.out:
         raise ValueError("--hints needs --out F.json (the plot goes beside it as F.png)")
     if len(models) > 1 or args.sweep is not None or args.sweep_temperature is not None:
         raise ValueError("--hints scores one --model and takes no --sweep")
     colorizer = Colorizer.load(models[0], saturation=args.saturation, temperature=args.temperature)
-    report = hints.hints_report(colorizer, args.data, counts, args.size, args.limit, seed=args.seed,
-                                groups=frontier.parse_groups(args.group))
+    try:
+        report = hints.hints_report(colorizer, args.data, counts, args.size, args.limit, seed=args.seed,
+                                    groups=frontier.parse_groups(args.group, "--group"))
+    except NoHintInputsError as e:
+        raise ValueError(f"--hints: {e.reason} (--model hints)") from None
     report["model_path"] = str(models[0])
     json_path, plot_path = hints.write_report(report, args.out)
     print(hints.markdown_table(report))

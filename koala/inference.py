@@ -30,7 +30,14 @@ import tensorflow as tf
 from PIL import Image
 
 from koala.color import l_ab_to_rgb, rgb_to_l
-from koala.data.hints import HINT_COLUMNS, HINTS_INPUT_NAME, check_inside, parse_hints, rasterise_hints
+from koala.data.hints import (
+    HINT_COLUMNS,
+    HINTS_INPUT_NAME,
+    NoHintInputsError,
+    check_inside,
+    parse_hints,
+    rasterise_hints,
+)
 from koala.images import MAX_PIXELS, load_pixels
 from koala.knobs import check_saturation, check_temperature
 from koala.models import get_spec
@@ -273,9 +280,7 @@ class Colorizer:
         else:
             table = parse_hints(hints, size)
         if len(table) and not self.takes_hints:
-            model = (self.metadata or {}).get("model", self.network.name)
-            raise ValueError(f"hints: this model ({model}) takes no hints; use --model hints "
-                             "(or a model trained with hints: true)")
+            raise NoHintInputsError((self.metadata or {}).get("model", self.network.name))
         return table
 
     def graph(self, dtype: tf.DType = tf.float32, out_dtype: tf.DType = tf.float32

@@ -64,7 +64,7 @@ def check_temperatures(colorizer: Colorizer, temperatures: list[float], label: s
         raise ValueError(f"temperature sweep: {label} predicts ab directly; temperature applies only to "
                          "models that predict a colour distribution (zhang16)")
     for t in temperatures:
-        check_temperature(t, "--sweep-temperature")
+        check_temperature(t, "temperatures")
 
 
 def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[float] | None,
@@ -82,7 +82,7 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
     per source (:func:`koala.images.group_by_source`) and per group.
     """
     for s in saturations or []:
-        check_saturation(s, "--sweep")
+        check_saturation(s, "saturations")
     paths = list_images(data)[:limit]
     source = {path: name for name, group in group_by_source(paths).items() for path in group}
     ab_fns, pairs = {}, {}
@@ -234,8 +234,10 @@ def plot_frontier(report: dict, path: str | Path) -> None:
     write_figure(frontier_figure(report), path, dpi=110)
 
 
-def parse_values(text: str | None, option: str) -> list[float] | None:
-    """'0.8,1,1.2' -> [0.8, 1.0, 1.2]; a clear error naming the option otherwise."""
+def parse_values(text: str | None, option: str,
+                 check: Callable[[float, str], float] | None = None) -> list[float] | None:
+    """'0.8,1,1.2' -> [0.8, 1.0, 1.2], each through ``check(value, option)`` when given (e.g.
+    :func:`koala.knobs.check_saturation`); a clear error naming the option otherwise."""
     if text is None:
         return None
     try:
@@ -244,7 +246,7 @@ def parse_values(text: str | None, option: str) -> list[float] | None:
         raise ValueError(f"{option}: expected comma-separated numbers like 0.8,1,1.2; got {text!r}") from None
     if not values:
         raise ValueError(f"{option}: give at least one value")
-    return values
+    return [check(v, option) for v in values] if check else values
 
 
 def parse_labelled(item: str) -> tuple[str, str]:

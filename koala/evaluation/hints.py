@@ -21,7 +21,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from koala.data.hints import DEFAULT_PATCH, simulate_user_hints
+from koala.data.hints import DEFAULT_PATCH, NoHintInputsError, simulate_user_hints
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size
 from koala.evaluation.frontier import grouped
 from koala.images import group_by_source, list_images, write_atomic
@@ -39,14 +39,14 @@ def photo_patch(colorizer: Colorizer, height: int, width: int) -> int:
     return max(1, round(DEFAULT_PATCH * height / int(small[0])))
 
 
-def parse_counts(text: str) -> list[int]:
-    """'0,1,2,5' -> [0, 1, 2, 5]; a clear error naming ``--hints`` otherwise."""
+def parse_counts(text: str, option: str = "counts") -> list[int]:
+    """'0,1,2,5' -> [0, 1, 2, 5]; a clear error naming the option (as the caller calls it) otherwise."""
     try:
         counts = sorted({int(v) for v in text.split(",") if v.strip()})
     except ValueError:
-        raise ValueError(f"--hints: expected comma-separated numbers of hints like 0,1,2,5,10; got {text!r}") from None
+        raise ValueError(f"{option}: expected comma-separated numbers of hints like 0,1,2,5,10; got {text!r}") from None
     if not counts or counts[0] < 0:
-        raise ValueError(f"--hints: give numbers of hints of 0 or more; got {text!r}")
+        raise ValueError(f"{option}: give numbers of hints of 0 or more; got {text!r}")
     return counts
 
 
@@ -59,8 +59,7 @@ def hints_report(colorizer: Colorizer, data: str, counts: list[int], size: int |
     "reference", "skipped"}``; the gray entry and each point hold overall metrics, per source and
     per group (:func:`koala.evaluation.frontier.grouped`)."""
     if not colorizer.takes_hints:
-        raise ValueError(f"--hints: this model ({(colorizer.metadata or {}).get('model', colorizer.network.name)}) "
-                         "takes no hints; use --model hints or a model trained with hints")
+        raise NoHintInputsError((colorizer.metadata or {}).get("model", colorizer.network.name))
     paths = list_images(data)[:limit]
     source = {path: name for name, group in group_by_source(paths).items() for path in group}
     rows = {k: [] for k in counts}
