@@ -268,6 +268,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace, models: list[str]) -> int:
     """``koala evaluate --sweep``: the PSNR-colourfulness frontier of each model, beside gray."""
     from koala.evaluation import frontier
+    from koala.evaluation.evaluate import write_report
     from koala.inference import Colorizer
     from koala.knobs import check_saturation, check_temperature
 
@@ -283,7 +284,7 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
         colorizers[label] = colorizer
     report = frontier.sweep_report(colorizers, args.data, saturations, temperatures, args.size, args.limit,
                                    groups=frontier.parse_groups(args.group, "--group"))
-    json_path, plot_path = frontier.write_report(report, args.out)
+    json_path, plot_path = write_report(report, args.out, frontier.plot_frontier)
     print(frontier.markdown_table(report))
     print(f"frontier written to {json_path} and {plot_path}")
     return 0
@@ -293,6 +294,7 @@ def _hints_curve(args: argparse.Namespace, models: list[str]) -> int:
     """``koala evaluate --hints``: scores by number of simulated hints, beside ideepcolor's curve."""
     from koala.data.hints import NoHintInputsError
     from koala.evaluation import frontier, hints
+    from koala.evaluation.evaluate import write_report
     from koala.inference import Colorizer
 
     counts = hints.parse_counts(args.hints, "--hints")
@@ -307,7 +309,7 @@ def _hints_curve(args: argparse.Namespace, models: list[str]) -> int:
     except NoHintInputsError as e:
         raise ValueError(f"--hints: {e.reason} (--model hints)") from None
     report["model_path"] = str(models[0])
-    json_path, plot_path = hints.write_report(report, args.out)
+    json_path, plot_path = write_report(report, args.out, hints.plot_hints)
     print(hints.markdown_table(report))
     print(f"hints curve written to {json_path} and {plot_path}")
     return 0

@@ -264,7 +264,7 @@ def test_evaluate_scores_each_number_of_hints_beside_ideepcolor(tiny_hint_model,
     assert sorted(psnr) == [0, 5, 20] and report["images"] == 6 and report["seed"] == 0
     automatic = evaluate(Colorizer.load(tiny_hint_model), list_images(data), progress=False)
     assert psnr[0] == pytest.approx(automatic["model"]["psnr"], abs=1e-6)  # no hints: koala evaluate's score
-    assert report["gray"]["psnr"] == pytest.approx(automatic["gray_baseline"]["psnr"], abs=1e-6)
+    assert report["gray_baseline"]["psnr"] == pytest.approx(automatic["gray_baseline"]["psnr"], abs=1e-6)
     assert abs(psnr[5] - psnr[0]) > 0.01 and abs(psnr[20] - psnr[5]) > 0.01  # the hints were applied
     assert all(set(p["sources"]) == {"flat", "squares"} and p["sources"]["flat"]["images"] == 3
                for p in report["hints"])

@@ -8,13 +8,13 @@ sub-folders of the photo folder)::
 
     koala evaluate --model default --data photos/val --sweep 0.8,1,1.2,1.4 --out frontier.json
 
-writes ``frontier.json`` (:func:`sweep_report`) and ``frontier.png`` (:func:`plot_frontier`).
+writes ``frontier.json`` (:func:`sweep_report`) and ``frontier.png`` (:func:`plot_frontier`), through
+:func:`koala.evaluation.evaluate.write_report`.
 The network runs once per photo and temperature; each saturation only rescales its ab.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from koala.color import TEMPERATURE, l_ab_to_rgb, rgb_to_l
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size, summarise
-from koala.images import group_by_source, list_images, write_atomic, write_figure
+from koala.images import group_by_source, list_images, write_figure
 from koala.inference import Colorizer, predict_ab
 from koala.knobs import check_saturation, check_temperature
 
@@ -158,15 +158,6 @@ def effective_temperature(colorizer: Colorizer, temperature: float | None) -> fl
     if not colorizer.predicts_distribution:
         return None
     return TEMPERATURE if temperature is None else float(temperature)
-
-
-def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
-    """``out`` (JSON) and the plot beside it (same stem, .png)."""
-    out = Path(out)
-    write_atomic(out, (json.dumps(report, indent=2) + "\n").encode(), overwrite=True)
-    plot = out.with_suffix(".png")
-    plot_frontier(report, plot)
-    return out, plot
 
 
 def curves(report: dict) -> dict[str, list[dict]]:
