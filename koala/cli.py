@@ -27,7 +27,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from koala import config as config_lib
-    from koala.runs import Run
+    from koala.runs import FinishedRunError, Run
     from koala.training import train
 
     overrides = list(args.set or [])
@@ -36,7 +36,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
     cfg = config_lib.load(args.config, args.preset, overrides)
-    run = Run(train(cfg, overwrite=args.overwrite))
+    try:
+        run = Run(train(cfg, overwrite=args.overwrite))
+    except FinishedRunError as e:
+        raise FinishedRunError(f"{e} (koala train: --set FIELD=VALUE sets a config field, --name NEW names "
+                               "the run, --overwrite replaces it)") from None
     print(f"trained model: {run.best}")
     return 0
 
@@ -57,14 +61,6 @@ def _unreadable(path: Path) -> str | None:
     return None if os.access(path, os.R_OK) else "not readable (permission denied)"
 
 
-def _output_name(relative: Path) -> Path:
-    """An input's output path relative to OUT_DIR: PNG for a photo, a film's own container (or
-    .mkv) for a film."""
-    from koala.video import is_video, output_suffix
-
-    return relative.with_suffix(output_suffix(relative) if is_video(relative) else ".png")
-
-
 def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
     """(source, output path relative to OUT_DIR) pairs; folders (photos and films) keep their
     sub-folder layout.
@@ -72,6 +68,7 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]
     Returns the pairs and the error lines for inputs that cannot be read or match no file.
     """
     from koala.images import IMAGE_EXTENSIONS, list_folder
+    from koala.outputs import output_name
     from koala.video import VIDEO_EXTENSIONS
 
     pairs, errors = [], []
@@ -81,15 +78,15 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]
             if reason := _unreadable(path):
                 errors.append(f"{item}: {reason}")
             elif path.is_dir():
-                pairs += [(f, _output_name(Path(f).relative_to(path)))
+                pairs += [(f, Path(output_name(Path(f).relative_to(path).as_posix())))
                           for f in list_folder(path, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
             else:
-                pairs.append((item, _output_name(Path(path.name))))
+                pairs.append((item, Path(output_name(path.name))))
         elif matches := sorted(glob.glob(item, recursive=True)):
             files = [f for f in matches if not _unreadable(Path(f)) and Path(f).is_file()]
             if not files:
                 errors.append(f"{item}: matches no readable file ({len(matches)} folder(s) or unreadable entries)")
-            pairs += [(f, _output_name(Path(Path(f).name))) for f in files]
+            pairs += [(f, Path(output_name(Path(f).name))) for f in files]
         else:
             errors.append(f"{item}: no such file, folder or matching glob")
     return pairs, errors
@@ -118,13 +115,14 @@ def _output_dir(out: str) -> Path:
 def _cmd_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from koala.data.hints import HintError
+    from koala.data.hints import HintError, NoHintInputsError
     from koala.images import ImageError, write_atomic
     from koala.inference import Colorizer
+    from koala.outputs import KEEP, WRITE, claim
     from koala.video import is_video
     from koala.video.colorize import check_options, colorize_video
 
-    check_options(args.temporal, args.crf)  # before any model is loaded
+    check_options(args.temporal, args.crf, ("--temporal", "--crf"))  # before any model is loaded
     hints = _read_hints_option(args.hints, args.inputs)
     pairs, errors = _expand_inputs(args.inputs)
     for line in errors:
@@ -141,18 +139,15 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
 
     for source, relative in tqdm(pairs, disable=len(pairs) < 2, unit="file", file=sys.stderr):
         target = out_dir / relative
-        if target in claimed:
-            report(f"{source}: same output name as {claimed[target]}; skipped")
-            failed += 1
-            continue
-        claimed[target] = source
-        if os.path.realpath(target) in originals:  # inputs are never written over, even with --overwrite
-            report(f"{source}: output {target} would replace an input {'film' if is_video(source) else 'photo'}; "
-                   "skipped (choose another -o folder)")
-            failed += 1
-            continue
-        if target.exists() and not args.overwrite:  # done by an earlier run: not a failure
+        verdict = claim(source, str(target), claimed.get(target), os.path.realpath(target) in originals,
+                        target.exists(), args.overwrite)
+        claimed.setdefault(target, source)
+        if verdict == KEEP:  # done by an earlier run: not a failure
             kept += 1
+            continue
+        if verdict != WRITE:
+            report(f"{source}: {verdict}")
+            failed += 1
             continue
         try:
             if is_video(source):
@@ -165,6 +160,8 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             done += 1
         except HintError as e:  # the hints do not fit this photo: stop, as for a bad hints file
             raise ValueError(f"--hints {args.hints}: {e}") from None
+        except NoHintInputsError as e:
+            raise ValueError(f"{e} (--model hints)") from None
         except (ImageError, OSError) as e:
             report(str(e) if isinstance(e, ImageError) else f"{source}: {e}")
             failed += 1
@@ -271,12 +268,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace, models: list[str]) -> int:
     """``koala evaluate --sweep``: the PSNR-colourfulness frontier of each model, beside gray."""
     from koala.evaluation import frontier
+    from koala.evaluation.evaluate import write_report
     from koala.inference import Colorizer
+    from koala.knobs import check_saturation, check_temperature
 
     if not args.out:
         raise ValueError("--sweep/--sweep-temperature need --out F.json (the plot goes beside it as F.png)")
-    saturations = frontier.parse_values(args.sweep, "--sweep")
-    temperatures = frontier.parse_values(args.sweep_temperature, "--sweep-temperature")
+    saturations = frontier.parse_values(args.sweep, "--sweep", check_saturation)
+    temperatures = frontier.parse_values(args.sweep_temperature, "--sweep-temperature", check_temperature)
     colorizers = {}
     for item in models:
         label, model = frontier.parse_labelled(item)  # LABEL=MODEL names a curve
@@ -285,7 +284,7 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
         colorizers[label] = colorizer
     report = frontier.sweep_report(colorizers, args.data, saturations, temperatures, args.size, args.limit,
                                    groups=frontier.parse_groups(args.group, "--group"))
-    json_path, plot_path = frontier.write_report(report, args.out)
+    json_path, plot_path = write_report(report, args.out, frontier.plot_frontier)
     print(frontier.markdown_table(report))
     print(f"frontier written to {json_path} and {plot_path}")
     return 0
@@ -293,19 +292,24 @@ def _sweep(args: argparse.Namespace, models: list[str]) -> int:
 
 def _hints_curve(args: argparse.Namespace, models: list[str]) -> int:
     """``koala evaluate --hints``: scores by number of simulated hints, beside ideepcolor's curve."""
+    from koala.data.hints import NoHintInputsError
     from koala.evaluation import frontier, hints
+    from koala.evaluation.evaluate import write_report
     from koala.inference import Colorizer
 
-    counts = hints.parse_counts(args.hints)
+    counts = hints.parse_counts(args.hints, "--hints")
     if not args.out:
         raise ValueError("--hints needs --out F.json (the plot goes beside it as F.png)")
     if len(models) > 1 or args.sweep is not None or args.sweep_temperature is not None:
         raise ValueError("--hints scores one --model and takes no --sweep")
     colorizer = Colorizer.load(models[0], saturation=args.saturation, temperature=args.temperature)
-    report = hints.hints_report(colorizer, args.data, counts, args.size, args.limit, seed=args.seed,
-                                groups=frontier.parse_groups(args.group))
+    try:
+        report = hints.hints_report(colorizer, args.data, counts, args.size, args.limit, seed=args.seed,
+                                    groups=frontier.parse_groups(args.group, "--group"))
+    except NoHintInputsError as e:
+        raise ValueError(f"--hints: {e.reason} (--model hints)") from None
     report["model_path"] = str(models[0])
-    json_path, plot_path = hints.write_report(report, args.out)
+    json_path, plot_path = write_report(report, args.out, hints.plot_hints)
     print(hints.markdown_table(report))
     print(f"hints curve written to {json_path} and {plot_path}")
     return 0
@@ -486,20 +490,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_colorize)
 
+    from koala import serving  # constants only: no Flask or TensorFlow import here
+    from koala.images import MAX_PIXELS
+
     p = _command(sub, "export", "export a model for TF Serving (SavedModel) or ONNX runtimes")
     p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
     p.add_argument("--out", required=True, help="base folder; the model goes to OUT/VERSION/")
     p.add_argument("--version", type=int, help="version number (default: the next free one, from 1)")
-    p.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel",
+    p.add_argument("--format", choices=serving.EXPORT_FORMATS, default="savedmodel",
                    help="savedmodel: bytes-in/PNG-out and L-in/ab-out signatures; onnx: the network alone")
     p.add_argument("--saturation", type=float,
                    help="colour scale baked into the SavedModel (default: the model's own)")
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature baked in, for models that predict colour distributions")
     p.set_defaults(func=_cmd_export)
-
-    from koala import serving  # constants only: no Flask or TensorFlow import here
-    from koala.images import MAX_PIXELS
 
     p = _command(sub, "serve", "serve a web page and API that colorize photos")
     p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")

@@ -41,6 +41,7 @@ from koala.data.hints import HINT_COLUMNS
 from koala.serving import (
     AB_OUTPUT,
     BYTES_SIGNATURE,
+    EXPORT_FORMATS,
     HINTS_INPUT,
     HINTS_SIGNATURE,
     IMAGE_INPUT,
@@ -49,7 +50,6 @@ from koala.serving import (
     PNG_OUTPUT,
 )
 
-FORMATS = ("savedmodel", "onnx")
 ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
 # The model's metadata beside the SavedModel (TF Serving's assets.extra/ is for files it does not load).
@@ -187,8 +187,8 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
     folder is written beside its final place and renamed in, so a TF Serving that watches
     ``out`` never loads a half-written version. Returns the version folder.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {EXPORT_FORMATS}")
     if version is not None and version < 1:
         raise ValueError(f"version must be a positive integer; got {version}")
     base = Path(out)

@@ -48,6 +48,12 @@ BACKUP_STATE = "training_metadata.json"  # what Keras' BackupAndRestore writes i
 LEGACY_MODEL_SUFFIXES = (".h5", ".hdf5")  # Keras 2's HDF5 models, which load_model still reads
 
 
+class FinishedRunError(FileExistsError):
+    """A finished run is where training would write, and cannot simply go on; the message names
+    the ways on in config terms (``train.epochs``, ``name``, ``train.init_weights``, ``overwrite``),
+    which a front end may follow with its own options for them."""
+
+
 class Run:
     """A run folder: its files' paths, its metadata and whether it finished or can resume.
 

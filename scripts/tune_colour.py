@@ -18,7 +18,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from koala.evaluation.frontier import choose, parse_groups, parse_values, sweep_report, write_report
+from koala.evaluation.evaluate import write_report
+from koala.evaluation.frontier import choose, parse_groups, parse_values, plot_frontier, sweep_report
 from koala.images import group_by_source, list_images
 from koala.inference import Colorizer
 from koala.runs import Run
@@ -53,7 +54,7 @@ def main() -> None:
     models = {f"{args.run.name} at {size} px": dataclasses.replace(colorizer, image_size=size) for size in sizes}
     report = sweep_report(models, str(sample), parse_values(args.saturations, "--saturations"),
                           parse_values(args.temperatures, "--temperatures"), groups=parse_groups(args.group))
-    write_report(report, args.run / "tune-frontier.json")
+    write_report(report, args.run / "tune-frontier.json", plot_frontier)
     best = choose(report, args.margin, args.group_margin, args.source_floor)
     if best is None:
         raise SystemExit(f"no setting is {args.margin} dB above gray on {len(paths)} photos; see "

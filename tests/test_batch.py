@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apache_beam.pvalue import TaggedOutput
 from conftest import save_run, smooth_colour_image
 from PIL import Image
 
 from data_tools.embed import main as embed_main
 from koala import config as config_lib
-from koala.batch.colorize import ClaimOutput, output_name, plan_inputs
+from koala.batch.colorize import ClaimOutput, output_for, plan_inputs
 from koala.batch.common import pipeline_options
 from koala.cli import main
 from koala.data.embeddings import EmbeddingCache, resolve_key
@@ -127,24 +128,57 @@ def test_batch_embed_shards_merge_into_the_cache_data_tools_writes(archive, tmp_
     assert len(EmbeddingCache.open("beam.h5").keys) == 27
 
 
+@pytest.fixture(scope="module")
+def depths(tmp_path_factory) -> Path:
+    """One photo of each kind koala reads its own way: colour JPEG, gray PNG, 16-bit gray PNG, RGBA
+    PNG, a JPEG turned by its EXIF orientation, and two colour PNGs of one size (one graph call)."""
+    folder = tmp_path_factory.mktemp("depths")
+    Image.fromarray(smooth_colour_image(0, 50, 70)).save(folder / "colour.jpg", quality=90)
+    Image.fromarray(smooth_colour_image(1, 44, 60).mean(axis=-1).astype(np.uint8)).save(folder / "gray.png")
+    deep = (smooth_colour_image(2, 60, 44).mean(axis=-1) * 257).astype(np.uint16)
+    Image.fromarray(deep).save(folder / "deep.png")
+    assert Image.open(folder / "deep.png").mode.startswith("I")  # 16 bits in the file
+    rgba = np.dstack([smooth_colour_image(3, 30, 30), np.linspace(0, 255, 900).reshape(30, 30).astype(np.uint8)])
+    Image.fromarray(rgba).save(folder / "rgba.png")
+    exif = Image.Exif()
+    exif[0x0112] = 8  # turned 90 degrees
+    Image.fromarray(smooth_colour_image(4, 20, 36)).save(folder / "rotated.jpg", exif=exif.tobytes())
+    for i in (5, 6):
+        Image.fromarray(smooth_colour_image(i, 40, 56)).save(folder / f"twin_{i}.png")
+    return folder
+
+
+@pytest.mark.slow
+def test_batch_colorize_writes_the_files_koala_colorize_writes(depths, tiny_run, tmp_path):
+    single, batch = tmp_path / "single", tmp_path / "batch"
+    assert main(["colorize", str(depths), "-o", str(single), "--model", tiny_run]) == 0
+    assert main(["batch", "colorize", str(depths), "-o", str(batch), "--model", tiny_run, "--runner=DirectRunner"]) == 0
+    names = sorted(p.name for p in single.glob("*.png"))
+    assert len(names) == 7 and sorted(p.name for p in batch.glob("*.png")) == names
+    assert Image.open(single / "rotated.png").size == (20, 36)  # EXIF applied
+    for name in names:
+        assert (batch / name).read_bytes() == (single / name).read_bytes(), name
+
+
 def test_inputs_become_patterns_and_output_names(archive, tmp_path):
     folder, single, glob = plan_inputs([str(archive), str(archive / "photo_01.png"), str(archive / "sub/*.png")])
     assert (folder.pattern, folder.folder) == (f"{archive}/**", str(archive))
     assert (single.pattern, single.folder) == (str(archive / "photo_01.png"), None)
     assert glob.folder is None
-    assert output_name(f"{archive}/sub/photo_03.jpg", str(archive)) == "sub/photo_03.png"
-    assert output_name(f"{archive}/sub/readme.txt", str(archive)) is None  # folders: images only
-    assert output_name("gs://bucket/scans/a.b.tif", None) == "a.b.png"
+    assert output_for(f"{archive}/sub/photo_03.jpg", str(archive)) == "sub/photo_03.png"
+    assert output_for(f"{archive}/sub/readme.txt", str(archive)) is None  # folders: images only
+    assert output_for("gs://bucket/scans/a.b.tif", None) == "a.b.png"
 
 
 def test_an_output_never_replaces_an_input_and_one_source_claims_a_name(tmp_path):
     (tmp_path / "a.png").write_bytes(b"original")
     same = list(ClaimOutput(str(tmp_path), overwrite=True).process(("a.png", [str(tmp_path / "a.png")])))
-    assert [o.value for o in same] == [(str(tmp_path / "a.png"), "the output would replace this input; choose another -o")]
+    assert [o.value for o in same] == [(str(tmp_path / "a.png"), f"output {tmp_path / 'a.png'} would replace an input "
+                                        "photo; skipped (choose another output folder)")]
     out = tmp_path / "out"
     clash = list(ClaimOutput(str(out), overwrite=False).process(("x.png", ["/b/x.jpg", "/a/x.png", "/a/x.png"])))
-    assert clash[0].value == ("/b/x.jpg", "same output name as /a/x.png; skipped")
-    assert clash[1:] == [(str(out / "x.png"), "/a/x.png")]
+    assert [o.value for o in clash if isinstance(o, TaggedOutput)] == [("/b/x.jpg", "same output name as /a/x.png; skipped")]
+    assert [o for o in clash if not isinstance(o, TaggedOutput)] == [(str(out / "x.png"), "/a/x.png")]
 
 
 def test_unknown_options_are_refused_in_one_line(tmp_path, capsys):

@@ -89,3 +89,14 @@ def test_importing_the_python_api_is_quiet():
                             env={k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
     assert result.returncode == 0 and result.stdout.strip() == "Colorizer"
     assert result.stderr == "", result.stderr
+
+
+def test_the_parser_offers_exports_formats_without_loading_tensorflow():
+    """`koala export --format` takes its choices from the one list koala.export checks, and building
+    the parser (so `koala --help` and bad arguments) imports neither TensorFlow nor Beam."""
+    code = ("import sys; from koala.cli import build_parser; from koala.serving import EXPORT_FORMATS; "
+            "sub = build_parser()._subparsers._group_actions[0].choices['export']; "
+            "fmt = next(a for a in sub._actions if a.dest == 'format'); "
+            "print(tuple(fmt.choices) == EXPORT_FORMATS, sorted(m for m in ('tensorflow', 'apache_beam') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True []", out.stderr

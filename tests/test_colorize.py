@@ -174,6 +174,19 @@ def test_stripes_give_the_colours_of_the_whole_picture(monkeypatch):
         assert np.abs(batched[1].astype(int) - colorizer.colorize(smooth_colour_image(8, 97, 61))).max() <= 1
 
 
+def test_many_photos_give_the_pngs_each_gives_alone(colorizer, monkeypatch):
+    """koala batch colorize's path: photos of one size share graph calls, and each still gets the
+    bytes koala colorize writes for it."""
+    from koala import inference
+
+    photos = [smooth_colour_image(i, 40, 56) for i in range(3)]
+    photos += [smooth_colour_image(3, 30, 30).mean(axis=-1).astype(np.uint8), photos[0].astype(np.uint16) * 257]
+    alone = [colorizer.colorize_png(p) for p in photos]
+    for call_pixels in (1 << 22, 40 * 56):  # the three of one size in one call; one photo a call
+        monkeypatch.setattr(inference, "CALL_PIXELS", call_pixels)
+        assert colorizer.colorize_pngs(photos) == alone
+
+
 def test_arrays_over_the_pixel_limit_are_refused(monkeypatch, constant_ab_run):
     from koala import inference
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from koala.inference import predict_ab
-from koala.models import get_model, trainable_params
+from koala.models import get_model, get_spec, trainable_params
 from koala.models.cunet import CUNet
 
 
@@ -30,3 +30,11 @@ def test_keras_file_keeps_every_argument(tmp_path):
 
 def test_width_sets_the_parameter_count():
     assert trainable_params(get_model("cunet", base_filters=8)) * 3 < trainable_params(get_model("cunet", base_filters=16))
+
+
+def test_default_dilation_rates_see_the_bottleneck_map_at_the_default_size():
+    """A 3x3 convolution of rate r reaches r pixels away: at 128 px the H/8 map is 16 px wide, so
+    a rate of 16 would see only padding."""
+    model = get_model("cunet", base_filters=4)
+    assert model.dilation_rates == (2, 4, 8, 8)
+    assert max(model.dilation_rates) < get_spec("cunet").default_size // 8

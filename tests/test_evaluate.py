@@ -10,7 +10,7 @@ from skimage.color import lab2rgb, rgb2lab
 
 from koala.color import ab_bins
 from koala.evaluation import METRICS, PROTOCOL
-from koala.evaluation.evaluate import PER_IMAGE, evaluate, load_at_size, summarise
+from koala.evaluation.evaluate import PER_IMAGE, evaluate, load_at_size, summarise, write_report
 from koala.images import list_images
 from koala.inference import Colorizer
 
@@ -144,3 +144,18 @@ def test_grayscale_photos_are_refused_in_one_line(tmp_path, constant_ab_run, cap
     assert main(["evaluate", "--model", constant_ab_run, "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err  # the progress bar, then one line
     assert "koala evaluate: no colour photos to score against (2 grayscale)\n" in err and "Traceback" not in err
+
+
+def test_a_report_is_written_with_its_plot_beside_it(tmp_path):
+    """The one writer of the frontier's and the hints curve's reports: JSON, then the given plot."""
+    drawn = []
+
+    def plot(report, path):
+        drawn.append(report)
+        path.write_bytes(b"png")
+
+    report = {"gray_baseline": {"psnr": 23.5}, "sweep": []}
+    json_path, plot_path = write_report(report, str(tmp_path / "f.json"), plot)
+    assert (json_path, plot_path) == (tmp_path / "f.json", tmp_path / "f.png")
+    assert json.loads(json_path.read_text()) == report and json_path.read_text().endswith("}\n")
+    assert drawn == [report] and plot_path.read_bytes() == b"png"

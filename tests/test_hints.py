@@ -108,8 +108,9 @@ def test_simulated_hints_are_the_mean_colour_of_patches_near_the_centre():
 
 def test_hints_for_a_model_without_hint_inputs_are_refused(tiny_model):
     colorizer = Colorizer.load(tiny_model)
-    with pytest.raises(ValueError, match=r"^hints: this model \(cunet\) takes no hints"):
+    with pytest.raises(ValueError, match=r"^hints: this model \(cunet\) takes no hints") as refused:
         colorizer.colorize(np.zeros((20, 20), np.uint8), hints=[{"x": 1, "y": 1, "color": "#ff0000"}])
+    assert "'hints'" in str(refused.value) and "--" not in str(refused.value)  # the CLI adds its --model
     assert colorizer.colorize(np.zeros((20, 20), np.uint8), hints=[]).shape == (20, 20, 3)
 
 
@@ -229,7 +230,8 @@ def test_cli_hints_need_one_photo_and_a_model_that_takes_them(tiny_model, tiny_h
     assert "names 2 photos; a hints file is for one photo" in capsys.readouterr().err
     assert main(["colorize", str(tmp_path / "a.png"), "-o", str(out), "--model", str(tiny_model),
                  "--hints", str(hints)]) == 2
-    assert capsys.readouterr().err.strip().startswith("koala colorize: hints: this model (cunet) takes no hints")
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("koala colorize: hints: this model (cunet) takes no hints") and err.endswith("(--model hints)")
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -262,7 +264,7 @@ def test_evaluate_scores_each_number_of_hints_beside_ideepcolor(tiny_hint_model,
     assert sorted(psnr) == [0, 5, 20] and report["images"] == 6 and report["seed"] == 0
     automatic = evaluate(Colorizer.load(tiny_hint_model), list_images(data), progress=False)
     assert psnr[0] == pytest.approx(automatic["model"]["psnr"], abs=1e-6)  # no hints: koala evaluate's score
-    assert report["gray"]["psnr"] == pytest.approx(automatic["gray_baseline"]["psnr"], abs=1e-6)
+    assert report["gray_baseline"]["psnr"] == pytest.approx(automatic["gray_baseline"]["psnr"], abs=1e-6)
     assert abs(psnr[5] - psnr[0]) > 0.01 and abs(psnr[20] - psnr[5]) > 0.01  # the hints were applied
     assert all(set(p["sources"]) == {"flat", "squares"} and p["sources"]["flat"]["images"] == 3
                for p in report["hints"])
@@ -279,5 +281,6 @@ def test_evaluate_hints_needs_a_hint_model_and_counts(tiny_model, tmp_path, caps
                                                "like 0,1,2,5,10; got '1,x'")
     Image.new("RGB", (40, 32), (200, 30, 30)).save(tmp_path / "red.png")
     assert main([*args, "--hints", "0,5"]) == 2
-    assert capsys.readouterr().err.strip().startswith("koala evaluate: --hints: this model (cunet) takes no hints")
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("koala evaluate: --hints: this model (cunet) takes no hints") and err.endswith("(--model hints)")
     assert not (tmp_path / "h.json").exists()

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("koala.training",),
     ("koala.inference",),
     ("koala.video",),
+    ("koala.outputs",),
     ("koala.evaluation", "koala.export", "koala.serving", "koala.batch"),
     ("koala.cli",),
 ]

@@ -11,7 +11,7 @@ import pytest
 
 from koala import config as config_lib
 from koala.losses import get_loss
-from koala.runs import Run
+from koala.runs import FinishedRunError, Run
 from koala.training import build_datasets, resolve_jit, resolve_precision, train
 
 
@@ -71,9 +71,19 @@ def test_training_learns_and_saves_the_best_checkpoint(toy_run, toy_photos, tmp_
     assert not Run(run).backup.exists() and Run(run).finished  # the backup is removed once training finished
     with pytest.raises(FileExistsError, match="finished run") as refused:
         train(tiny_config(toy_photos, run.parent))
-    message = str(refused.value)  # one line that names every way on
+    message = str(refused.value)  # one line that names every way on, in config terms: no CLI flags
     assert "\n" not in message and "raise train.epochs above 6" in message
-    assert f"train.init_weights={run}" in message and "--overwrite" in message
+    assert f"train.init_weights={run}" in message and "overwrite it" in message and "--" not in message
+
+
+def test_koala_train_names_its_options_for_a_finished_run(toy_run, capsys):
+    """The library says what is in the way in config terms; the command adds its own flags."""
+    from koala.cli import main
+
+    assert main(["train", "--config", str(Run(toy_run).config_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"koala train: {toy_run}: a finished run is there (6 epoch(s))")
+    assert "--set FIELD=VALUE" in err and "--name NEW" in err and "--overwrite" in err and err.count("\n") == 0
 
 
 def val_losses_by_epoch(run: Path) -> list[float]:
@@ -219,5 +229,5 @@ def test_a_finished_run_is_extended_when_its_epochs_are_raised(photo_dir, tmp_pa
     assert (run.samples / "epoch_004.png").is_file() and not run.resuming
     wider = tiny_config(photo_dir, tmp_path, epochs=6, steps_per_epoch=2)
     wider.model_args = {"base_filters": 4, "batch_norm": False}  # other weights: not the same run
-    with pytest.raises(ValueError, match="cannot extend a run of cunet"):
+    with pytest.raises(FinishedRunError, match="cannot extend a run of cunet"):
         train(wider)

@@ -141,7 +141,7 @@ def test_the_average_by_hand():
     where L changed by MOTION_L or more, a fresh start when most of the picture changed."""
     assert temporal.past_weight(0, 24) == 0
     assert math.isclose(temporal.past_weight(0.5, 24) ** 12, math.exp(-1))  # the time constant is S seconds
-    with pytest.raises(ValueError, match="--temporal -1"):
+    with pytest.raises(ValueError, match="^temporal -1: must be 0"):  # the CLI names its --temporal (below)
         temporal.past_weight(-1, 24)
     l0 = np.zeros((8, 8, 1), np.float32)
     ab0, ab1 = np.full((8, 8, 2), 0.5, np.float32), np.zeros((8, 8, 2), np.float32)

@@ -7,6 +7,6 @@ change. Install with ``pip install koala[beam]``; see docs/batch.md.
 """
 
 # Constants only here: the CLI reads them without importing Beam or TensorFlow.
-COLORIZE_BATCH = 8  # photos per model call on a worker; a 24 MP scan is ~300 MB as float RGB
+COLORIZE_BATCH = 8  # photos a worker holds for one model call; a 24 MP scan is 24-72 MB at its own 8 bits
 EMBED_BATCH = 16  # images per extractor call (also data_tools.embed's default)
 DEAD_LETTER_NAME = "failed.tsv"  # inside OUT for colorize; OUT.h5.failed.tsv beside the cache for embed

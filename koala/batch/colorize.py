@@ -2,9 +2,10 @@
 
 Steps: expand the inputs (files, folders, globs; local or any filesystem Beam knows, e.g.
 ``gs://``) on the workers -> one output name per input (a clash is a failure, as in
-``koala colorize``) -> skip outputs that exist unless ``overwrite`` -> decode with koala's rules
--> ``RunInference`` (the model loaded once per worker, photos of one size colorized in one
-call) -> PNGs at the input's size, written atomically, keeping a folder's layout. Films are one
+``koala colorize``) -> skip outputs that exist unless ``overwrite`` -> decode at the photo's own
+depth -> ``RunInference`` (the model loaded once per worker; :meth:`Colorizer.colorize_pngs`, the
+bounded-memory path and PNG encoder of ``koala colorize``, so the files are the same) -> PNGs at
+the input's size, written atomically, keeping a folder's layout. Films are one
 element each: :func:`koala.video.colorize.colorize_video` streams them on one worker. Every input
 that fails goes to ``OUT/failed.tsv`` with its reason and to the ``images_failed`` counter; the
 job itself carries on.
@@ -24,14 +25,12 @@ import os
 import posixpath
 import shutil
 import tempfile
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
-import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -53,10 +52,11 @@ from koala.batch.common import (
     write_file,
 )
 from koala.data.hints import HINT_COLUMNS, HintError, hints_from_json
-from koala.images import IMAGE_EXTENSIONS, ImageError, load_rgb, to_uint8
-from koala.inference import Colorizer
+from koala.images import IMAGE_EXTENSIONS, ImageError
+from koala.inference import Colorizer, as_pixels
+from koala.outputs import KEEP, WRITE, claim, output_name
 from koala.runs import model_metadata, resolve_model
-from koala.video import DEFAULT_CRF, DEFAULT_TEMPORAL, VIDEO_EXTENSIONS, is_video, output_suffix
+from koala.video import DEFAULT_CRF, DEFAULT_TEMPORAL, VIDEO_EXTENSIONS, is_video
 from koala.video.colorize import VideoError, check_options, colorize_video
 
 GLOB_CHARS = "*?["
@@ -88,15 +88,15 @@ def plan_inputs(inputs: Sequence[str]) -> list[Input]:
     return planned
 
 
-def output_name(path: str, folder: str | None) -> str | None:
-    """The output's path relative to OUT (``/``-separated): a PNG for a photo, the film's container
-    (:func:`koala.video.output_suffix`) for a film; None for anything else in a folder."""
+def output_for(path: str, folder: str | None) -> str | None:
+    """The output's path relative to OUT (:func:`koala.outputs.output_name` of the input's path
+    relative to its folder, else of its name); None for anything in a folder that is neither
+    photo nor film."""
     relative = (posixpath.basename(path.replace(os.sep, "/")) if folder is None
                 else path[len(folder):].lstrip("/" + os.sep).replace(os.sep, "/"))
-    stem, ext = posixpath.splitext(relative)
-    if folder is not None and ext.lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
+    if folder is not None and posixpath.splitext(relative)[1].lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
         return None
-    return stem + (output_suffix(relative) if is_video(relative) else ".png")
+    return output_name(relative)
 
 
 class ExpandInput(beam.DoFn):
@@ -111,31 +111,33 @@ class ExpandInput(beam.DoFn):
         if not matches:
             yield dead_letter(item.given, "no such file, folder or matching glob")
         for metadata in matches:
-            name = output_name(metadata.path, item.folder)
+            name = output_for(metadata.path, item.folder)
             if name is not None:
                 yield name, metadata.path
 
 
 class ClaimOutput(beam.DoFn):
-    """One source per output name; the others fail, as in ``koala colorize``. Existing outputs are
-    skipped (counted, not failed) unless ``overwrite``: a re-run carries on where a job stopped."""
+    """One source per output name, by :func:`koala.outputs.claim`, as in ``koala colorize``: the
+    first in sorted order claims it, the others fail; existing outputs are skipped (counted, not
+    failed) unless ``overwrite``: a re-run carries on where a job stopped."""
 
     def __init__(self, out_dir: str, overwrite: bool):
         self.out_dir, self.overwrite = out_dir, overwrite
 
     def process(self, element: tuple[str, Sequence[str]]) -> Iterator:
         name, sources = element
-        first, *others = sorted(set(sources))
-        for source in others:
-            yield dead_letter(source, f"same output name as {first}; skipped")
+        sources = sorted(set(sources))
         target = FileSystems.join(self.out_dir, *name.split("/"))
-        if target == first:
-            yield dead_letter(first, "the output would replace this input; choose another -o")
-            return
-        if not self.overwrite and FileSystems.exists(target):
-            Metrics.counter(NAMESPACE, SKIPPED).inc()
-            return
-        yield target, first
+        exists = FileSystems.exists(target)
+        for source in sources:
+            verdict = claim(source, target, None if source == sources[0] else sources[0], target in sources,
+                            exists, self.overwrite)
+            if verdict == KEEP:
+                Metrics.counter(NAMESPACE, SKIPPED).inc()
+            elif verdict == WRITE:
+                yield target, source
+            else:
+                yield dead_letter(source, verdict)
 
 
 def hints_path(source: str) -> str:
@@ -144,9 +146,10 @@ def hints_path(source: str) -> str:
 
 
 class Decode(beam.DoFn):
-    """(target, source) -> ((target, source), (float RGB, hint table)) with koala's image rules; the
-    table (K, 6) is empty unless ``hints`` and a hints file is beside the photo. Films go on as
-    they are to the ``films`` output."""
+    """(target, source) -> ((target, source), (pixels, hint table)): the photo decoded at its own
+    depth by :func:`koala.inference.as_pixels`, as ``koala colorize`` reads it (EXIF orientation,
+    8 or 16 bits, gray kept gray); the table (K, 6) is empty unless ``hints`` and a hints file is
+    beside the photo. Films go on as they are to the ``films`` output."""
 
     def __init__(self, hints: bool = False):
         self.hints = hints
@@ -157,7 +160,7 @@ class Decode(beam.DoFn):
             yield beam.pvalue.TaggedOutput(FILMS, element)
             return
         try:
-            rgb = load_rgb(read_bytes(source))
+            pixels = as_pixels(read_bytes(source))
         except ImageError as e:
             yield dead_letter(source, e.reason)
             return
@@ -168,21 +171,21 @@ class Decode(beam.DoFn):
         path = hints_path(source)
         if self.hints and FileSystems.exists(path):
             try:
-                table = hints_from_json(read_bytes(path), path, (rgb.shape[1], rgb.shape[0]))
+                table = hints_from_json(read_bytes(path), path, (pixels.shape[1], pixels.shape[0]))
             except HintError as e:
                 yield dead_letter(source, str(e))
                 return
             except (OSError, beam.io.filesystem.BeamIOError) as e:
                 yield dead_letter(source, f"cannot read {path}: {e}")
                 return
-        yield (target, source), (rgb, table)
+        yield (target, source), (pixels, table)
 
 
-class ColorizerHandler(ModelHandler[tuple, np.ndarray, Colorizer]):
+class ColorizerHandler(ModelHandler[tuple, bytes, Colorizer]):
     """RunInference's model handler around :class:`Colorizer` (a .keras model or run folder,
-    not the SavedModel: that one takes encoded bytes one at a time). Elements are (float RGB,
-    hint table); photos in a batch that share a size (and number of hints) go through the traced
-    graph in one call."""
+    not the SavedModel: that one takes encoded bytes one at a time). Elements are (pixels, hint
+    table); each becomes its PNG through :meth:`Colorizer.colorize_pngs`, the path of
+    ``koala colorize`` (photos of one size in a batch go through the graph in one call)."""
 
     def __init__(self, model: str, saturation: float | None = None, temperature: float | None = None,
                  batch: int = COLORIZE_BATCH):
@@ -194,22 +197,12 @@ class ColorizerHandler(ModelHandler[tuple, np.ndarray, Colorizer]):
 
     def run_inference(self, batch: Sequence[tuple[np.ndarray, np.ndarray]], model: Colorizer,
                       inference_args: dict | None = None) -> list[PredictionResult]:
-        by_shape: dict[tuple, list[int]] = defaultdict(list)
-        for i, (rgb, table) in enumerate(batch):
-            by_shape[(rgb.shape, len(table))].append(i)
-        outputs: list[np.ndarray | None] = [None] * len(batch)
-        saturation = tf.constant(model.saturation, tf.float32)
-        for rows in by_shape.values():
-            pixels = tf.convert_to_tensor(np.stack([batch[i][0] for i in rows]), tf.float32)
-            tables = [tf.constant(np.stack([batch[i][1] for i in rows]))] if model.takes_hints else []
-            rgb = model.graph()(pixels, saturation, *tables)
-            for i, image in zip(rows, to_uint8(rgb.numpy())):
-                outputs[i] = image
+        pngs = model.colorize_pngs([pixels for pixels, _ in batch], [table for _, table in batch])
         # The input is left out of the result: it is not needed downstream and is the largest part.
-        return [PredictionResult(None, image) for image in outputs]
+        return [PredictionResult(None, png) for png in pngs]
 
     def get_num_bytes(self, batch: Sequence[tuple[np.ndarray, np.ndarray]]) -> int:
-        return sum(rgb.nbytes + table.nbytes for rgb, table in batch)
+        return sum(pixels.nbytes + table.nbytes for pixels, table in batch)
 
     def get_metrics_namespace(self) -> str:
         return "koala_colorize"
@@ -225,8 +218,7 @@ class WritePng(beam.DoFn):
     def process(self, element: tuple[tuple[str, str], PredictionResult]) -> Iterator:
         (target, source), result = element
         try:
-            # TensorFlow's encoder, as `koala colorize` and the SavedModel use: the same pixels give the same file
-            write_file(target, tf.io.encode_png(result.inference).numpy(), overwrite=self.overwrite)
+            write_file(target, result.inference, overwrite=self.overwrite)
         except FileExistsError:
             Metrics.counter(NAMESPACE, SKIPPED).inc()
             return

@@ -55,6 +55,15 @@ class HintError(ValueError):
     """A hint list that cannot be used: the message names the hint (its index) and the reason."""
 
 
+class NoHintInputsError(ValueError):
+    """Hints for a model that has no hint inputs; ``reason`` is the message without its ``hints:``."""
+
+    def __init__(self, model: str):
+        self.reason = (f"this model ({model}) takes no hints; use a model with hint inputs (the bundled "
+                       "'hints', or one trained with hints: true)")
+        super().__init__(f"hints: {self.reason}")
+
+
 def hint_count(seed: tf.Tensor, batch: tf.Tensor, max_hints: int = MAX_HINTS) -> tf.Tensor:
     """Geometric numbers of hints per crop, P(k) = (1 - STOP_P)^k STOP_P, capped at ``max_hints``."""
     u = tf.random.stateless_uniform([batch], seed, minval=1e-7, maxval=1.0)

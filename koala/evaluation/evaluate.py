@@ -8,15 +8,17 @@ whole protocol, for users: docs/metrics.md (:data:`koala.evaluation.PROTOCOL`), 
 """
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from koala.color import l_ab_to_rgb, rgb_to_l, rgb_to_lab
 from koala.evaluation import METRICS, PROTOCOL, metrics
-from koala.images import ImageError, as_8bit, load_rgb, resize_short_side, to_float_rgb, to_uint8
+from koala.images import ImageError, as_8bit, load_rgb, resize_short_side, to_float_rgb, to_uint8, write_atomic
 from koala.inference import Colorizer
 
 PER_IMAGE = ("psnr", "ssim", "ab_mse", "auc", "bin_acc", "coarse_acc", "colourfulness", "colourfulness_true")
@@ -139,3 +141,13 @@ def format_table(report: dict) -> str:
     for key in keys:
         lines.append(f"| {key} | {report['model'][key]:.4f} | {report['gray_baseline'][key]:.4f} | {METRICS[key]} |")
     return "\n".join(lines)
+
+
+def write_report(report: dict, out: str | Path, plot: Callable[[dict, Path], None]) -> tuple[Path, Path]:
+    """``report`` as JSON at ``out`` and ``plot(report, path)`` beside it (same stem, .png), each
+    replaced atomically: a kill never leaves half a report. Returns both paths."""
+    out = Path(out)
+    write_atomic(out, (json.dumps(report, indent=2) + "\n").encode(), overwrite=True)
+    picture = out.with_suffix(".png")
+    plot(report, picture)
+    return out, picture

@@ -8,13 +8,13 @@ sub-folders of the photo folder)::
 
     koala evaluate --model default --data photos/val --sweep 0.8,1,1.2,1.4 --out frontier.json
 
-writes ``frontier.json`` (:func:`sweep_report`) and ``frontier.png`` (:func:`plot_frontier`).
+writes ``frontier.json`` (:func:`sweep_report`) and ``frontier.png`` (:func:`plot_frontier`), through
+:func:`koala.evaluation.evaluate.write_report`.
 The network runs once per photo and temperature; each saturation only rescales its ab.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from koala.color import TEMPERATURE, l_ab_to_rgb, rgb_to_l
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size, summarise
-from koala.images import group_by_source, list_images, write_atomic, write_figure
+from koala.images import group_by_source, list_images, write_figure
 from koala.inference import Colorizer, predict_ab
 from koala.knobs import check_saturation, check_temperature
 
@@ -64,7 +64,7 @@ def check_temperatures(colorizer: Colorizer, temperatures: list[float], label: s
         raise ValueError(f"temperature sweep: {label} predicts ab directly; temperature applies only to "
                          "models that predict a colour distribution (zhang16)")
     for t in temperatures:
-        check_temperature(t, "--sweep-temperature")
+        check_temperature(t, "temperatures")
 
 
 def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[float] | None,
@@ -82,7 +82,7 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
     per source (:func:`koala.images.group_by_source`) and per group.
     """
     for s in saturations or []:
-        check_saturation(s, "--sweep")
+        check_saturation(s, "saturations")
     paths = list_images(data)[:limit]
     source = {path: name for name, group in group_by_source(paths).items() for path in group}
     ab_fns, pairs = {}, {}
@@ -160,15 +160,6 @@ def effective_temperature(colorizer: Colorizer, temperature: float | None) -> fl
     return TEMPERATURE if temperature is None else float(temperature)
 
 
-def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
-    """``out`` (JSON) and the plot beside it (same stem, .png)."""
-    out = Path(out)
-    write_atomic(out, (json.dumps(report, indent=2) + "\n").encode(), overwrite=True)
-    plot = out.with_suffix(".png")
-    plot_frontier(report, plot)
-    return out, plot
-
-
 def curves(report: dict) -> dict[str, list[dict]]:
     """Sweep points grouped into curves: one per model (and temperature, on a 2-D sweep)."""
     out: dict[str, list[dict]] = {}
@@ -234,8 +225,10 @@ def plot_frontier(report: dict, path: str | Path) -> None:
     write_figure(frontier_figure(report), path, dpi=110)
 
 
-def parse_values(text: str | None, option: str) -> list[float] | None:
-    """'0.8,1,1.2' -> [0.8, 1.0, 1.2]; a clear error naming the option otherwise."""
+def parse_values(text: str | None, option: str,
+                 check: Callable[[float, str], float] | None = None) -> list[float] | None:
+    """'0.8,1,1.2' -> [0.8, 1.0, 1.2], each through ``check(value, option)`` when given (e.g.
+    :func:`koala.knobs.check_saturation`); a clear error naming the option otherwise."""
     if text is None:
         return None
     try:
@@ -244,7 +237,7 @@ def parse_values(text: str | None, option: str) -> list[float] | None:
         raise ValueError(f"{option}: expected comma-separated numbers like 0.8,1,1.2; got {text!r}") from None
     if not values:
         raise ValueError(f"{option}: give at least one value")
-    return values
+    return [check(v, option) for v in values] if check else values
 
 
 def parse_labelled(item: str) -> tuple[str, str]:

@@ -9,22 +9,22 @@ of one draw, so a photo's curve only ever adds hints::
 
     koala evaluate --model hints --data photos/val --hints 0,1,2,5,10,20,50 --out hints.json
 
-writes ``hints.json`` (:func:`hints_report`) and ``hints.png`` (:func:`plot_hints`): PSNR against
+writes ``hints.json`` (:func:`hints_report`) and ``hints.png`` (:func:`plot_hints`), through
+:func:`koala.evaluation.evaluate.write_report`: PSNR against
 the number of hints beside ideepcolor's published curve, absolute and as the gain over no hints
 (their photos and ours differ, so the gain is the fairer comparison).
 """
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import tensorflow as tf
+from matplotlib.figure import Figure
 
-from koala.data.hints import DEFAULT_PATCH, simulate_user_hints
+from koala.data.hints import DEFAULT_PATCH, NoHintInputsError, simulate_user_hints
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size
 from koala.evaluation.frontier import grouped
-from koala.images import group_by_source, list_images, write_atomic
+from koala.images import group_by_source, list_images, write_figure
 from koala.inference import Colorizer, working_shape
 
 # ideepcolor's curve: PSNR (dB) by number of hints, 1000 ImageNet val photos at 256 px.
@@ -39,14 +39,14 @@ def photo_patch(colorizer: Colorizer, height: int, width: int) -> int:
     return max(1, round(DEFAULT_PATCH * height / int(small[0])))
 
 
-def parse_counts(text: str) -> list[int]:
-    """'0,1,2,5' -> [0, 1, 2, 5]; a clear error naming ``--hints`` otherwise."""
+def parse_counts(text: str, option: str = "counts") -> list[int]:
+    """'0,1,2,5' -> [0, 1, 2, 5]; a clear error naming the option (as the caller calls it) otherwise."""
     try:
         counts = sorted({int(v) for v in text.split(",") if v.strip()})
     except ValueError:
-        raise ValueError(f"--hints: expected comma-separated numbers of hints like 0,1,2,5,10; got {text!r}") from None
+        raise ValueError(f"{option}: expected comma-separated numbers of hints like 0,1,2,5,10; got {text!r}") from None
     if not counts or counts[0] < 0:
-        raise ValueError(f"--hints: give numbers of hints of 0 or more; got {text!r}")
+        raise ValueError(f"{option}: give numbers of hints of 0 or more; got {text!r}")
     return counts
 
 
@@ -55,12 +55,12 @@ def hints_report(colorizer: Colorizer, data: str, counts: list[int], size: int |
                  groups: dict[str, list[str]] | None = None) -> dict:
     """Score ``colorizer`` with each number of hints in ``counts`` on the photos of ``data``, beside
     the gray baseline. size: score at size x size (default: full resolution); seed: of the hints.
-    Returns ``{"data", "size", "images", "seed", "gray", "hints": [{"hints": k, ...metrics}],
-    "reference", "skipped"}``; the gray entry and each point hold overall metrics, per source and
-    per group (:func:`koala.evaluation.frontier.grouped`)."""
+    Returns ``{"data", "size", "images", "seed", "gray_baseline", "hints": [{"hints": k, ...metrics}],
+    "reference", "skipped"}``; the gray entry (named as in ``koala evaluate``'s and the sweep's
+    reports) and each point hold overall metrics, per source and per group
+    (:func:`koala.evaluation.frontier.grouped`)."""
     if not colorizer.takes_hints:
-        raise ValueError(f"--hints: this model ({(colorizer.metadata or {}).get('model', colorizer.network.name)}) "
-                         "takes no hints; use --model hints or a model trained with hints")
+        raise NoHintInputsError((colorizer.metadata or {}).get("model", colorizer.network.name))
     paths = list_images(data)[:limit]
     source = {path: name for name, group in group_by_source(paths).items() for path in group}
     rows = {k: [] for k in counts}
@@ -75,7 +75,7 @@ def hints_report(colorizer: Colorizer, data: str, counts: list[int], size: int |
     if not gray_rows:
         raise ValueError("no readable images to evaluate")
     return {"data": str(data), "size": size, "images": len(gray_rows), "seed": seed, "patch": DEFAULT_PATCH,
-            "gray": grouped(gray_rows, sources, groups),
+            "gray_baseline": grouped(gray_rows, sources, groups),
             "hints": [{"hints": k, **grouped(rows[k], sources, groups)} for k in counts],
             "reference": {"label": IDEEPCOLOR_LABEL, "psnr": IDEEPCOLOR_PSNR}, "skipped": skipped}
 
@@ -97,7 +97,7 @@ def markdown_table(report: dict) -> str:
         gain = f"{ours[k]:+.2f}" if k in ours else ""
         ref = f"{theirs[k]:.2f} | {theirs[k] - theirs[0]:+.2f}" if k in theirs else " | "
         lines.append(f"| {k} | {p['psnr']:.2f} | {gain} | {p['ssim']:.4f} | {p['colourfulness_ratio']:.3f} | {ref} |")
-    gray = report["gray"]
+    gray = report["gray_baseline"]
     lines.append(f"| gray baseline | {gray['psnr']:.2f} |  | {gray['ssim']:.4f} | {gray['colourfulness_ratio']:.3f} |  |  |")
     return "\n".join(lines)
 
@@ -105,8 +105,6 @@ def markdown_table(report: dict) -> str:
 def plot_hints(report: dict, path: str | Path) -> None:
     """Two panels, the number of hints on a log(1 + k) axis: PSNR, and PSNR gain over no hints;
     ours (overall and per source, thin) beside ideepcolor's published curve."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(10, 4))
     absolute, gain = fig.subplots(1, 2)
     ref_k = sorted(IDEEPCOLOR_PSNR)
@@ -117,13 +115,13 @@ def plot_hints(report: dict, path: str | Path) -> None:
         base = {p["hints"]: p["psnr"] for p in report["hints"]}.get(0, 0.0) if relative else 0.0
         ax.plot(ours_k, [p["psnr"] - base for p in report["hints"]], marker="o", color="C0",
                 label=f"ours: {report['images']} photos of {Path(report['data']).name}")
-        for i, name in enumerate(sorted(report["gray"].get("sources", {}))):
+        for i, name in enumerate(sorted(report["gray_baseline"].get("sources", {}))):
             points = [(p["hints"], p["sources"][name]["psnr"]) for p in report["hints"]]
             zero = dict(points).get(0, 0.0) if relative else 0.0
             ax.plot([k for k, _ in points], [v - zero for _, v in points], linewidth=0.7, alpha=0.6,
                     color=f"C{i + 1}", label=name)
         if not relative:
-            ax.axhline(report["gray"]["psnr"], color="black", linestyle=":", linewidth=0.8, label="gray baseline (ours)")
+            ax.axhline(report["gray_baseline"]["psnr"], color="black", linestyle=":", linewidth=0.8, label="gray baseline (ours)")
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks(sorted(set(ref_k) | set(ours_k)))
         ax.set_xticklabels([str(k) for k in sorted(set(ref_k) | set(ours_k))])
@@ -133,15 +131,6 @@ def plot_hints(report: dict, path: str | Path) -> None:
         ax.grid(alpha=0.3)
     absolute.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    write_atomic(path, buffer.getvalue(), overwrite=True)
+    write_figure(fig, path, dpi=110)
 
 
-def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
-    """``out`` (JSON) and the plot beside it (same stem, .png)."""
-    out = Path(out)
-    write_atomic(out, (json.dumps(report, indent=2) + "\n").encode(), overwrite=True)
-    plot = out.with_suffix(".png")
-    plot_hints(report, plot)
-    return out, plot

@@ -5,7 +5,7 @@ Symmetry 14(11):2295, as reimplemented by the seed projects.
 
 Encoder: three stages of two 3x3 convolutions, each followed by 2x2 *average* pooling.
 Bottleneck: instead of deeper downsampling, four 3x3 convolutions with growing dilation
-rates (2, 4, 8, 16) widen the receptive field at H/8. Decoder: 2x2 transposed convolutions
+rates widen the receptive field at H/8. Decoder: 2x2 transposed convolutions
 upsample, the encoder features of the same scale are concatenated, two 3x3 convolutions
 follow; a 1x1 convolution with tanh gives normalised ab.
 
@@ -14,9 +14,9 @@ model uses 16 to train on a CPU). ``activation`` and ``batch_norm`` keep the see
 (ReLU with batch normalisation) as defaults but are options, as the seeds varied them; the
 bundled model drops batch normalisation, which costs training time on a CPU (the bundled
 configuration trains at 47 images/s with it and 62 without, 1.3x, with data in memory in float32
-without XLA, as measured for issue 11; about 3x with XLA on). The dilation rates are an argument:
-at 128 px the H/8 map is 16 px wide, so a rate of 16 only sees padding (the bundled model uses
-2, 4, 8, 8).
+without XLA, as measured for issue 11; about 3x with XLA on). The dilation rates are an argument,
+by default 2, 4, 8, 8 rather than the seeds' 2, 4, 8, 16: at 128 px the H/8 map is 16 px wide, so a
+rate of 16 only sees padding (the bundled models use 2, 4, 8, 8 too).
 Input sides must be multiples of 8; :mod:`koala.inference` rounds the working shape to that.
 
 Two options, both off by default and both starting as the plain network (their last layer is
@@ -45,7 +45,7 @@ from koala.data.hints import HINT_CHANNELS, HINTS_INPUT_NAME, simulate_hints
 from koala.models.layers import ab_head, conv_block, dtype_scope, l_input, model_config, norm_act
 from koala.models.registry import register
 
-DILATION_RATES = (2, 4, 8, 16)
+DILATION_RATES = (2, 4, 8, 8)  # below the 16 px of the H/8 map at the default 128 px
 DOWNSAMPLINGS = 3
 GLOBAL_STRIDES = 2  # stride-2 convolutions before the global pooling
 
@@ -106,7 +106,7 @@ def global_branch(x, width: int, activation: str, batch_norm: bool):
 class CUNet(keras.Model):
     """CU-Net. ``base_filters`` (default 64) doubles at each of the 3 downsamplings;
     ``activation`` (default "relu"; or "leaky_relu", or any Keras activation) and ``batch_norm``
-    (default True) apply to every 3x3 convolution; ``dilation_rates`` (default 2, 4, 8, 16) are
+    (default True) apply to every 3x3 convolution; ``dilation_rates`` (default 2, 4, 8, 8) are
     the bottleneck's four dilated convolutions; ``input_size``: fixed side, or None (default) for
     any multiple of 8.
 

@@ -1,10 +1,11 @@
 """Serving koala: the web app (:mod:`koala.serving.app`) and the TF Serving client
 (:mod:`koala.serving.client`).
 
-The names below are the contract of the SavedModel that :mod:`koala.export` writes, kept here so
-the client can use them without importing Keras. TF Serving's REST API base64-wraps tensors whose
+The names below are the contract of what :mod:`koala.export` writes, kept here so the client and
+the CLI can use them without importing Keras. TF Serving's REST API base64-wraps tensors whose
 names end in ``_bytes``, hence the suffixes.
 """
+EXPORT_FORMATS = ("savedmodel", "onnx")  # TF Serving's SavedModel (the whole colorize path), or the network as ONNX
 BYTES_SIGNATURE = "serving_default"
 IMAGE_INPUT = "image_bytes"
 PNG_OUTPUT = "png_bytes"

@@ -221,7 +221,7 @@ def create_app(
         data = upload_bytes()
         hints = request_hints()
         if len(hints) and not colorizer.takes_hints:
-            raise ApiError(400, f"hints: {model_name} takes no hints (serve a model with hint inputs, e.g. --model hints)")
+            raise ApiError(400, f"hints: {model_name} takes no hints (serve a model with hint inputs, such as the bundled 'hints')")
         options = {"saturation": parse_float(request.args, "saturation", SATURATION_RANGE)}
         temperature = parse_float(request.args, "temperature", TEMPERATURE_RANGE)
         if temperature is not None and not has_temperature:

@@ -20,7 +20,7 @@ from koala.data.sources import data_source
 from koala.losses import get_loss
 from koala.models import get_model, get_spec
 from koala.models.layers import dtype_scope, transfer_weights
-from koala.runs import Run, resolve_model
+from koala.runs import FinishedRunError, Run, resolve_model
 from koala.training.callbacks import BestCheckpoint, EpochHistory, RunClock, SampleGrid
 
 log = logging.getLogger(__name__)
@@ -110,21 +110,21 @@ def first_epoch(cfg: config_lib.Config, run: Run, overwrite: bool) -> int:
     """Epochs ``run`` already holds that training goes on from: 0 for a new run, a resumed one
     (BackupAndRestore finds its own place) or ``overwrite``; ``epochs_run`` for a finished run whose
     ``train.epochs`` was raised above its own (it is extended). Any other finished run is refused,
-    naming the ways on."""
+    naming the ways on (:class:`~koala.runs.FinishedRunError`)."""
     if overwrite or run.resuming or not run.best.exists():
         return 0
     saved = run.read_config() if run.config_file.is_file() else None
     done = run.read_metadata().get("epochs_run", 0)
     if saved is not None and done and cfg.train.epochs > saved.train.epochs:
         if (cfg.model, cfg.model_args) != (saved.model, saved.model_args):
-            raise ValueError(f"{run.path}: cannot extend a run of {saved.model} {saved.model_args} as "
-                             f"{cfg.model} {cfg.model_args}; train a new one (--name NEW --set "
-                             f"train.init_weights={run.path}) or use --overwrite")
+            raise FinishedRunError(f"{run.path}: cannot extend a run of {saved.model} {saved.model_args} as "
+                                   f"{cfg.model} {cfg.model_args}; train a new one (another name, with "
+                                   f"train.init_weights={run.path}) or overwrite it")
         return done
-    raise FileExistsError(
+    raise FinishedRunError(
         f"{run.path}: a finished run is there ({done} epoch(s)); to extend it, raise train.epochs above "
-        f"{saved.train.epochs if saved else done} (--set train.epochs=N); to start a new run from its weights, "
-        f"--name NEW --set train.init_weights={run.path}; to replace it, --overwrite")
+        f"{saved.train.epochs if saved else done}; to start a new run from its weights, give it another name "
+        f"and train.init_weights={run.path}; to replace it, overwrite it")
 
 
 def start_run(cfg: config_lib.Config, run: Run, extend_from: int = 0) -> None:

@@ -56,11 +56,12 @@ def encoder_name() -> str:
     raise RuntimeError(f"PyAV's FFmpeg has none of the encoders {', '.join(ENCODERS)}")
 
 
-def check_options(temporal: float, crf: int) -> None:
-    """Refuse a negative ``temporal`` or a ``crf`` out of range (``ValueError``), before any work."""
-    past_weight(temporal, 1.0)
+def check_options(temporal: float, crf: int, options: tuple[str, str] = ("temporal", "crf")) -> None:
+    """Refuse a negative ``temporal`` or a ``crf`` out of range (``ValueError``), before any work;
+    ``options``: what the caller calls the two (default their names here)."""
+    past_weight(temporal, 1.0, options[0])
     if not 0 <= crf <= MAX_CRF:
-        raise ValueError(f"--crf {crf}: must be 0 (lossless) to {MAX_CRF} (worst)")
+        raise ValueError(f"{options[1]} {crf}: must be 0 (lossless) to {MAX_CRF} (worst)")
 
 
 def open_film(source: str | os.PathLike) -> av.container.InputContainer:

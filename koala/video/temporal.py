@@ -30,11 +30,12 @@ class Previous:
     ab: np.ndarray
 
 
-def past_weight(seconds: float, fps: float) -> float:
+def past_weight(seconds: float, fps: float, option: str = "temporal") -> float:
     """Weight of the past in still parts of a shot: exp(-1 / (seconds * fps)), so that the
-    average's time constant is ``seconds`` at any frame rate; 0 (frame by frame) for ``seconds`` 0."""
+    average's time constant is ``seconds`` at any frame rate; 0 (frame by frame) for ``seconds`` 0.
+    A negative ``seconds`` is refused, naming the option as the caller calls it."""
     if seconds < 0:
-        raise ValueError(f"--temporal {seconds:g}: must be 0 (frame by frame) or more (seconds)")
+        raise ValueError(f"{option} {seconds:g}: must be 0 (frame by frame) or more (seconds)")
     return math.exp(-1.0 / (seconds * fps)) if seconds > 0 and fps > 0 else 0.0
 
 

@@ -14,8 +14,8 @@ from koala import config as config_lib
 from koala.evaluation.compare.config import CompareConfig
 from koala.evaluation.compare.plots import grid_rows, plot_curves, plot_grid
 from koala.evaluation.compare.report import write_json, write_markdown
-from koala.evaluation.evaluate import evaluate
-from koala.evaluation.frontier import sweep_report, write_report
+from koala.evaluation.evaluate import evaluate, write_report
+from koala.evaluation.frontier import plot_frontier, sweep_report
 from koala.evaluation.metrics import load_feature_extractor
 from koala.data.sources import data_source
 from koala.images import list_images
@@ -97,7 +97,7 @@ def write_frontier(cc: CompareConfig, colorizers: dict[str, Colorizer], source: 
     {"json": ..., "png": ...}, the file names in ``folder``."""
     report = sweep_report(colorizers, str(source), cc.eval.sweep, None, size, cc.eval.limit, progress,
                           cc.eval.groups)
-    json_path, png_path = write_report(report, folder / "frontier.json")
+    json_path, png_path = write_report(report, folder / "frontier.json", plot_frontier)
     return report, {"json": json_path.name, "png": png_path.name}
 
 
