@@ -10,8 +10,10 @@
 #   3. the working size and saturation chosen on training photos (scripts/tune_colour.py, the
 #      default's rule);
 #   4. packaged into koala/weights/hints.* and scored on photos-v1/val and scenes-v1/val.
-# In a later session, go on from the shipped model with a fresh optimizer:
-#   .venv/bin/koala train --config configs/hints.yaml --set name=hints-2 --set train.init_weights=hints
+#   5. the long run's second part (configs/hints-2.yaml) goes on from the bundled model for up to
+#      800,000 more crops, across sessions: a session that stops keeps the run with
+#      scripts/save_state.sh hints-2 (committed under training-state/), and this script restores it
+#      and resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PHOTOS=../shared/datasets/photos-v1
@@ -29,3 +31,5 @@ stage hints configs/hints.yaml
     --sweep 1,1.2,1.4,1.6 --out reports/frontier/hints.json
 .venv/bin/koala evaluate --model default --model hints --data "$SCENES/val" \
     --sweep 1,1.2,1.4,1.6 --out reports/frontier/hints-scenes.json
+[ -e runs/hints-2 ] || [ ! -d training-state/hints-2 ] || scripts/restore_state.sh hints-2
+stage hints-2 configs/hints-2.yaml
