@@ -185,6 +185,8 @@ def bundle(run: Run, name: str = "default", weights_dir: str | os.PathLike = WEI
     :func:`model_metadata` looks). Existing files are kept unless ``overwrite``. Returns the model's path."""
     import keras
 
+    import koala.models  # noqa: F401  registers the architectures' classes, which load_model looks up
+
     if not run.finished:
         raise FileNotFoundError(f"{run.path}: no finished run to bundle ({run.best.name} missing or still training)")
     target = Path(weights_dir) / f"{name}.keras"

@@ -162,6 +162,26 @@ def test_bundle_ships_the_registered_class_with_the_same_outputs_and_keeps_exist
         bundle(Run(tmp_path / "nothing"), "other", weights)
 
 
+def test_bundle_loads_a_subclassed_run_in_a_fresh_process(tmp_path):
+    """A run saved as a CUNet (every run trained since the architectures became classes) bundles
+    from a process that imported only koala.runs, as scripts/package_model.py does."""
+    import subprocess
+    import sys
+
+    from koala.models import get_model
+
+    args = {"base_filters": 4, "batch_norm": False, "dilation_rates": [2, 4, 8, 8], "hints": True}
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
+    get_model("cunet", **args).save(run.best)
+    run.write_metadata({"model": "cunet", "model_args": args, "image_size": 32, "multiple": 8})
+    code = ("import sys; from koala.runs import Run, bundle; "
+            "print(bundle(Run(sys.argv[1]), 'mine', sys.argv[2]))")
+    done = subprocess.run([sys.executable, "-c", code, str(run.path), str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "mine.keras").is_file() and (tmp_path / "mine.json").is_file()
+
+
 def test_the_bundled_model_is_its_registered_class():
     """load_model alone rebuilds the shipped model: a CUNet with the arguments of its metadata."""
     import keras
