@@ -302,9 +302,10 @@ def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) 
 
 
 def write_figure(figure, path: str | os.PathLike, dpi: float = 100) -> None:
-    """Save a matplotlib ``Figure`` as a PNG, atomically (:func:`write_atomic`, replacing an
-    earlier one). Figures are made with ``matplotlib.figure.Figure``, never pyplot, so drawing
-    switches no backend and keeps no global figure list."""
+    """Save a matplotlib ``Figure`` in the format its suffix names (PNG, JPEG, ...), atomically
+    (:func:`write_atomic`, replacing an earlier one). Figures are made with
+    ``matplotlib.figure.Figure``, never pyplot, so drawing switches no backend and keeps no global
+    figure list."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=dpi)
     write_atomic(path, buffer.getvalue(), overwrite=True)

@@ -118,3 +118,16 @@ def test_resize_short_side_keeps_the_aspect_and_upscales_only_when_asked():
     assert resize_short_side(rgb, 80, upscale=False) is rgb
     flat = np.full((30, 30, 3), 77, np.uint8)
     assert np.all(resize_short_side(flat, 13) == 77)  # bilinear: a flat photo stays flat
+
+
+@pytest.mark.parametrize("name, magic", [("plot.png", b"\x89PNG"), ("grid.jpg", b"\xff\xd8\xff")])
+def test_write_figure_writes_the_format_its_suffix_names(tmp_path, name, magic):
+    """A grid saved as grid.jpg is a JPEG, not a PNG under a .jpg name (four times the size)."""
+    from matplotlib.figure import Figure
+
+    from koala.images import write_figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().imshow([[0.0, 1.0], [1.0, 0.0]])
+    write_figure(fig, tmp_path / name)
+    assert (tmp_path / name).read_bytes()[:len(magic)] == magic
