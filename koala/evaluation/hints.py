@@ -132,5 +132,3 @@ def plot_hints(report: dict, path: str | Path) -> None:
     absolute.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     write_figure(fig, path, dpi=110)
-
-
