@@ -1,5 +1,6 @@
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,8 +117,11 @@ sys.exit(main(sys.argv[1:]))
 def test_a_killed_run_resumes_and_keeps_the_truth(toy_run, toy_photos, opposite_photos, tmp_path):
     """A model of toy_photos fine-tuned on the opposite colours and validated on toy_photos gets
     worse every epoch, so the best epoch comes before the kill: best.keras must still hold it at
-    the end, and koala.json must count the epochs and time of both processes."""
-    cfg = tiny_config(opposite_photos, tmp_path, epochs=4, steps_per_epoch=6, init_weights=toy_run)
+    the end, and koala.json must count the epochs and time of both processes. The model it started
+    from is gone before the resume, as on another machine: the backup holds every weight."""
+    start = tmp_path / "start.keras"
+    shutil.copy(Run(toy_run).best, start)
+    cfg = tiny_config(opposite_photos, tmp_path, epochs=4, steps_per_epoch=6, init_weights=str(start))
     cfg.data.val = str(toy_photos)
     config_lib.save(cfg, tmp_path / "cfg.yaml")
     command = [sys.executable, "-m", "koala.cli", "train", "--config", str(tmp_path / "cfg.yaml")]
@@ -130,6 +134,7 @@ def test_a_killed_run_resumes_and_keeps_the_truth(toy_run, toy_photos, opposite_
     meta_before = Run(run).read_metadata()
     assert len(before) == 2 and Run(run).resuming
     assert meta_before["epochs_run"] == 2 and meta_before["train_seconds"] > 0
+    start.unlink()
 
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]

@@ -159,18 +159,19 @@ def build_datasets(cfg: config_lib.Config):
     return train, val
 
 
-def prepare(cfg: config_lib.Config, strategy: tf.distribute.Strategy, weights: str | os.PathLike = ""
-            ) -> tuple[tf.data.Dataset, tf.data.Dataset, keras.Model]:
+def prepare(cfg: config_lib.Config, strategy: tf.distribute.Strategy, weights: str | os.PathLike = "",
+            resuming: bool = False) -> tuple[tf.data.Dataset, tf.data.Dataset, keras.Model]:
     """Seed, dtype policy, train and validation datasets, and the model compiled inside
     ``strategy.scope()``: the same start for both training loops. ``weights``: start from this
-    model's weights instead of ``train.init_weights`` (a finished run being extended)."""
+    model's weights instead of ``train.init_weights`` (a finished run being extended);
+    ``resuming``: neither (the run's backup holds every weight)."""
     keras.utils.set_random_seed(cfg.train.seed)
     capabilities = gpu_capabilities()
     precision = chosen_precision(cfg)
     print(f"precision: {precision}" + (" (auto)" if cfg.train.precision == "auto" else ""), flush=True)
     train_ds, val_ds = build_datasets(cfg)
     with strategy.scope():
-        model = compile_model(cfg, capabilities, precision, weights)
+        model = compile_model(cfg, capabilities, precision, weights, resuming)
     return train_ds, val_ds, model
 
 
@@ -212,15 +213,17 @@ def start_from(model: keras.Model, init_weights: str) -> None:
 
 
 def compile_model(cfg: config_lib.Config, capabilities, precision: str = "float32",
-                  weights: str | os.PathLike = "") -> keras.Model:
+                  weights: str | os.PathLike = "", resuming: bool = False) -> keras.Model:
     """The configured model under the dtype policy ``precision`` (starting from ``weights``, else
-    ``train.init_weights`` if given), compiled with its loss. The policy is the model's own (in its
+    ``train.init_weights`` if given and not ``resuming``: a resumed run may be on a machine
+    without its starting model), compiled with its loss. The policy is the model's own (in its
     config, so a checkpoint loads back with it); Keras' global policy is left as it was."""
     spec = get_spec(cfg.model)
     with dtype_scope(precision):
         model = get_model(cfg.model, **cfg.model_args)
-    if weights or cfg.train.init_weights:
-        start_from(model, str(weights or cfg.train.init_weights))
+    start = weights or ("" if resuming else cfg.train.init_weights)
+    if start:
+        start_from(model, str(start))
     loss = (spec.make_loss(cfg.train.loss_args, data_source(cfg.data.train)) if spec.make_loss
             else get_loss(cfg.train.loss, **cfg.train.loss_args))
     model.compile(
