@@ -10,10 +10,14 @@
 #   3. the working size and saturation chosen on training photos (scripts/tune_colour.py, the
 #      default's rule);
 #   4. packaged into koala/weights/hints.* and scored on photos-v1/val and scenes-v1/val.
-#   5. the long run's second part (configs/hints-2.yaml) goes on from the bundled model for up to
-#      800,000 more crops, across sessions: a session that stops keeps the run with
-#      scripts/save_state.sh hints-2 (committed under training-state/), and this script restores it
-#      and resumes.
+#   5. the long run's second part (configs/hints-2.yaml, 70 epochs: flat at its floor learning
+#      rate) goes on from the bundled model, re-tuned and packaged as the bundled model;
+#   6. its third part: two short runs at equal CPU time from that model with a warm restart
+#      (configs/hints-3-global.yaml with a global-context branch, configs/hints-3-plain.yaml without;
+#      compared on the frontier of 367 general and scenes val photos, reports/issue17/): the plain
+#      one won, and the long run continues it (configs/hints-3.yaml).
+#   A session that stops keeps a long run with scripts/save_state.sh RUN (committed under
+#   training-state/); this script restores it and resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PHOTOS=../shared/datasets/photos-v1
@@ -31,5 +35,15 @@ stage hints configs/hints.yaml
     --sweep 1,1.2,1.4,1.6 --out reports/frontier/hints.json
 .venv/bin/koala evaluate --model default --model hints --data "$SCENES/val" \
     --sweep 1,1.2,1.4,1.6 --out reports/frontier/hints-scenes.json
-[ -e runs/hints-2 ] || [ ! -d training-state/hints-2 ] || scripts/restore_state.sh hints-2
-stage hints-2 configs/hints-2.yaml
+resume() {  # a long run kept under training-state/ by an earlier session
+    [ -e "runs/$1" ] || [ ! -d "training-state/$1" ] || scripts/restore_state.sh "$1"
+    stage "$1" "$2"
+}
+resume hints-2 configs/hints-2.yaml
+.venv/bin/python scripts/tune_colour.py runs/hints-2 --data "$PHOTOS/train" --images 300 \
+    --sizes 160 --saturations 1.2,1.3,1.4,1.5,1.6 \
+    --margin 0.7 --group "$GENERAL" --group-margin 0.3 --source-floor 0.3
+.venv/bin/python scripts/package_model.py runs/hints-2 --name hints --overwrite
+stage hints-3-global configs/hints-3-global.yaml
+stage hints-3-plain configs/hints-3-plain.yaml
+resume hints-3 configs/hints-3.yaml
