@@ -203,17 +203,24 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+def _log_server_events() -> None:
+    """One timestamped stderr line per request (``koala.access``) and per waitress warning (e.g.
+    "Task queue depth is 2": requests waiting for a thread), instead of waitress's bare lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    for name, level in (("koala.access", logging.INFO), ("waitress", logging.WARNING)):
+        log = logging.getLogger(name)
+        log.addHandler(handler)
+        log.setLevel(level)
+        log.propagate = False
+
+
 def _cmd_serve(args: argparse.Namespace) -> NoReturn:
     from koala.inference import Colorizer
     from koala.serving.app import SLOT_PIXELS, create_app, make_server
 
     _raise_open_file_limit()
-    handler = logging.StreamHandler(sys.stderr)  # the access log: one line per request
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    access = logging.getLogger("koala.access")
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
+    _log_server_events()
     colorizer = Colorizer.load(args.model)
     app = create_app(colorizer, workers=args.workers, queue=args.queue,
                      max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels)

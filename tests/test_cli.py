@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 
 NOISE = ("absl", "oneDNN", "cuda", "CUDA", "I0000", "E0000", "WARNING")
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")  # koala serve's log: a timestamp first
 
 
 def start_as_from_a_terminal(command: list[str], **kwargs) -> subprocess.Popen:
@@ -43,8 +44,33 @@ def test_start_up_is_quiet_and_ctrl_c_is_one_line(constant_ab_run):
     finally:
         server.kill()
     assert server.returncode == 130
-    lines = [line for line in err.strip().splitlines() if " GET / 200 " not in line]  # the access log's line
-    assert lines == ["koala serve: interrupted"], err
+    logged = [line for line in err.strip().splitlines() if LOG_LINE.match(line)]
+    assert any(" GET / 200 " in line for line in logged), err  # the access log
+    # Timestamped server events may come too (under load the request can beat waitress's threads:
+    # "Task queue depth is 1"); nothing else may.
+    assert [line for line in err.strip().splitlines() if line not in logged] == ["koala serve: interrupted"], err
+
+
+def test_server_events_are_timestamped_log_lines(capsys):
+    import logging
+
+    from koala.cli import _log_server_events
+
+    loggers = [logging.getLogger(name) for name in ("koala.access", "waitress")]
+    before = [(log.level, log.propagate) for log in loggers]
+    _log_server_events()
+    try:
+        logging.getLogger("koala.access").info("127.0.0.1 GET / 200 1980 6")
+        logging.getLogger("waitress.queue").warning("Task queue depth is %d", 2)
+        logging.getLogger("waitress").info("not shown: waitress's notices start at warnings")
+    finally:
+        for log, (level, propagate) in zip(loggers, before):
+            log.handlers.clear()
+            log.setLevel(level)
+            log.propagate = propagate
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(LOG_LINE.match(line) for line in lines), lines
+    assert lines[0].endswith(" 127.0.0.1 GET / 200 1980 6") and lines[1].endswith(" Task queue depth is 2")
 
 
 def test_verbose_shows_tensorflow_start_up(tmp_path):
