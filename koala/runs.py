@@ -179,15 +179,17 @@ def save_model_atomic(network: "keras.Model", path: str | os.PathLike, overwrite
 
 
 def bundle(run: Run, name: str = "default", weights_dir: str | os.PathLike = WEIGHTS_DIR,
-           overwrite: bool = False) -> Path:
+           overwrite: bool = False, stopped: bool = False) -> Path:
     """Ship a finished run: its best model, as its registered class and without optimizer state,
     as ``weights_dir/NAME.keras``, and its metadata beside it as ``NAME.json`` (where
-    :func:`model_metadata` looks). Existing files are kept unless ``overwrite``. Returns the model's path."""
+    :func:`model_metadata` looks). ``stopped``: also the best so far of a run that was stopped and
+    can resume (a long run across sessions; its backup is left as it is). Existing files are kept
+    unless ``overwrite``. Returns the model's path."""
     import keras
 
     import koala.models  # noqa: F401  registers the architectures' classes, which load_model looks up
 
-    if not run.finished:
+    if not (run.finished or (stopped and run.best.is_file())):
         raise FileNotFoundError(f"{run.path}: no finished run to bundle ({run.best.name} missing or still training)")
     target = Path(weights_dir) / f"{name}.keras"
     metadata_file = target.with_suffix(".json")

@@ -16,12 +16,14 @@ def main() -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("--name", default="default")
     parser.add_argument("--overwrite", action="store_true", help="replace a bundled model of that name")
+    parser.add_argument("--stopped", action="store_true",
+                        help="bundle the best so far of a stopped run that can resume (its backup stays)")
     args = parser.parse_args()
     try:
-        bundled = bundle(Run(args.run), args.name, overwrite=args.overwrite)
+        bundled = bundle(Run(args.run), args.name, overwrite=args.overwrite, stopped=args.stopped)
     except (FileExistsError, FileNotFoundError) as e:
-        print(f"package_model: {e}{' (--overwrite replaces it)' if isinstance(e, FileExistsError) else ''}",
-              file=sys.stderr)
+        way = " (--overwrite replaces it)" if isinstance(e, FileExistsError) else " (--stopped takes a stopped run's best)"
+        print(f"package_model: {e}{way}", file=sys.stderr)
         return 2
     print(f"wrote {bundled} ({bundled.stat().st_size / 1e6:.1f} MB) and its metadata")
     return 0

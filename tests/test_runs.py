@@ -160,6 +160,14 @@ def test_bundle_ships_the_registered_class_with_the_same_outputs_and_keeps_exist
     bundle(run, "mine", weights, overwrite=True)
     with pytest.raises(FileNotFoundError, match="no finished run"):
         bundle(Run(tmp_path / "nothing"), "other", weights)
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        bundle(Run(tmp_path / "nothing"), "other", weights, stopped=True)
+    run.backup.mkdir()  # stopped: it can resume
+    with pytest.raises(FileNotFoundError, match="still training"):
+        bundle(run, "stopped", weights)
+    np.testing.assert_array_equal(keras.saving.load_model(bundle(run, "stopped", weights, stopped=True),
+                                                          compile=False)(x).numpy(), plain(x).numpy())
+    assert run.backup.is_dir()
 
 
 def test_bundle_loads_a_subclassed_run_in_a_fresh_process(tmp_path):
