@@ -19,10 +19,14 @@ def main() -> int:
     parser.add_argument("--stopped", action="store_true",
                         help="bundle the best so far of a stopped run that can resume (its backup stays)")
     args = parser.parse_args()
+    run = Run(args.run)
     try:
-        bundled = bundle(Run(args.run), args.name, overwrite=args.overwrite, stopped=args.stopped)
+        bundled = bundle(run, args.name, overwrite=args.overwrite, stopped=args.stopped)
     except (FileExistsError, FileNotFoundError) as e:
-        way = " (--overwrite replaces it)" if isinstance(e, FileExistsError) else " (--stopped takes a stopped run's best)"
+        if isinstance(e, FileExistsError):
+            way = " (--overwrite replaces it)"
+        else:  # name --stopped only where it would help: a stopped run with a best checkpoint
+            way = " (--stopped takes the best so far of a stopped run)" if run.resuming and run.best.is_file() else ""
         print(f"package_model: {e}{way}", file=sys.stderr)
         return 2
     print(f"wrote {bundled} ({bundled.stat().st_size / 1e6:.1f} MB) and its metadata")
