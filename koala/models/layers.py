@@ -7,6 +7,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from koala.models.widen import widen_into
+
 L_INPUT_NAME = "L"  # stable SavedModel signature key for every model
 
 
@@ -43,15 +45,17 @@ def with_policy(model: keras.Model, policy: str = "float32") -> keras.Model:
 def transfer_weights(source: keras.Model, target: keras.Model) -> list[str]:
     """Copy every layer's weights from ``source`` into the layer of ``target`` with the same name
     and weight shapes: a model with new parts (hint inputs, a global branch) starts from a trained
-    one, and its new layers keep their initialisation. Returns the names of ``target``'s layers
-    with weights that got none; a ValueError when nothing matched."""
+    one, and its new layers keep their initialisation. When namesakes differ in shape, ``target``
+    must be a wider version of ``source`` and is set to compute the same function
+    (:func:`koala.models.widen.widen_into`). Returns the names of ``target``'s layers with weights
+    that got none; a ValueError when nothing matched or a layer cannot be widened."""
     donors = {layer.name: layer for layer in source.layers if layer.weights}
+    pairs = [(layer, donors.get(layer.name)) for layer in target.layers if layer.weights]
+    if any(donor is not None and _shapes(donor) != _shapes(layer) for layer, donor in pairs):
+        return widen_into(source, target)
     untouched, copied = [], 0
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        donor = donors.get(layer.name)
-        if donor is not None and [w.shape for w in donor.weights] == [w.shape for w in layer.weights]:
+    for layer, donor in pairs:
+        if donor is not None:
             layer.set_weights(donor.get_weights())
             copied += 1
         else:
@@ -59,6 +63,10 @@ def transfer_weights(source: keras.Model, target: keras.Model) -> list[str]:
     if not copied:
         raise ValueError(f"no layer of {source.name!r} matches one of {target.name!r} by name and shape")
     return untouched
+
+
+def _shapes(layer: layers.Layer) -> list[tuple]:
+    return [tuple(w.shape) for w in layer.weights]
 
 
 def model_config(model: keras.Model) -> dict:

@@ -205,9 +205,17 @@ def make_callbacks(cfg: config_lib.Config, run: Run, val, extend_from: int = 0) 
 def start_from(model: keras.Model, init_weights: str) -> None:
     """Load ``init_weights`` (a model name, run folder or .keras file) into ``model`` layer by layer
     (:func:`koala.models.layers.transfer_weights`): the same architecture loads whole; one with
-    new parts (hint inputs, a global branch) keeps those at their initialisation, and says so."""
+    new parts (hint inputs, a global branch) keeps those at their initialisation, and says so; a
+    wider one (more ``base_filters``) starts as the same function (Net2Net), and says so."""
     path = resolve_model(init_weights)
-    untouched = transfer_weights(keras.saving.load_model(path, compile=False), model)
+    source = keras.saving.load_model(path, compile=False)
+    try:
+        untouched = transfer_weights(source, model)
+    except ValueError as error:
+        raise ValueError(f"train.init_weights {path}: {error}") from None
+    if model.count_params() != source.count_params() and not untouched:
+        print(f"init_weights {path}: widened from {source.count_params():,} to {model.count_params():,} "
+              "parameters, computing the same function (Net2Net)", flush=True)
     if untouched:
         print(f"init_weights {path}: new layers keep their initialisation: {', '.join(untouched)}", flush=True)
 
