@@ -47,8 +47,9 @@ class TrainConfig:
     """Optimisation. precision: auto | float32 | mixed_float16 | mixed_bfloat16;
     jit_compile: auto | true | false (auto = XLA on GPU only); strategy: default | mirrored | multiworker.
     init_weights: start from a trained model's weights ("default", a run folder or a .keras file),
-    e.g. to fine-tune resunet34 with the mse_ssim loss; layers with new names or shapes keep their
-    initialisation. cpu_budget: stop after the epoch at which the run's process CPU seconds reach
+    e.g. to fine-tune resunet34 with the mse_ssim loss; layers with new names keep their
+    initialisation, and a wider model (more base_filters) starts as the same function (Net2Net).
+    cpu_budget: stop after the epoch at which the run's process CPU seconds reach
     it (null: no limit), to compare models at equal compute."""
 
     epochs: int = 30
