@@ -21,7 +21,7 @@ def train_fit(cfg: config_lib.Config, strategy: tf.distribute.Strategy, overwrit
     run = Run(cfg.run_dir)
     extend_from = first_epoch(cfg, run, overwrite)
     # data and model first: a bad start leaves no run folder
-    train_ds, val_ds, model = prepare(cfg, strategy, run.best if extend_from else "", run.resuming)
+    train_ds, val_ds, model = prepare(cfg, strategy, run, extend_from)
     created = not run.path.exists()
     try:
         start_run(cfg, run, extend_from)

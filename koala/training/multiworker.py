@@ -234,7 +234,7 @@ def train_multiworker(cfg: config_lib.Config, strategy: tf.distribute.Strategy,
         scratch = tempfile.mkdtemp(prefix="koala-worker-")
         write_run = Run(scratch)
     try:
-        train_ds, val_ds, model = prepare(cfg, strategy, run.best if extend_from else "", run.resuming)
+        train_ds, val_ds, model = prepare(cfg, strategy, run, extend_from)
         with strategy.scope():
             callbacks = make_callbacks(cfg, write_run, val_ds, extend_from)
         # Only the chief knows extend_from; custom_fit hands its starting epoch and weights to all.

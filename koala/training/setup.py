@@ -159,19 +159,19 @@ def build_datasets(cfg: config_lib.Config):
     return train, val
 
 
-def prepare(cfg: config_lib.Config, strategy: tf.distribute.Strategy, weights: str | os.PathLike = "",
-            resuming: bool = False) -> tuple[tf.data.Dataset, tf.data.Dataset, keras.Model]:
+def prepare(cfg: config_lib.Config, strategy: tf.distribute.Strategy, run: Run,
+            extend_from: int = 0) -> tuple[tf.data.Dataset, tf.data.Dataset, keras.Model]:
     """Seed, dtype policy, train and validation datasets, and the model compiled inside
-    ``strategy.scope()``: the same start for both training loops. ``weights``: start from this
-    model's weights instead of ``train.init_weights`` (a finished run being extended);
-    ``resuming``: neither (the run's backup holds every weight)."""
+    ``strategy.scope()``: the same start for both training loops. Its weights: ``run``'s best
+    checkpoint when a finished run is extended (``extend_from`` epochs), none to load when ``run``
+    resumes (its backup holds every weight), else ``train.init_weights``."""
     keras.utils.set_random_seed(cfg.train.seed)
     capabilities = gpu_capabilities()
     precision = chosen_precision(cfg)
     print(f"precision: {precision}" + (" (auto)" if cfg.train.precision == "auto" else ""), flush=True)
     train_ds, val_ds = build_datasets(cfg)
     with strategy.scope():
-        model = compile_model(cfg, capabilities, precision, weights, resuming)
+        model = compile_model(cfg, capabilities, precision, run.best if extend_from else "", run.resuming)
     return train_ds, val_ds, model
 
 
