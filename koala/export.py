@@ -36,7 +36,7 @@ import keras
 import tensorflow as tf
 
 from koala.images import MAX_PIXELS, make_readable
-from koala.inference import Colorizer, colorize_pixels, predict_ab
+from koala.inference import Colorizer, colorize_pixels, predict_ab, saturation_for
 from koala.data.hints import HINT_COLUMNS
 from koala.serving import (
     AB_OUTPUT,
@@ -159,7 +159,8 @@ def build_archive(colorizer: Colorizer) -> keras.export.ExportArchive:
     archive.add_endpoint(L_SIGNATURE, serve_l, [tf.TensorSpec([None, None, None, 1], tf.float32, name=L_INPUT)])
     if colorizer.takes_hints:
         def serve_hints(image_bytes: tf.Tensor, hints: tf.Tensor) -> dict[str, tf.Tensor]:
-            pngs = tf.map_fn(lambda item: colorize_png_bytes(network, item[0], size, multiple, saturation, item[1]),
+            request_saturation = saturation_for(tf.shape(hints)[1], saturation, colorizer.hint_saturation)
+            pngs = tf.map_fn(lambda item: colorize_png_bytes(network, item[0], size, multiple, request_saturation, item[1]),
                              (image_bytes, hints), fn_output_signature=tf.TensorSpec([], tf.string),
                              parallel_iterations=1)
             return {PNG_OUTPUT: pngs}
@@ -180,8 +181,9 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
            fmt: str = "savedmodel", saturation: float | None = None, temperature: float | None = None) -> Path:
     """Export ``model`` ('default', a run folder or a .keras file) to ``out/<version>/``.
 
-    ``saturation`` and ``temperature`` (default: the model's own setting) are baked into the
-    SavedModel's signatures, as TF Serving takes no per-request options.
+    ``saturation`` and ``temperature`` (default: the model's own settings; with hints its hint
+    saturation, :func:`koala.inference.saturation_for`) are baked into the SavedModel's
+    signatures, as TF Serving takes no per-request options.
 
     ``version`` defaults to the next free number; an existing version is never overwritten. The
     folder is written beside its final place and renamed in, so a TF Serving that watches

@@ -174,6 +174,14 @@ def colorize_pixels(
     return join_ab(pixels, tf.cast(ab_small, tf.float32), saturation, out_dtype)
 
 
+def saturation_for(hint_count, saturation, hint_saturation) -> tf.Tensor:
+    """The saturation for photos with ``hint_count`` hints each. A model's tuned saturation makes
+    up for its caution when it guesses; a hinted colour is a person's own, and scaling it would
+    give back a colour they did not pick (and cost 0.9-1.8 dB at 2-50 hints; koala/weights/HINTS.md),
+    so photos with hints take ``hint_saturation`` (1: as given)."""
+    return tf.where(hint_count > 0, tf.cast(hint_saturation, tf.float32), tf.cast(saturation, tf.float32))
+
+
 def read_metadata(model_path: Path, network: keras.Model) -> dict:
     """The model's metadata (:func:`koala.runs.model_metadata`), else the registry's defaults for
     its architecture."""
@@ -204,12 +212,14 @@ class Colorizer:
     saturation: float = 1.0
     temperature: float | None = None
     metadata: dict | None = None
+    hint_saturation: float = 1.0
     # Traced colorize functions, shared by copies made with dataclasses.replace (the web API
     # tunes saturation and temperature per request) so that each is traced once.
     _graphs: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.saturation = check_saturation(self.saturation)
+        self.hint_saturation = check_saturation(self.hint_saturation, "hint_saturation")
         if self.temperature is not None:
             if not self.predicts_distribution:
                 model = (self.metadata or {}).get("model", self.network.name)
@@ -222,7 +232,8 @@ class Colorizer:
         cls, model: str | os.PathLike = "default", saturation: float | None = None, temperature: float | None = None
     ) -> "Colorizer":
         """Load 'default', a run folder or a .keras file; ``saturation`` scales the predicted
-        ab (default: the model's calibrated value, else 1); ``temperature`` is for models that
+        ab (default: the model's calibrated value, else 1; with hints: its ``hint_saturation``,
+        else 1, :func:`saturation_for`; given, it holds with and without hints); ``temperature`` is for models that
         predict a colour distribution (annealed mean; default: the model's tuned value, else the
         architecture's)."""
         path = resolve_model(model)
@@ -235,6 +246,7 @@ class Colorizer:
             saturation=float(meta.get("saturation", 1.0) if saturation is None else saturation),
             temperature=meta.get("temperature") if temperature is None else temperature,
             metadata=meta,
+            hint_saturation=float(meta.get("hint_saturation", 1.0) if saturation is None else saturation),
         )
 
     @property
@@ -335,20 +347,23 @@ class Colorizer:
         return self._graphs[key]
 
     def tuned(self, saturation: float | None = None, temperature: float | None = None) -> "Colorizer":
-        """This colorizer with other knob settings (None keeps its own), sharing its traced graphs."""
-        changes = {k: v for k, v in (("saturation", saturation), ("temperature", temperature)) if v is not None}
+        """This colorizer with other knob settings (None keeps its own; a saturation holds with
+        and without hints), sharing its traced graphs."""
+        changes = {k: v for k, v in (("saturation", saturation), ("hint_saturation", saturation),
+                                     ("temperature", temperature)) if v is not None}
         return dataclasses.replace(self, **changes) if changes else self
 
     def _run(self, photos: Sequence[np.ndarray], out_dtype: tf.DType, hints: Sequence[Hints]) -> tf.Tensor:
-        """Photos of one size and depth (:func:`as_pixels`), each with its hints, through :meth:`graph`
-        in one call."""
+        """Photos of one size and depth (:func:`as_pixels`), each with its hints (as many each),
+        through :meth:`graph` in one call."""
         height, width = photos[0].shape[:2]
         tables = [self.hint_table(h, (width, height)) for h in hints]
         pixels = photos[0][None] if len(photos) == 1 else np.stack(photos)  # one photo: a view, no copy
         pixels = pixels if pixels.ndim == 4 else pixels[..., None]
         graph = self.graph(tf.as_dtype(pixels.dtype), out_dtype)
         extra = [tf.constant(np.stack(tables))] if self.takes_hints else []
-        return graph(tf.convert_to_tensor(pixels), tf.constant(self.saturation, tf.float32), *extra)
+        saturation = saturation_for(len(tables[0]), self.saturation, self.hint_saturation)
+        return graph(tf.convert_to_tensor(pixels), saturation, *extra)
 
     def colorize_float(self, rgb: np.ndarray, hints: Hints = None) -> np.ndarray:
         """Float RGB (H, W, 3) in [0, 1] -> colorized float RGB, same size (``hints`` as :meth:`colorize`)."""

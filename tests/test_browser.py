@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import colourfulness, decode, encode, photo
+from conftest import HINT_MODEL_SATURATION, colourfulness, decode, encode, photo
 from koala.inference import Colorizer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -172,6 +172,7 @@ def test_place_recolour_and_delete_a_hint(served_hints, browser, tiny_hint_model
     colorizer = Colorizer.load(tiny_hint_model)
     automatic = colorizer.colorize(str(upload))
     assert np.array_equal(image_of(browser, "#result-img"), automatic)
+    assert shown_saturation(browser) == f"{HINT_MODEL_SATURATION:.2f}"  # the model's tuned saturation, without hints
 
     browser.execute_script("const c = document.getElementById('hint-color');"
                            "c.value = '#00c040'; c.dispatchEvent(new Event('input'));")
@@ -181,6 +182,7 @@ def test_place_recolour_and_delete_a_hint(served_hints, browser, tiny_hint_model
     hints = wait_for_full_result(browser)
     assert "preview in" in browser.find_element(By.ID, "status").text
     assert len(hints) == 1 and hints[0]["color"] == "#00c040"
+    assert shown_saturation(browser) == "1.00"  # with hints: the colours as hinted (the colours below say the server agrees)
     assert 0 <= hints[0]["x"] < 240 and 0 <= hints[0]["y"] < 200
     guided = image_of(browser, "#result-img")
     assert np.array_equal(guided, colorizer.colorize(str(upload), hints=hints))  # full size, the Colorizer's pixels
@@ -207,7 +209,12 @@ def test_place_recolour_and_delete_a_hint(served_hints, browser, tiny_hint_model
     assert wait_for_full_result(browser) == []
     assert not browser.find_elements(By.CSS_SELECTOR, "#hint-layer .hint")
     assert np.array_equal(image_of(browser, "#result-img"), automatic)
+    assert shown_saturation(browser) == f"{HINT_MODEL_SATURATION:.2f}"
     print("status:", browser.find_element(By.ID, "status").text)
+
+
+def shown_saturation(driver) -> str:
+    return driver.find_element(By.ID, "saturation-value").text
 
 
 def wait_for_full_result(driver) -> list[dict]:

@@ -3,6 +3,7 @@ that takes hints through Colorizer and `koala colorize --hints`."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import tensorflow as tf
 from PIL import Image
 from skimage.color import rgb2lab
 
+from conftest import HINT_MODEL_SATURATION, photo
 from koala.cli import main
 from koala.data.hints import (
     DEFAULT_PATCH,
@@ -20,6 +22,7 @@ from koala.data.hints import (
     simulate_user_hints,
 )
 from koala.inference import Colorizer
+from koala.runs import Run
 
 TOY_SIDE = 32  # the toy hint model's working size
 
@@ -127,6 +130,26 @@ def test_a_hint_model_without_hints_is_its_automatic_colorizer(tiny_hint_model):
     graphs = len(colorizer._graphs)
     colorizer.colorize(gray, hints=[{"x": 1, "y": 1, "color": "#00ff00"}] * 7)
     assert len(colorizer._graphs) == graphs  # any number of hints: the same traced graph
+
+
+def test_photos_with_hints_take_the_hint_saturation_not_the_tuned_one(tiny_hint_model, tmp_path):
+    """A tuned saturation makes up for a model's caution when it guesses; a hinted colour is a
+    person's own, so photos with hints are not boosted unless a saturation is asked for."""
+    tuned = Colorizer.load(tiny_hint_model)
+    assert (tuned.saturation, tuned.hint_saturation) == (HINT_MODEL_SATURATION, 1.0)
+    gray, hint = photo(gray=True), [{"x": 10, "y": 10, "color": "#00ff00"}]
+    as_given = tuned.colorize(gray, saturation=1.0, hints=hint)
+    np.testing.assert_array_equal(tuned.colorize(gray, hints=hint), as_given)
+    np.testing.assert_array_equal(tuned.colorize(gray), tuned.colorize(gray, saturation=HINT_MODEL_SATURATION))
+    assert np.abs(tuned.colorize(gray).astype(int) - tuned.colorize(gray, saturation=1.0)).max() > 3
+    chosen = Colorizer.load(tiny_hint_model, saturation=HINT_MODEL_SATURATION)  # asked for: it holds with hints
+    boosted = chosen.colorize(gray, hints=hint)
+    assert chosen.hint_saturation == HINT_MODEL_SATURATION and np.abs(boosted.astype(int) - as_given).max() > 3
+    copy = shutil.copytree(tiny_hint_model, tmp_path / "model")  # a model that records its own hint saturation
+    meta = Run(copy).metadata_file
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "hint_saturation": 1.2}))
+    np.testing.assert_array_equal(Colorizer.load(copy).colorize(gray, hints=hint),
+                                  tuned.colorize(gray, saturation=1.2, hints=hint))
 
 
 def toy_photos(rng: np.random.Generator, count: int) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 ``GET /``                the page: drop a photo, compare gray and colour, tune, download the PNG.
 ``POST /api/colorize``   a photo (multipart field ``image``, or the raw bytes as the body) -> PNG.
-                         Query parameters ``saturation`` and ``temperature`` (models that
-                         predict colour distributions) are optional. Models with hint inputs
+                         Query parameters ``saturation`` (default: the model's own, which is
+                         its hint saturation for a photo with hints) and ``temperature``
+                         (models that predict colour distributions) are optional. Models with hint inputs
                          also take colour hints: the multipart field ``hints``, a JSON list of
                          ``{"x": px, "y": px, "color": "#rrggbb", "radius": px}`` in the photo's
                          pixels (:mod:`koala.data.hints`).
@@ -186,6 +187,7 @@ def create_app(
         "model": model_name,
         "image_size": colorizer.image_size,
         "saturation": colorizer.saturation,
+        "hint_saturation": colorizer.hint_saturation,
         "temperature": colorizer.temperature if has_temperature else None,
         "supports_temperature": has_temperature,
         "supports_hints": colorizer.takes_hints,

@@ -56,7 +56,9 @@ function setPhoto(file) {
 }
 
 function query() {
-  const params = new URLSearchParams({ saturation: $("saturation").value });
+  const params = new URLSearchParams();
+  const saturation = $("saturation");  // untouched: the server's own, which differs with hints
+  if (saturation.dataset.touched) params.set("saturation", saturation.value);
   const temperature = $("temperature");
   if (temperature && temperature.dataset.touched) params.set("temperature", temperature.value);
   return params.toString();
@@ -156,8 +158,16 @@ function toPhoto(event) {
            inside: x >= 0 && y >= 0 && x < source.naturalWidth && y < source.naturalHeight };
 }
 
+function showSaturation() {  // the model's own saturation for what is sent, until a person sets one
+  const slider = $("saturation");
+  if (slider.dataset.touched) return;
+  slider.value = hints.length ? slider.dataset.hintSaturation : slider.dataset.saturation;
+  $("saturation-value").textContent = parseFloat(slider.value).toFixed(2);
+}
+
 function drawHints() {
   if (!supportsHints) return;
+  showSaturation();
   const layer = $("hint-layer");
   layer.querySelectorAll(".hint").forEach((m) => m.remove());
   layer.dataset.hints = JSON.stringify(hints);
@@ -230,7 +240,11 @@ const drop = $("drop");
 ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
 drop.addEventListener("drop", (e) => setPhoto(e.dataTransfer.files[0]));
 
-$("saturation").addEventListener("input", (e) => { $("saturation-value").textContent = parseFloat(e.target.value).toFixed(2); later(); });
+$("saturation").addEventListener("input", (e) => {
+  e.target.dataset.touched = "true";
+  $("saturation-value").textContent = parseFloat(e.target.value).toFixed(2);
+  later();
+});
 if ($("temperature")) {
   $("temperature").addEventListener("input", (e) => {
     e.target.dataset.touched = "true";
