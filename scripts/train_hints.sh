@@ -16,6 +16,11 @@
 #      (configs/hints-3-global.yaml with a global-context branch, configs/hints-3-plain.yaml without;
 #      compared on the frontier of 367 general and scenes val photos, reports/issue17/): the plain
 #      one won, and the long run continues it (configs/hints-3.yaml).
+#   7. its fourth part: hints-3's best widened from 16 to 24 filters (Net2Net, so it starts as the
+#      same function; configs/hints-4-wide.yaml) against the 16-filter network trained on alike
+#      (configs/hints-4-narrow.yaml), at equal CPU time, compared on the frontier of the same
+#      367 photos (reports/issue17/probe-367.txt) and with hints: the wider one won, and the long
+#      run continues it (configs/hints-4.yaml).
 #   A session that stops keeps a long run with scripts/save_state.sh RUN (committed under
 #   training-state/); this script restores it and resumes.
 set -euo pipefail
@@ -37,7 +42,7 @@ stage hints configs/hints.yaml
     --sweep 1,1.2,1.4,1.6 --out reports/frontier/hints-scenes.json
 resume() {  # a long run kept under training-state/ by an earlier session
     [ -e "runs/$1" ] || [ ! -d "training-state/$1" ] || scripts/restore_state.sh "$1"
-    stage "$1" "$2"
+    stage "$@"
 }
 resume hints-2 configs/hints-2.yaml
 .venv/bin/python scripts/tune_colour.py runs/hints-2 --data "$PHOTOS/train" --images 300 \
@@ -46,4 +51,7 @@ resume hints-2 configs/hints-2.yaml
 .venv/bin/python scripts/package_model.py runs/hints-2 --name hints --overwrite
 stage hints-3-global configs/hints-3-global.yaml
 stage hints-3-plain configs/hints-3-plain.yaml
-resume hints-3 configs/hints-3.yaml
+resume hints-3 configs/hints-3.yaml --set train.epochs=45  # where it was stopped; part 4 starts from its best
+stage hints-4-narrow configs/hints-4-narrow.yaml
+stage hints-4-wide configs/hints-4-wide.yaml
+resume hints-4 configs/hints-4.yaml
