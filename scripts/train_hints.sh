@@ -15,7 +15,8 @@
 #   6. its third part: two short runs at equal CPU time from that model with a warm restart
 #      (configs/hints-3-global.yaml with a global-context branch, configs/hints-3-plain.yaml without;
 #      compared on the frontier of 367 general and scenes val photos, reports/issue17/): the plain
-#      one won, and the long run continues it (configs/hints-3.yaml).
+#      one won, and the long run continues it (configs/hints-3.yaml); its best checkpoint, re-tuned
+#      (saturation 1.4), is the bundled model.
 #   7. its fourth part: hints-3's best widened from 16 to 24 filters (Net2Net, so it starts as the
 #      same function; configs/hints-4-wide.yaml) against the 16-filter network trained on alike
 #      (configs/hints-4-narrow.yaml), at equal CPU time, compared on the frontier of the same
@@ -52,6 +53,10 @@ resume hints-2 configs/hints-2.yaml
 stage hints-3-global configs/hints-3-global.yaml
 stage hints-3-plain configs/hints-3-plain.yaml
 resume hints-3 configs/hints-3.yaml --set train.epochs=45  # where it was stopped; part 4 starts from its best
+.venv/bin/python scripts/tune_colour.py runs/hints-3 --data "$PHOTOS/train" --images 300 \
+    --sizes 160 --saturations 1.2,1.3,1.4,1.5,1.6 \
+    --margin 0.7 --group "$GENERAL" --group-margin 0.3 --source-floor 0.3
+.venv/bin/python scripts/package_model.py runs/hints-3 --name hints --overwrite
 stage hints-4-narrow configs/hints-4-narrow.yaml
 stage hints-4-wide configs/hints-4-wide.yaml
 resume hints-4 configs/hints-4.yaml
