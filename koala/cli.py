@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+SATURATION_HELP = "scale the predicted colours (default: the model's own; photos with hints: 1, the colours as hinted)"
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -414,7 +415,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
                    help="files, folders (recursive) or globs of photos and films; local or gs://...")
     p.add_argument("-o", "--out-dir", required=True, help="folder for the PNGs, films and failed.tsv")
     p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
-    p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
+    p.add_argument("--saturation", type=float, help=SATURATION_HELP)
     p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
     p.add_argument("--batch", type=_at_least_one, default=batch_lib.COLORIZE_BATCH,
                    help=f"photos per model call on a worker (default {batch_lib.COLORIZE_BATCH})")
@@ -486,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the colorized PNGs and films (a film keeps its container if it is mp4, "
                         "mov or mkv, else becomes mkv)")
     p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
-    p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
+    p.add_argument("--saturation", type=float, help=SATURATION_HELP)
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature for models that predict colour distributions (zhang16)")
     p.add_argument("--hints", metavar="HINTS.json",
@@ -507,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=serving.EXPORT_FORMATS, default="savedmodel",
                    help="savedmodel: bytes-in/PNG-out and L-in/ab-out signatures; onnx: the network alone")
     p.add_argument("--saturation", type=float,
-                   help="colour scale baked into the SavedModel (default: the model's own)")
+                   help="colour scale baked into the SavedModel (default: the model's own; with hints: 1, the colours as hinted)")
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature baked in, for models that predict colour distributions")
     p.set_defaults(func=_cmd_export)
@@ -536,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "to draw several models' frontiers in one plot (LABEL=MODEL names a curve)")
     p.add_argument("--data", required=True, help="folder or split file of colour photos")
     p.add_argument("--limit", type=int, help="evaluate only the first N photos")
-    p.add_argument("--saturation", type=float, help="scale the predicted colours (default: the model's own)")
+    p.add_argument("--saturation", type=float, help=SATURATION_HELP)
     p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
     p.add_argument("--size", type=int,
                    help="evaluate at SIZE x SIZE: short side resized to SIZE, centre square (default: full resolution)")
