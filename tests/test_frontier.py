@@ -159,6 +159,15 @@ def test_old_sweep_files_still_tabulate_and_plot(constant_ab_run, two_sources):
     assert len(frontier_figure(old).axes) == len(frontier_figure(report).axes)
 
 
+def test_a_group_naming_a_missing_source_is_refused_in_one_line(constant_ab_run, two_sources, tmp_path, capsys):
+    out = tmp_path / "f.json"
+    code = main(["evaluate", "--model", constant_ab_run, "--data", str(two_sources), "--sweep", "1",
+                 "--group", "general=right,bsds500", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "koala evaluate: group general: no source bsds500 in the data (its sources: right, wrong)"]
+
+
 def test_frontier_plot_labels_points_says_which_way_is_better_and_draws_groups(constant_ab_run, distribution_run,
                                                                                two_sources):
     from koala.evaluation.frontier import BETTER, frontier_figure

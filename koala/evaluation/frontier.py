@@ -35,6 +35,16 @@ def point_metrics(rows: list[dict]) -> dict[str, float]:
             "auc": s["auc"], "ab_mse": s["ab_mse"], "images": len(rows)}
 
 
+def check_groups(groups: dict[str, list[str]] | None, sources: list[str]) -> None:
+    """Refuse a group that names a source the data lacks: it would score nothing, silently (a typo,
+    or a split file whose photos sit under other folder names than the group's)."""
+    for name, members in (groups or {}).items():
+        missing = [m for m in members if m not in sources]
+        if missing:
+            raise ValueError(f"group {name}: no source {', '.join(missing)} in the data "
+                             f"(its sources: {', '.join(sorted(sources))})")
+
+
 def grouped(rows: list[dict], sources: list[str], groups: dict[str, list[str]] | None = None) -> dict:
     """Overall metrics plus ``sources``: the same per source (when there is more than one), and
     ``groups``: the same over each named group of sources (e.g. the general-photo sources)."""
@@ -83,7 +93,9 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
     """
     for s in saturations or []:
         check_saturation(s, "saturations")
-    paths = list_images(data)[:limit]
+    listed = list_images(data)
+    check_groups(groups, list(group_by_source(listed)))
+    paths = listed[:limit]
     source = {path: name for name, group in group_by_source(paths).items() for path in group}
     ab_fns, pairs = {}, {}
     for label, colorizer in models.items():
