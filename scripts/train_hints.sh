@@ -20,7 +20,8 @@
 #   7. its fourth part: hints-3's best widened from 16 to 24 filters (Net2Net, so it starts as the
 #      same function; configs/hints-4-wide.yaml) against the 16-filter network trained on alike
 #      (configs/hints-4-narrow.yaml), at equal CPU time, compared on the frontier of the same
-#      367 photos (reports/issue17/probe-367.txt) and with hints: the wider one won, and the long
+#      367 photos (listed in reports/issue17/probe-367.txt, scored from a folder with a sub-folder
+#      per source so that --group finds them) and with hints: the wider one won, and the long
 #      run continues it (configs/hints-4.yaml).
 #   A session that stops keeps a long run with scripts/save_state.sh RUN (committed under
 #   training-state/); this script restores it and resumes.
