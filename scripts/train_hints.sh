@@ -46,18 +46,18 @@ resume() {  # a long run kept under training-state/ by an earlier session
     [ -e "runs/$1" ] || [ ! -d "training-state/$1" ] || scripts/restore_state.sh "$1"
     stage "$@"
 }
+ship() {  # tune a run's saturation at 160 px (the default's rule) and bundle it as the hint model
+    .venv/bin/python scripts/tune_colour.py "runs/$1" --data "$PHOTOS/train" --images 300 \
+        --sizes 160 --saturations 1.2,1.3,1.4,1.5,1.6 \
+        --margin 0.7 --group "$GENERAL" --group-margin 0.3 --source-floor 0.3
+    .venv/bin/python scripts/package_model.py "runs/$1" --name hints --overwrite
+}
 resume hints-2 configs/hints-2.yaml
-.venv/bin/python scripts/tune_colour.py runs/hints-2 --data "$PHOTOS/train" --images 300 \
-    --sizes 160 --saturations 1.2,1.3,1.4,1.5,1.6 \
-    --margin 0.7 --group "$GENERAL" --group-margin 0.3 --source-floor 0.3
-.venv/bin/python scripts/package_model.py runs/hints-2 --name hints --overwrite
+ship hints-2
 stage hints-3-global configs/hints-3-global.yaml
 stage hints-3-plain configs/hints-3-plain.yaml
 resume hints-3 configs/hints-3.yaml --set train.epochs=45  # where it was stopped; part 4 starts from its best
-.venv/bin/python scripts/tune_colour.py runs/hints-3 --data "$PHOTOS/train" --images 300 \
-    --sizes 160 --saturations 1.2,1.3,1.4,1.5,1.6 \
-    --margin 0.7 --group "$GENERAL" --group-margin 0.3 --source-floor 0.3
-.venv/bin/python scripts/package_model.py runs/hints-3 --name hints --overwrite
+ship hints-3
 stage hints-4-narrow configs/hints-4-narrow.yaml
 stage hints-4-wide configs/hints-4-wide.yaml
 resume hints-4 configs/hints-4.yaml
