@@ -45,6 +45,16 @@ def check_groups(groups: dict[str, list[str]] | None, sources: list[str]) -> Non
                              f"(its sources: {', '.join(sorted(sources))})")
 
 
+def scored_photos(data: str, limit: int | None, groups: dict[str, list[str]] | None
+                  ) -> tuple[list[str], dict[str, str]]:
+    """The photos of ``data`` to score (the first ``limit``) and each one's source
+    (:func:`koala.images.group_by_source`), once every group's sources are known to be there."""
+    listed = list_images(data)
+    check_groups(groups, list(group_by_source(listed)))
+    paths = listed[:limit]
+    return paths, {path: name for name, group in group_by_source(paths).items() for path in group}
+
+
 def grouped(rows: list[dict], sources: list[str], groups: dict[str, list[str]] | None = None) -> dict:
     """Overall metrics plus ``sources``: the same per source (when there is more than one), and
     ``groups``: the same over each named group of sources (e.g. the general-photo sources)."""
@@ -93,10 +103,7 @@ def sweep_report(models: dict[str, Colorizer], data: str, saturations: list[floa
     """
     for s in saturations or []:
         check_saturation(s, "saturations")
-    listed = list_images(data)
-    check_groups(groups, list(group_by_source(listed)))
-    paths = listed[:limit]
-    source = {path: name for name, group in group_by_source(paths).items() for path in group}
+    paths, source = scored_photos(data, limit, groups)
     ab_fns, pairs = {}, {}
     for label, colorizer in models.items():
         check_temperatures(colorizer, temperatures or [], label)

@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 
 from koala.data.hints import DEFAULT_PATCH, NoHintInputsError, simulate_user_hints
 from koala.evaluation.evaluate import gray_baseline, image_scores, photos_at_size
-from koala.evaluation.frontier import check_groups, grouped
-from koala.images import group_by_source, list_images, write_figure
+from koala.evaluation.frontier import grouped, scored_photos
+from koala.images import write_figure
 from koala.inference import Colorizer, working_shape
 
 # ideepcolor's curve: PSNR (dB) by number of hints, 1000 ImageNet val photos at 256 px.
@@ -61,10 +61,7 @@ def hints_report(colorizer: Colorizer, data: str, counts: list[int], size: int |
     (:func:`koala.evaluation.frontier.grouped`)."""
     if not colorizer.takes_hints:
         raise NoHintInputsError((colorizer.metadata or {}).get("model", colorizer.network.name))
-    listed = list_images(data)
-    check_groups(groups, list(group_by_source(listed)))
-    paths = listed[:limit]
-    source = {path: name for name, group in group_by_source(paths).items() for path in group}
+    paths, source = scored_photos(data, limit, groups)
     rows = {k: [] for k in counts}
     gray_rows, sources, skipped = [], [], []
     for index, (path, true) in enumerate(photos_at_size(paths, size, skipped, progress, desc="hints")):
