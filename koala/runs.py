@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default.keras"
-HINTS_MODEL = WEIGHTS_DIR / "hints.keras"  # the bundled model that takes colour hints
-BUNDLED = {"default": DEFAULT_MODEL, "hints": HINTS_MODEL}
+# The default takes colour hints, so "hints" (the separate hint model until it became the default)
+# names the same file.
+BUNDLED = {"default": DEFAULT_MODEL, "hints": DEFAULT_MODEL}
 BEST_CHECKPOINT = "best.keras"
 RUN_METADATA = "koala.json"
 BACKUP_STATE = "training_metadata.json"  # what Keras' BackupAndRestore writes in backup/
@@ -181,8 +182,8 @@ def save_model_atomic(network: "keras.Model", path: str | os.PathLike, overwrite
 def bundle(run: Run, name: str = "default", weights_dir: str | os.PathLike = WEIGHTS_DIR,
            overwrite: bool = False, stopped: bool = False) -> Path:
     """Ship a finished run: its best model, as its registered class and without optimizer state,
-    as ``weights_dir/NAME.keras``, and its metadata beside it as ``NAME.json`` (where
-    :func:`model_metadata` looks). ``stopped``: also the best so far of a run that was stopped and
+    as ``weights_dir/NAME.keras`` (the file a bundled model's name resolves to: ``hints`` is the
+    default's), and its metadata beside it (where :func:`model_metadata` looks). ``stopped``: also the best so far of a run that was stopped and
     can resume (a long run across sessions; its backup is left as it is). Existing files are kept
     unless ``overwrite``. Returns the model's path."""
     import keras
@@ -191,7 +192,7 @@ def bundle(run: Run, name: str = "default", weights_dir: str | os.PathLike = WEI
 
     if not (run.finished or (stopped and run.best.is_file())):
         raise FileNotFoundError(f"{run.path}: no finished run to bundle ({run.best.name} missing or still training)")
-    target = Path(weights_dir) / f"{name}.keras"
+    target = Path(weights_dir) / (BUNDLED[name].name if name in BUNDLED else f"{name}.keras")
     metadata_file = target.with_suffix(".json")
     if not overwrite and (target.exists() or metadata_file.exists()):
         raise FileExistsError(f"{target if target.exists() else metadata_file}: exists")

@@ -2,14 +2,11 @@
 working size, hints scaled with it) and the full-size request that follows, through the real Flask
 app (``koala.serving.app``), as the page sends them.
 
-    python scripts/benchmark_hints.py                      # the bundled hint model if installed
+    python scripts/benchmark_hints.py                      # the bundled default (it takes hints)
     python scripts/benchmark_hints.py --model runs/hints --photo scan.jpg --hints 1 10 50
 
-Without ``--model`` and without ``koala/weights/hints.keras``, it measures the bundled default's
-architecture with hint inputs (``hints: true``; its weights moved over by layer name): the same
-network size as the hint model, so the same speed. Prints milliseconds per request (median of
-``--repeat``, after one warm-up) for each number of hints. Numbers depend on what else the machine
-is doing.
+Prints milliseconds per request (median of ``--repeat``, after one warm-up) for each number of
+hints. Numbers depend on what else the machine is doing.
 """
 from __future__ import annotations
 
@@ -18,7 +15,6 @@ import io
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,23 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def hint_colorizer(model: str | None):
-    """The given model, the bundled hint model, or the default's architecture with hint inputs."""
-    import keras
-
+    """The given model, else the bundled default (it takes hints)."""
     from koala.inference import Colorizer
-    from koala.models import get_model
-    from koala.models.layers import transfer_weights
-    from koala.runs import BUNDLED, DEFAULT_MODEL, Run, model_metadata
 
-    if model or BUNDLED["hints"].is_file():
-        return Colorizer.load(model or "hints"), model or "hints"
-    meta = model_metadata(DEFAULT_MODEL)
-    network = get_model(meta["model"], **meta["model_args"], hints=True)
-    transfer_weights(keras.saving.load_model(DEFAULT_MODEL, compile=False), network)
-    run = Run(tempfile.mkdtemp(prefix="koala-hints-bench-"))
-    network.save(run.best)
-    run.write_metadata({**meta, "model_args": {**meta["model_args"], "hints": True}})
-    return Colorizer.load(run.path), "default's architecture with hint inputs"
+    return Colorizer.load(model or "default"), model or "default"
 
 
 def photo_png(path: str | None, megapixels: float) -> bytes:

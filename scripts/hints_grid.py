@@ -1,7 +1,7 @@
 """The hint model card's picture: fixed validation photos as truth | gray | automatic | 3 hints |
 10 hints, full size, each hint drawn as a dot of its colour ringed in black and white.
 
-    python scripts/hints_grid.py --data ../shared/datasets/photos-v1/val --model hints \\
+    python scripts/hints_grid.py --data ../shared/datasets/photos-v1/val --model default \\
         --out reports/hints-model/grid.jpg
 
 Hints are simulated as ``koala evaluate --hints`` places them (seeded, Gaussian around the centre,

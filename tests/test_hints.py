@@ -258,15 +258,16 @@ def test_cli_hints_need_one_photo_and_a_model_that_takes_them(tiny_model, tiny_h
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_the_bundled_hint_model_is_named_hints(monkeypatch, tmp_path):
+def test_the_bundled_default_takes_hints_and_is_named_hints_too(monkeypatch, tmp_path):
     from koala import runs
 
-    assert runs.BUNDLED["hints"] == runs.WEIGHTS_DIR / "hints.keras"
-    monkeypatch.setitem(runs.BUNDLED, "hints", tmp_path / "hints.keras")
-    with pytest.raises(FileNotFoundError, match=r"^hints: the bundled model hints\.keras is not installed"):
+    assert runs.BUNDLED["hints"] == runs.BUNDLED["default"] == runs.WEIGHTS_DIR / "default.keras"
+    assert runs.model_metadata(runs.resolve_model("hints"))["model_args"]["hints"] is True
+    monkeypatch.setitem(runs.BUNDLED, "hints", tmp_path / "default.keras")
+    with pytest.raises(FileNotFoundError, match=r"^hints: the bundled model default\.keras is not installed"):
         runs.resolve_model("hints")
-    (tmp_path / "hints.keras").write_bytes(b"")
-    assert runs.resolve_model("hints") == tmp_path / "hints.keras"
+    (tmp_path / "default.keras").write_bytes(b"")
+    assert runs.resolve_model("hints") == tmp_path / "default.keras"
 
 
 def test_evaluate_scores_each_number_of_hints_beside_ideepcolor(tiny_hint_model, tmp_path, capsys):

@@ -179,24 +179,24 @@ def test_trainable_params_counts_what_colorizes():
     assert trainable_params(gan) == trainable_params(gan.generator) < plain  # the critic is not counted
 
 
-# The bundled default (koala/weights/default.keras, saved as a plain functional model by the code
-# before issue 12): the network on a fixed 40 x 56 input, and `koala colorize` on a bundled sample.
-# A new default changes these: print them again with the model's first outputs when it is packaged.
-DEFAULT_NETWORK_SUM = 187.87818908691406
+# The bundled default (koala/weights/default.keras, a CU-Net with hint inputs since issue 17): the
+# network without hints on a fixed 40 x 56 input, and `koala colorize` on a bundled sample. A new
+# default changes these: print them again with the model's first outputs when it is packaged.
+DEFAULT_NETWORK_SUM = 327.30206298828125
 DEFAULT_NETWORK_PICKS = [  # ab[0, ::13, ::17]
-    [[0.005964, 0.019433], [-0.004380, 0.012720], [0.023810, 0.023792], [0.003804, 0.028967]],
-    [[0.017788, 0.066042], [0.019581, 0.071144], [0.049130, 0.085560], [0.016932, 0.067238]],
-    [[0.009653, 0.072419], [0.032473, 0.063201], [0.024357, 0.079364], [0.019072, 0.057869]],
-    [[0.008419, 0.029701], [0.008866, 0.008660], [-0.000021, 0.026988], [0.018194, 0.024758]],
+    [[0.009589, 0.062752], [-0.004433, 0.041316], [0.035530, 0.061748], [0.006121, 0.070177]],
+    [[0.030275, 0.107081], [0.026824, 0.147075], [0.046576, 0.140172], [0.018571, 0.149223]],
+    [[0.025007, 0.152325], [0.029331, 0.113495], [0.027804, 0.144891], [0.028823, 0.131566]],
+    [[0.007239, 0.082142], [0.004342, 0.017483], [0.000618, 0.075470], [0.010565, 0.042340]],
 ]
 CHELSEA_PICKS = [  # rgb[::60, ::90] of koala/samples/chelsea_gray.png, 300 x 451
-    [[133, 123, 107], [139, 131, 102], [109, 102, 76], [120, 118, 94], [137, 129, 102], [38, 28, 21]],
-    [[196, 188, 175], [151, 139, 97], [115, 107, 73], [125, 116, 77], [144, 128, 88], [132, 99, 75]],
-    [[158, 146, 124], [146, 126, 85], [34, 32, 18], [159, 140, 104], [160, 143, 112], [115, 93, 73]],
-    [[124, 112, 89], [97, 85, 55], [108, 94, 56], [179, 159, 121], [122, 104, 81], [135, 108, 88]],
-    [[105, 95, 74], [144, 128, 104], [111, 98, 66], [68, 62, 41], [153, 135, 104], [193, 170, 152]],
+    [[140, 121, 96], [142, 130, 103], [112, 101, 77], [128, 115, 96], [141, 128, 95], [39, 28, 14]],
+    [[201, 188, 162], [151, 138, 108], [116, 106, 85], [127, 115, 94], [141, 128, 100], [130, 100, 72]],
+    [[161, 145, 120], [141, 126, 100], [38, 31, 24], [154, 140, 123], [157, 143, 120], [118, 92, 70]],
+    [[127, 111, 77], [97, 85, 62], [109, 93, 64], [174, 159, 138], [116, 106, 87], [135, 108, 84]],
+    [[113, 93, 67], [146, 127, 106], [116, 96, 70], [73, 60, 48], [150, 135, 114], [195, 170, 148]],
 ]
-CHELSEA_MEAN = 111.13050751416606
+CHELSEA_MEAN = 112.82163587090416
 CHELSEA = Path(__file__).parents[1] / "koala" / "samples" / "chelsea_gray.png"
 
 
@@ -207,7 +207,9 @@ def fixed_l() -> np.ndarray:
 
 def test_bundled_default_still_loads_and_colorizes_the_same():
     colorizer = Colorizer.load("default")
-    ab = colorizer.network(fixed_l(), training=False).numpy()
+    assert colorizer.takes_hints and Colorizer.load("hints").network.count_params() == colorizer.network.count_params()
+    l_batch = tf.constant(fixed_l())
+    ab = colorizer.network_fn()(l_batch).numpy()  # no hints: empty hint channels
     np.testing.assert_allclose(ab[0, ::13, ::17], DEFAULT_NETWORK_PICKS, atol=2e-6)
     assert float(ab.sum()) == pytest.approx(DEFAULT_NETWORK_SUM, abs=1e-3)
     rgb = colorizer.colorize(str(CHELSEA))
@@ -217,4 +219,5 @@ def test_bundled_default_still_loads_and_colorizes_the_same():
     # Its weights load into the CUNet class its metadata describes: layer names are unchanged.
     network = CUNet(**colorizer.metadata["model_args"])
     network.load_weights(resolve_model("default"))
-    np.testing.assert_array_equal(network(fixed_l(), training=False), ab)
+    no_hints = tf.zeros([1, 40, 56, 3])
+    np.testing.assert_array_equal(network({"L": l_batch, "hints": no_hints}, training=False), ab)

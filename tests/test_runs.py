@@ -158,6 +158,8 @@ def test_bundle_ships_the_registered_class_with_the_same_outputs_and_keeps_exist
         bundle(run, "mine", weights)
     assert bundled.read_bytes() == before
     bundle(run, "mine", weights, overwrite=True)
+    assert bundle(run, "hints", weights) == weights / "default.keras"  # the default takes hints: one file
+    assert json.loads((weights / "default.json").read_text()) == meta and not (weights / "hints.keras").exists()
     with pytest.raises(FileNotFoundError, match="no finished run"):
         bundle(Run(tmp_path / "nothing"), "other", weights)
     with pytest.raises(FileNotFoundError, match="no finished run"):
