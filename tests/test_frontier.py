@@ -77,6 +77,15 @@ def test_saturation_sweep_traces_the_frontier_per_source(constant_ab_run, two_so
     assert right["images"] == wrong["images"] == 3
 
 
+def test_a_limited_sweep_keeps_the_sources_of_its_photos(constant_ab_run, two_sources):
+    # The first 2 photos are both in "right": still named so, and its group is scored.
+    report = sweep_report({"const": Colorizer.load(constant_ab_run)}, str(two_sources), [1.0], None,
+                          limit=2, progress=False, groups={"r": ["right"], "w": ["wrong"]})
+    point = report["sweep"][0]
+    assert report["images"] == 2 and point["groups"]["r"]["images"] == 2 and "w" not in point["groups"]
+    assert point["groups"]["r"]["psnr"] > report["gray_baseline"]["psnr"] + 3  # the right colours
+
+
 def test_temperature_sweep_colours_more_when_colder(distribution_run, two_sources):
     report = sweep_report({"dist": Colorizer.load(distribution_run)}, str(two_sources), None,
                           [0.2, 0.6, 1.0], progress=False)

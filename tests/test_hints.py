@@ -96,6 +96,8 @@ def test_simulated_hints_are_the_mean_colour_of_patches_near_the_centre():
     rgb[:, 45:] = (0.1, 0.1, 0.8)
     hints = simulate_user_hints(rgb, seed=3, count=40, patch=5)
     assert hints == simulate_user_hints(rgb, seed=3, count=40, patch=5)  # seeded
+    assert simulate_user_hints(rgb, seed=3, count=7, patch=5) == hints[:7]  # fewer: the first of the same draw
+    assert simulate_user_hints(rgb, seed=4, count=7, patch=5) != hints[:7]
     eight_bit = simulate_user_hints((rgb * 255).round().astype(np.uint8), seed=3, count=40, patch=5)
     assert [(h["x"], h["y"]) for h in eight_bit] == [(h["x"], h["y"]) for h in hints]
     xs, ys = np.array([h["x"] for h in hints]), np.array([h["y"] for h in hints])

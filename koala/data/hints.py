@@ -228,14 +228,16 @@ def simulate_user_hints(rgb: np.ndarray, seed: int, count: int, patch: int) -> l
     would give them, drawn as in training: patch centres normal
     around the photo's centre (:func:`_gaussian_start`), each hint the mean true colour of its
     ``patch`` x ``patch`` px square (mean Lab, shown as #rrggbb) at the photo's own size. For
-    scoring a model through the same path as a person's hints (``koala evaluate --hints``).
+    scoring a model through the same path as a person's hints (``koala evaluate --hints``). The
+    first ``k`` of ``count`` hints are the ``k`` hints of the same seed, so curves drawn up to
+    different numbers of hints agree where they overlap.
     """
     rgb = np.asarray(rgb)
     if np.issubdtype(rgb.dtype, np.integer):  # uint8 or uint16 pixels
         rgb = rgb / float(np.iinfo(rgb.dtype).max)
     height, width = rgb.shape[:2]
     patch = max(1, min(patch, height, width))
-    seeds = tf.random.experimental.stateless_split(tf.constant([seed, count], tf.int64), 2)
+    seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), 2)
     sizes = tf.fill([1, count], patch)
     top = _gaussian_start(seeds[0], [1, count], height, sizes)
     left = _gaussian_start(seeds[1], [1, count], width, sizes)

@@ -48,11 +48,13 @@ def check_groups(groups: dict[str, list[str]] | None, sources: list[str]) -> Non
 def scored_photos(data: str, limit: int | None, groups: dict[str, list[str]] | None
                   ) -> tuple[list[str], dict[str, str]]:
     """The photos of ``data`` to score (the first ``limit``) and each one's source
-    (:func:`koala.images.group_by_source`), once every group's sources are known to be there."""
+    (:func:`koala.images.group_by_source`, named from all of ``data``: the first few photos of a
+    folder may all lie in one source), once every group's sources are known to be there."""
     listed = list_images(data)
-    check_groups(groups, list(group_by_source(listed)))
+    source = {path: name for name, group in group_by_source(listed, data).items() for path in group}
+    check_groups(groups, sorted(set(source.values())))
     paths = listed[:limit]
-    return paths, {path: name for name, group in group_by_source(paths).items() for path in group}
+    return paths, {path: source[path] for path in paths}
 
 
 def grouped(rows: list[dict], sources: list[str], groups: dict[str, list[str]] | None = None) -> dict:
