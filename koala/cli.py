@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature for models that predict colour distributions (zhang16)")
     p.add_argument("--hints", metavar="HINTS.json",
-                   help='colour hints for the one photo given (models with hint inputs, e.g. --model hints): '
+                   help='colour hints for the one photo given (models with hint inputs, e.g. the bundled default): '
                         'a JSON list of {"x": px, "y": px, "color": "#rrggbb", "radius": px (optional)} '
                         "in the photo's pixels; the colour's lightness is ignored")
     _add_film_options(p)
