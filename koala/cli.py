@@ -358,13 +358,17 @@ def _require_beam() -> None:
 
 def _cmd_batch_colorize(args: argparse.Namespace) -> int:
     from koala.batch import DEAD_LETTER_NAME
+    from koala.data.hints import NoHintInputsError
 
     _require_beam()
     from koala.batch.colorize import colorize
 
-    counts = colorize(args.inputs, args.out_dir, beam_args=args.beam_args, model=args.model,
-                      saturation=args.saturation, temperature=args.temperature, overwrite=args.overwrite,
-                      batch=args.batch, temporal=args.temporal, crf=args.crf)
+    try:
+        counts = colorize(args.inputs, args.out_dir, beam_args=args.beam_args, model=args.model,
+                          saturation=args.saturation, temperature=args.temperature, overwrite=args.overwrite,
+                          batch=args.batch, temporal=args.temporal, crf=args.crf, hint_files=args.hint_files)
+    except NoHintInputsError as e:
+        raise ValueError(f"--hint-files: {e.reason} (--model hints)") from None
     return _print_counts("colorize", counts, "colorized", f"{args.out_dir}/",
                          os.path.join(args.out_dir, DEAD_LETTER_NAME))
 
@@ -414,7 +418,10 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="files, folders (recursive) or globs of photos and films; local or gs://...")
     p.add_argument("-o", "--out-dir", required=True, help="folder for the PNGs, films and failed.tsv")
-    p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
+    p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
+    p.add_argument("--hint-files", action="store_true",
+                   help="read each photo's colour hints from <stem>.json beside it, where there is one "
+                        "(koala colorize --hints' format); without it such files are left alone")
     p.add_argument("--saturation", type=float, help=SATURATION_HELP)
     p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
     p.add_argument("--batch", type=_at_least_one, default=batch_lib.COLORIZE_BATCH,
@@ -486,7 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out-dir", required=True,
                    help="folder for the colorized PNGs and films (a film keeps its container if it is mp4, "
                         "mov or mkv, else becomes mkv)")
-    p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
+    p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
+    p.add_argument("--hint-files", action="store_true",
+                   help="read each photo's colour hints from <stem>.json beside it, where there is one "
+                        "(koala colorize --hints' format); without it such files are left alone")
     p.add_argument("--saturation", type=float, help=SATURATION_HELP)
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature for models that predict colour distributions (zhang16)")
@@ -502,7 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     from koala.images import MAX_PIXELS
 
     p = _command(sub, "export", "export a model for TF Serving (SavedModel) or ONNX runtimes")
-    p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
+    p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
+    p.add_argument("--hint-files", action="store_true",
+                   help="read each photo's colour hints from <stem>.json beside it, where there is one "
+                        "(koala colorize --hints' format); without it such files are left alone")
     p.add_argument("--out", required=True, help="base folder; the model goes to OUT/VERSION/")
     p.add_argument("--version", type=int, help="version number (default: the next free one, from 1)")
     p.add_argument("--format", choices=serving.EXPORT_FORMATS, default="savedmodel",
@@ -514,7 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = _command(sub, "serve", "serve a web page and API that colorize photos")
-    p.add_argument("--model", default="default", help="'default', 'hints' (the bundled model that takes colour hints), a run folder or a .keras file")
+    p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
+    p.add_argument("--hint-files", action="store_true",
+                   help="read each photo's colour hints from <stem>.json beside it, where there is one "
+                        "(koala colorize --hints' format); without it such files are left alone")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=serving.DEFAULT_WORKERS,

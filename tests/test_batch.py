@@ -203,7 +203,10 @@ def test_batch_colorize_reads_hints_beside_each_photo(tiny_hint_model, tmp_path,
     hints = [{"x": 10, "y": 12, "color": "#00c040"}, {"x": 50, "y": 30, "color": "#ff2000", "radius": 3}]
     (photos / "guided.json").write_text(json.dumps(hints))
     (photos / "bad.json").write_text(json.dumps([{"x": 56, "y": 3, "color": "#00c040"}]))
-    code = main(["batch", "colorize", str(photos), "-o", str(out), "--model", str(tiny_hint_model), "--runner=DirectRunner"])
+    args = ["batch", "colorize", str(photos), "--model", str(tiny_hint_model), "--runner=DirectRunner"]
+    # Without --hint-files the JSON beside a photo is not read (an archive's own sidecar files).
+    assert main([*args, "-o", str(tmp_path / "plain")]) == 0 and "colorized 3 image(s)" in capsys.readouterr().err
+    code = main([*args, "-o", str(out), "--hint-files"])
     assert code == 1 and "colorized 2 image(s)" in capsys.readouterr().err
     colorizer = Colorizer.load(tiny_hint_model)
     got = pngs(out)
@@ -212,6 +215,18 @@ def test_batch_colorize_reads_hints_beside_each_photo(tiny_hint_model, tmp_path,
     assert not np.array_equal(guided, colorizer.colorize(str(photos / "guided.png")))
     assert np.abs(got["guided.png"].astype(int) - guided).max() <= 1
     assert np.abs(got["plain.png"].astype(int) - colorizer.colorize(str(photos / "plain.png"))).max() <= 1
+    unhinted = pngs(tmp_path / "plain")["guided.png"]
+    assert np.abs(unhinted.astype(int) - colorizer.colorize(str(photos / "guided.png"))).max() <= 1
     _, row = (out / "failed.tsv").read_text().splitlines()
     assert row == (f"{photos / 'bad.png'}\t{photos / 'bad.json'}: hint 0: x=56 is outside the photo "
                    "(56 x 40 px: 0 <= x < 56)")
+
+
+def test_hint_files_need_a_model_with_hint_inputs(tiny_run, tmp_path, capsys):
+    Image.new("L", (40, 32), 90).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert main(["batch", "colorize", str(tmp_path / "a.png"), "-o", str(out), "--model", str(tiny_run),
+                 "--hint-files", "--runner=DirectRunner"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("koala batch: --hint-files: this model (cunet) takes no hints")
+    assert err.endswith("(--model hints)") and len(err.splitlines()) == 1 and not out.exists()

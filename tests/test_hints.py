@@ -115,7 +115,7 @@ def test_hints_for_a_model_without_hint_inputs_are_refused(tiny_model):
     colorizer = Colorizer.load(tiny_model)
     with pytest.raises(ValueError, match=r"^hints: this model \(cunet\) takes no hints") as refused:
         colorizer.colorize(np.zeros((20, 20), np.uint8), hints=[{"x": 1, "y": 1, "color": "#ff0000"}])
-    assert "'hints'" in str(refused.value) and "--" not in str(refused.value)  # the CLI adds its --model
+    assert "the bundled default" in str(refused.value) and "--" not in str(refused.value)  # the CLI adds its --model
     assert colorizer.colorize(np.zeros((20, 20), np.uint8), hints=[]).shape == (20, 20, 3)
 
 

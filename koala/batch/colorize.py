@@ -10,9 +10,10 @@ element each: :func:`koala.video.colorize.colorize_video` streams them on one wo
 that fails goes to ``OUT/failed.tsv`` with its reason and to the ``images_failed`` counter; the
 job itself carries on.
 
-With a model that takes hints (its metadata says ``hints: true``, as the bundled ``hints`` does), a
-photo's hints are read from ``<stem>.json`` beside it when there is one (:mod:`koala.data.hints`'s
-format); a bad hints file fails that photo with the hint's reason.
+With ``hint_files`` (a model that takes hints: its metadata says ``hints: true``, as the bundled
+default's does), a photo's hints are read from ``<stem>.json`` beside it when there is one
+(:mod:`koala.data.hints`'s format); a bad hints file fails that photo with the hint's reason.
+Without it such files are left alone: an archive's own sidecar JSON is not taken for hints.
 
 Example::
 
@@ -51,7 +52,7 @@ from koala.batch.common import (
     run,
     write_file,
 )
-from koala.data.hints import HINT_COLUMNS, HintError, hints_from_json
+from koala.data.hints import HINT_COLUMNS, HintError, NoHintInputsError, hints_from_json
 from koala.images import IMAGE_EXTENSIONS, ImageError
 from koala.inference import Colorizer, as_pixels
 from koala.outputs import KEEP, WRITE, claim, output_name
@@ -282,11 +283,14 @@ class ColorizeFilm(beam.DoFn):
 
 def build(pipeline: beam.Pipeline, inputs: Sequence[str], out_dir: str, model: str = "default",
           saturation: float | None = None, temperature: float | None = None, overwrite: bool = False,
-          batch: int = COLORIZE_BATCH, temporal: float = DEFAULT_TEMPORAL, crf: int = DEFAULT_CRF) -> None:
+          batch: int = COLORIZE_BATCH, temporal: float = DEFAULT_TEMPORAL, crf: int = DEFAULT_CRF,
+          hint_files: bool = False) -> None:
     """Add the colorize steps to ``pipeline`` (see the module docstring)."""
     out_dir = absolute(out_dir)
     path = resolve_model(model)  # refused here with its reason, not on every worker
-    hints = bool(model_metadata(path).get("model_args", {}).get("hints"))
+    meta = model_metadata(path)
+    if hint_files and not meta.get("model_args", {}).get("hints"):
+        raise NoHintInputsError(meta.get("model", path.name))
     if model not in ("default", "hints"):  # workers need its full path
         model = str(path.resolve())
     expanded = (pipeline
@@ -295,7 +299,7 @@ def build(pipeline: beam.Pipeline, inputs: Sequence[str], out_dir: str, model: s
     claimed = (expanded.files
                | "ByOutputName" >> beam.GroupByKey()  # also spreads the files over the workers
                | "Claim" >> beam.ParDo(ClaimOutput(out_dir, overwrite)).with_outputs(FAILED, main="todo"))
-    decoded = claimed.todo | "Decode" >> beam.ParDo(Decode(hints)).with_outputs(FAILED, FILMS, main="images")
+    decoded = claimed.todo | "Decode" >> beam.ParDo(Decode(hint_files)).with_outputs(FAILED, FILMS, main="images")
     handler = KeyedModelHandler(ColorizerHandler(model, saturation, temperature, batch))
     written = (decoded.images
                | "Colorize" >> RunInference(handler)

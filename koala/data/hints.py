@@ -60,7 +60,7 @@ class NoHintInputsError(ValueError):
 
     def __init__(self, model: str):
         self.reason = (f"this model ({model}) takes no hints; use a model with hint inputs (the bundled "
-                       "'hints', or one trained with hints: true)")
+                       "default, or one trained with hints: true)")
         super().__init__(f"hints: {self.reason}")
 
 
