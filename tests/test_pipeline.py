@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -189,6 +190,22 @@ def test_a_side_input_follows_its_photo_through_source_balancing(uneven_sources)
         blue = np.mean(ab.numpy()[..., 1], axis=(1, 2)) < 0
         np.testing.assert_array_equal(inputs["embedding"][:, 0] < 0, blue)
         assert 0 < blue.sum() < 20
+
+
+def test_validation_hints_do_not_follow_the_global_seed(photo_dir):
+    # The seed each batch's from_target gets, as a side input: on validation data the same on every
+    # pass and under any global seed (train.seed), so runs with other seeds compare their val loss.
+    seed_of = SideInput("seed", from_target=lambda l_norm, ab, seed: tf.cast(seed, tf.float32))
+
+    def seeds(global_seed: int, training: bool) -> list[list[float]]:
+        keras.utils.set_random_seed(global_seed)
+        ds = make_dataset(str(photo_dir), 32, 2, training=training, seed=4, side_input=seed_of)
+        return [x["seed"].numpy().tolist() for x, _ in ds]
+
+    val = seeds(1, training=False)
+    assert val == seeds(2, training=False) == seeds(1, training=False) and len(val) >= 2
+    assert len({tuple(s) for s in val}) == len(val)  # a new seed each batch
+    assert seeds(1, training=True) != seeds(2, training=True)  # training crops' hints follow train.seed
 
 
 def test_a_side_input_from_l_is_computed_from_the_batch_l(photo_dir):

@@ -39,8 +39,10 @@ class SideInput:
     * ``from_l(l_norm) -> tensor``, computed from each finished batch's normalised L (cropped and
       augmented, the very L the model sees); e.g. a frozen extractor run on the fly.
     * ``from_target(l_norm, ab, seed) -> tensor``, computed from each finished batch and its true
-      ab with a stateless ``seed`` (2 ints, new each batch, the same for every pass over
-      validation data); e.g. simulated colour hints (:func:`koala.data.hints.simulate_hints`).
+      ab with a stateless ``seed`` (2 ints, new each batch; for validation data ``(seed, batch
+      index)``: the same for every pass and whatever the global seed, so runs trained with other
+      ``train.seed`` values are validated on the same hints); e.g. simulated colour hints
+      (:func:`koala.data.hints.simulate_hints`).
 
     Example: ``SideInput("embedding", per_photo=EmbeddingCache.open("e.h5").lookup)``.
     """
@@ -261,7 +263,8 @@ def make_dataset(
         return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
     if side_input is not None and side_input.from_target is not None:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=training).batch(2)
+        seeds = (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2) if training
+                 else tf.data.Dataset.counter().map(lambda i: tf.stack([tf.constant(seed, tf.int64), i])))
         ds = tf.data.Dataset.zip(ds, seeds).map(
             lambda pair, s: ({"L": pair[0], side_input.name: side_input.from_target(pair[0], pair[1], s)}, pair[1]),
             num_parallel_calls=tf.data.AUTOTUNE)
