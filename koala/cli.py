@@ -494,9 +494,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the colorized PNGs and films (a film keeps its container if it is mp4, "
                         "mov or mkv, else becomes mkv)")
     p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
-    p.add_argument("--hint-files", action="store_true",
-                   help="read each photo's colour hints from <stem>.json beside it, where there is one "
-                        "(koala colorize --hints' format); without it such files are left alone")
     p.add_argument("--saturation", type=float, help=SATURATION_HELP)
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature for models that predict colour distributions (zhang16)")
@@ -513,9 +510,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "export", "export a model for TF Serving (SavedModel) or ONNX runtimes")
     p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
-    p.add_argument("--hint-files", action="store_true",
-                   help="read each photo's colour hints from <stem>.json beside it, where there is one "
-                        "(koala colorize --hints' format); without it such files are left alone")
     p.add_argument("--out", required=True, help="base folder; the model goes to OUT/VERSION/")
     p.add_argument("--version", type=int, help="version number (default: the next free one, from 1)")
     p.add_argument("--format", choices=serving.EXPORT_FORMATS, default="savedmodel",
@@ -528,9 +522,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "serve", "serve a web page and API that colorize photos")
     p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
-    p.add_argument("--hint-files", action="store_true",
-                   help="read each photo's colour hints from <stem>.json beside it, where there is one "
-                        "(koala colorize --hints' format); without it such files are left alone")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=serving.DEFAULT_WORKERS,

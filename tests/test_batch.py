@@ -230,3 +230,5 @@ def test_hint_files_need_a_model_with_hint_inputs(tiny_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("koala batch: --hint-files: this model (cunet) takes no hints")
     assert err.endswith("(--model hints)") and len(err.splitlines()) == 1 and not out.exists()
+    with pytest.raises(SystemExit):  # batch colorize's option only: koala colorize takes --hints FILE
+        main(["colorize", str(tmp_path / "a.png"), "-o", str(out), "--hint-files"])
