@@ -183,9 +183,10 @@ def bundle(run: Run, name: str = "default", weights_dir: str | os.PathLike = WEI
            overwrite: bool = False, stopped: bool = False) -> Path:
     """Ship a finished run: its best model, as its registered class and without optimizer state,
     as ``weights_dir/NAME.keras`` (the file a bundled model's name resolves to: ``hints`` is the
-    default's), and its metadata beside it (where :func:`model_metadata` looks). ``stopped``: also the best so far of a run that was stopped and
-    can resume (a long run across sessions; its backup is left as it is). Existing files are kept
-    unless ``overwrite``. Returns the model's path."""
+    default's), and its metadata beside it (where :func:`model_metadata` looks). ``stopped``: also
+    the best so far of a run that was stopped and can resume (a long run across sessions; its
+    backup is left as it is). Existing files are kept unless ``overwrite``. Returns the model's
+    path."""
     import keras
 
     import koala.models  # noqa: F401  registers the architectures' classes, which load_model looks up
