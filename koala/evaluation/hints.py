@@ -5,7 +5,8 @@ photo's centre, each the mean true colour of its patch; :func:`koala.data.hints.
 at the photo's own size, with patches the size a hint without a radius has at the working size
 (:data:`koala.data.hints.DEFAULT_PATCH` px there). They go through the same path as a person's
 hints (``Colorizer.colorize_float(photo, hints=...)``). The hints for ``k`` are the first ``k``
-of one draw, so a photo's curve only ever adds hints::
+of one draw, whatever other counts are asked for, so a photo's curve only ever adds hints and two
+curves agree where their counts meet::
 
     koala evaluate --model hints --data photos/val --hints 0,1,2,5,10,20,50 --out hints.json
 
