@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+MODEL_HELP = "'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file"
 SATURATION_HELP = "scale the predicted colours (default: the model's own; photos with hints: 1, the colours as hinted)"
 
 
@@ -418,7 +419,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="files, folders (recursive) or globs of photos and films; local or gs://...")
     p.add_argument("-o", "--out-dir", required=True, help="folder for the PNGs, films and failed.tsv")
-    p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--hint-files", action="store_true",
                    help="read each photo's colour hints from <stem>.json beside it, where there is one "
                         "(koala colorize --hints' format); without it such files are left alone")
@@ -493,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out-dir", required=True,
                    help="folder for the colorized PNGs and films (a film keeps its container if it is mp4, "
                         "mov or mkv, else becomes mkv)")
-    p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--saturation", type=float, help=SATURATION_HELP)
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature for models that predict colour distributions (zhang16)")
@@ -509,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     from koala.images import MAX_PIXELS
 
     p = _command(sub, "export", "export a model for TF Serving (SavedModel) or ONNX runtimes")
-    p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--out", required=True, help="base folder; the model goes to OUT/VERSION/")
     p.add_argument("--version", type=int, help="version number (default: the next free one, from 1)")
     p.add_argument("--format", choices=serving.EXPORT_FORMATS, default="savedmodel",
@@ -521,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = _command(sub, "serve", "serve a web page and API that colorize photos")
-    p.add_argument("--model", default="default", help="'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=serving.DEFAULT_WORKERS,
