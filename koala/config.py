@@ -50,7 +50,10 @@ class TrainConfig:
     e.g. to fine-tune resunet34 with the mse_ssim loss; layers with new names keep their
     initialisation, and a wider model (more base_filters) starts as the same function (Net2Net).
     cpu_budget: stop after the epoch at which the run's process CPU seconds reach
-    it (null: no limit), to compare models at equal compute."""
+    it (null: no limit), to compare models at equal compute.
+    distribution_weight: weight of a colour distribution head's cross-entropy beside the ab loss
+    (models with one: cunet with distribution: true); distribution_prior: an ab prior (.npy of
+    data_tools.ab_prior) to rebalance that cross-entropy by ("": unweighted)."""
 
     epochs: int = 30
     steps_per_epoch: int | None = None
@@ -68,6 +71,8 @@ class TrainConfig:
     sample_images: int = 4
     seed: int = 0
     cpu_budget: float | None = None
+    distribution_weight: float = 0.01
+    distribution_prior: str = ""
 
 
 @dataclass
@@ -144,7 +149,7 @@ _NESTED = {(Config, "data"): DataConfig, (Config, "train"): TrainConfig, (DataCo
 # TensorFlow error (or a hang: steps_per_epoch 0 never ends an epoch) minutes into a run.
 POSITIVE = {"image_size", "batch_size", "max_train_images", "max_val_images", "epochs", "steps_per_epoch",
             "learning_rate", "sample_images", "cpu_budget"}
-NON_NEGATIVE = {"early_stopping_patience", "reduce_lr_patience", "min_learning_rate", "seed",
+NON_NEGATIVE = {"early_stopping_patience", "reduce_lr_patience", "min_learning_rate", "seed", "distribution_weight",
                 "rotation", "zoom", "shear", "shift"}
 CHOICES = {"precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
            "strategy": ("default", "mirrored", "multiworker"), "jit_compile": ("auto", True, False)}

@@ -30,6 +30,7 @@ import tensorflow as tf
 from PIL import Image
 
 from koala.color import l_ab_to_rgb, rgb_to_l
+from koala.data.global_hints import GLOBAL_HINTS_INPUT_NAME
 from koala.data.hints import (
     HINT_COLUMNS,
     HINTS_INPUT_NAME,
@@ -41,7 +42,7 @@ from koala.data.hints import (
 from koala.images import MAX_PIXELS, load_pixels
 from koala.knobs import check_saturation, check_temperature
 from koala.models import get_spec
-from koala.models.layers import with_policy
+from koala.models.layers import ab_of, with_policy
 from koala.runs import model_metadata, resolve_model
 
 MAX_WORKING_SIDE_FACTOR = 4  # panoramas: the long side is capped at this many working sizes
@@ -265,18 +266,23 @@ class Colorizer:
             return False
         return isinstance(inputs, dict) and HINTS_INPUT_NAME in inputs
 
+    @property
+    def takes_global_hints(self) -> bool:
+        """Whether the network has a global-hint input (:mod:`koala.data.global_hints`: a
+        reference photo's or a palette's colours)."""
+        try:
+            inputs = self.network.input
+        except AttributeError:
+            return False
+        return isinstance(inputs, dict) and GLOBAL_HINTS_INPUT_NAME in inputs
+
     def network_fn(self) -> Callable[..., tf.Tensor]:
         """L at working size -> normalised ab, through the model's inference hooks; a model with
-        hint inputs also takes hint channels as a second argument (default: none)."""
+        hint inputs also takes hint channels as a second argument, and one with a global-hint
+        input a global hint (N, 310) as a third (default: none)."""
         spec = get_spec(self.metadata["model"]) if self.metadata else None
-        automatic = (spec.inference_network(self.network, self.metadata) if spec and spec.inference_network
-                     else lambda l_small: self.network(l_small, training=False))
-        call = automatic
-        if self.takes_hints:
-            def call(l_small, hints=None):
-                if hints is None:
-                    return automatic(l_small)
-                return self.network({"L": l_small, HINTS_INPUT_NAME: hints}, training=False)
+        call = (spec.inference_network(self.network, self.metadata) if spec and spec.inference_network
+                else lambda l_small: ab_of(self.network(l_small, training=False)))
         if spec and spec.decode:
             return lambda *args: spec.decode(call(*args), self.temperature)
         return call

@@ -42,7 +42,8 @@ class SideInput:
       ab with a stateless ``seed`` (2 ints, new each batch; for validation data ``(seed, batch
       index)``: the same for every pass and whatever the global seed, so runs trained with other
       ``train.seed`` values are validated on the same hints); e.g. simulated colour hints
-      (:func:`koala.data.hints.simulate_hints`).
+      (:func:`koala.data.hints.simulate_hints`). It may return a dict of several inputs by name
+      (hints and global hints), which then join L instead of one input called ``name``.
 
     Example: ``SideInput("embedding", per_photo=EmbeddingCache.open("e.h5").lookup)``.
     """
@@ -266,13 +267,18 @@ def make_dataset(
         seeds = (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2) if training
                  else tf.data.Dataset.counter().map(lambda i: tf.stack([tf.constant(seed, tf.int64), i])))
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda pair, s: ({"L": pair[0], side_input.name: side_input.from_target(pair[0], pair[1], s)}, pair[1]),
+            lambda pair, s: ({"L": pair[0], **_named(side_input, side_input.from_target(pair[0], pair[1], s))}, pair[1]),
             num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     if side_input is not None:  # from_l: one call at a time, after the prefetch (an extractor is a large model)
         ds = ds.map(lambda l_norm, ab: ({"L": l_norm, side_input.name: side_input.from_l(l_norm)}, ab))
     return ds
+
+
+def _named(side_input: SideInput, made) -> dict:
+    """A side input's tensors by input name: a dict as it is, one tensor as ``side_input.name``."""
+    return made if isinstance(made, dict) else {side_input.name: made}
 
 
 def _side_rows(side_input: SideInput | None, paths: list[str], source) -> np.ndarray | None:

@@ -148,6 +148,12 @@ def norm_act(x, name: str, act: str = "relu", batch_norm: bool = True):
     return activation(act, f"{name}_{act}")(x)
 
 
+def ab_of(outputs):
+    """The normalised ab among a network's outputs: the output itself, or its "ab" entry for a
+    network that also returns other things (a colour distribution)."""
+    return outputs["ab"] if isinstance(outputs, dict) else outputs
+
+
 def ab_head(x, name: str = "ab"):
     """1x1 convolution to two channels with tanh: normalised ab, kept in float32 under mixed precision."""
     x = layers.Conv2D(2, 1, padding="same", name=f"{name}_conv")(x)

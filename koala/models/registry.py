@@ -39,7 +39,12 @@ class ModelSpec:
     that the training data must carry (``embeddings``: the config's ``data.embeddings`` cache path);
     decode(outputs, temperature) -> normalised ab (for output != "ab");
     inference_network(model, metadata) -> callable L -> network outputs (e.g. compute an
-    embedding on the fly from the extractor the run's metadata names).
+    embedding on the fly from the extractor the run's metadata names);
+    targets(model_args) -> None, or a function of the true ab -> the training targets, for a model
+    whose outputs are a dict (e.g. {"ab": ab, "bins": ab} for a CU-Net with a distribution head);
+    output_losses(model_args, weight, prior) -> None, or ({output: loss}, {output: weight}) for
+    the outputs beside "ab" (``weight`` and ``prior``: the config's ``train.distribution_weight``
+    and ``train.distribution_prior``).
     """
 
     name: str
@@ -54,6 +59,8 @@ class ModelSpec:
     side_input: Callable | None = None
     decode: Callable | None = None
     inference_network: Callable | None = None
+    targets: Callable | None = None
+    output_losses: Callable | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -65,7 +72,7 @@ def register(name: str, *, paper: str, default_size: int, multiple: int, output:
 
     presets: {preset name: config dict} (default none); each gets ``model: name`` and its own
     name as ``name`` unless it sets them. smoke_args (default {}): tiny model arguments.
-    hooks: make_loss, side_input, decode, inference_network (see :class:`ModelSpec`).
+    hooks: make_loss, side_input, decode, inference_network, targets, output_losses (see :class:`ModelSpec`).
     """
     def decorate(build):
         if name in MODELS:

@@ -19,7 +19,7 @@ from koala.data import make_dataset
 from koala.data.sources import data_source
 from koala.losses import get_loss
 from koala.models import get_model, get_spec
-from koala.models.layers import dtype_scope, transfer_weights
+from koala.models.layers import ab_of, dtype_scope, transfer_weights
 from koala.runs import FinishedRunError, Run, resolve_model
 from koala.training.callbacks import BestCheckpoint, EpochHistory, RunClock, SampleGrid
 
@@ -156,6 +156,9 @@ def build_datasets(cfg: config_lib.Config):
                          source_balance=d.source_balance, side_input=side)
     val = make_dataset(data_source(d.val), d.image_size, d.batch_size, training=False,
                        cache=d.cache, max_images=d.max_val_images, side_input=side)
+    to_targets = spec.targets(cfg.model_args) if spec.targets else None
+    if to_targets:  # a model with outputs beside ab (a distribution head) learns each from ab
+        train, val = (ds.map(lambda x, ab: (x, to_targets(ab))) for ds in (train, val))
     return train, val
 
 
@@ -186,7 +189,7 @@ def make_callbacks(cfg: config_lib.Config, run: Run, val, extend_from: int = 0) 
     t = cfg.train
     spec = get_spec(cfg.model)
     inputs, ab_batch = next(iter(val.unbatch().batch(t.sample_images)))
-    to_ab = (lambda out: spec.decode(out, None)) if spec.decode else None
+    to_ab = (lambda out: spec.decode(out, None)) if spec.decode else ab_of
     return [
         keras.callbacks.TerminateOnNaN(),
         BestCheckpoint(run),
@@ -195,7 +198,7 @@ def make_callbacks(cfg: config_lib.Config, run: Run, val, extend_from: int = 0) 
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor,
                                           patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
         EpochHistory(run.history_file, keep=extend_from or (run.epochs_done() if run.resuming else None)),
-        SampleGrid(inputs, ab_batch.numpy(), run.samples, to_ab),
+        SampleGrid(inputs, ab_of(ab_batch).numpy(), run.samples, to_ab),
         RunClock(run, t.cpu_budget),
         # Two states kept: a kill while the latest is being written resumes from the one before.
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
@@ -234,9 +237,15 @@ def compile_model(cfg: config_lib.Config, capabilities, precision: str = "float3
         start_from(model, str(start))
     loss = (spec.make_loss(cfg.train.loss_args, data_source(cfg.data.train)) if spec.make_loss
             else get_loss(cfg.train.loss, **cfg.train.loss_args))
+    weights = None
+    extra = (spec.output_losses(cfg.model_args, cfg.train.distribution_weight, cfg.train.distribution_prior)
+             if spec.output_losses else None)
+    if extra:  # outputs beside ab, each with its loss and weight (ab's is 1)
+        loss, weights = {"ab": loss, **extra[0]}, {"ab": 1.0, **extra[1]}
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
         loss=loss,
+        loss_weights=weights,
         jit_compile=resolve_jit(cfg.train.jit_compile, capabilities),
     )
     return model
