@@ -17,9 +17,11 @@ from koala.models import get_model, trainable_params
 from koala.models.adversarial import AdversarialColorizer
 from koala.models.critic import PatchGANCritic
 from koala.models.layers import BilinearUpSampling2D
+from koala.models.resnet import is_encoder_layer
 from tests.conftest import smooth_colour_image
 
 TINY_DECODER = (16, 16, 8, 8, 8)  # keeps the full ResNet-34 encoder, shrinks the rest
+TINY_DECODER_ARGS = {"decoder_filters": TINY_DECODER}
 TINY_GAN = {"adversarial": True, "decoder_filters": TINY_DECODER, "critic_filters": 8}
 
 
@@ -36,25 +38,76 @@ def test_bilinear_upsampling_matches_keras_and_traces_with_unknown_size():
     assert BilinearUpSampling2D.from_config(ours.get_config()).factor == 2
 
 
+def encoder_params(model: keras.Model) -> int:
+    return sum(int(np.prod(w.shape)) for layer in model.layers if is_encoder_layer(layer)
+               for w in layer.trainable_weights)
+
+
 def test_resnet34_encoder_has_torchvision_parameter_count():
     """torchvision's resnet34 has 21,797,672 parameters; less the classifier (512 x 1000 + 1000
     = 513,000) and conv1's two extra input channels (2 x 7 x 7 x 64 = 6,272) leaves 21,278,400.
     BatchNorm's moving statistics are buffers in PyTorch and non-trainable in Keras, so both count
-    only gamma and beta."""
+    only gamma and beta. The encoder is keras-cv's (its layer names); the whole network has the
+    24,430,130 trainable parameters it had with the hand-written encoder."""
     model = get_model("resunet34")
-    encoder = [w for layer in model.layers if layer.name.startswith(("stem", "stage")) for w in layer.trainable_weights]
-    assert sum(int(np.prod(w.shape)) for w in encoder) == 21_797_672 - 513_000 - 6_272 == 21_278_400
+    assert encoder_params(model) == 21_797_672 - 513_000 - 6_272 == 21_278_400
     assert trainable_params(model) == 24_430_130
-    assert model.get_layer("stage4_block3_out").output.shape[-1] == 512
+    assert model.get_layer("conv1_conv").kernel.shape == (7, 7, 1, 64)
+    assert model.get_layer("v2_stack_3_block3_out").output.shape[-1] == 512
+    assert model.get_layer("dec4_skip").input[1] is model.get_layer("conv1_relu").output  # the stem's skip at H/2
 
 
 def test_resnet18ae_encoder_is_resnet18_up_to_layer2():
     """conv1 (7 x 7 x 1 x 64) + bn1 (128) + layer1 (2 x 73,984) + layer2 (230,144 + 295,424) = 676,800."""
     model = get_model("resnet18ae")
-    encoder = [w for layer in model.layers if layer.name.startswith(("stem", "stage")) for w in layer.trainable_weights]
-    assert sum(int(np.prod(w.shape)) for w in encoder) == 676_800
-    assert model.get_layer("stage2_block2_out").output.shape[1:] == (None, None, 128)
+    assert encoder_params(model) == 676_800
+    assert trainable_params(model) == 954_434
+    assert model.get_layer("v2_stack_1_block2_out").output.shape[1:] == (None, None, 128)
+    assert not any(layer.name.startswith("v2_stack_2") for layer in model.layers)
     assert model(np.zeros((1, 64, 96, 1), np.float32)).shape == (1, 64, 96, 2)
+
+
+def test_encoders_start_from_scratch_without_touching_presets(monkeypatch):
+    """encoder_weights=None (the default) builds offline: keras-cv's preset loader is never called."""
+    from keras_cv.models import ResNetBackbone
+
+    def offline(*args, **kwargs):
+        raise AssertionError("from_preset called")
+
+    monkeypatch.setattr(ResNetBackbone, "from_preset", offline)
+    assert get_model("resnet18ae", encoder_weights=None).name == "resnet18ae"
+    assert get_model("resunet34", **TINY_DECODER_ARGS, encoder_weights=None).name == "resunet34"
+
+
+def test_encoder_weights_come_from_a_keras_cv_preset(tmp_path):
+    """A preset directory saved from an RGB ResNet-18 (what kaggle:// handles and preset names
+    resolve to after download): the first two stages land by name, conv1's RGB kernel is summed
+    for L, and the decoder keeps its initialisation. A bottleneck ResNet is refused."""
+    from keras_cv.models import ResNetBackbone
+    from keras_cv.src.utils.preset_utils import save_to_preset
+
+    keras.utils.set_random_seed(1)
+    rgb = ResNetBackbone(stackwise_filters=[64, 128, 256, 512], stackwise_blocks=[2, 2, 2, 2],
+                         stackwise_strides=[1, 2, 2, 2], include_rescaling=False, block_type="basic_block")
+    save_to_preset(rgb, str(tmp_path / "resnet18"))
+    keras.utils.set_random_seed(2)
+    scratch = get_model("resnet18ae")
+    keras.utils.set_random_seed(2)
+    model = get_model("resnet18ae", encoder_weights=str(tmp_path / "resnet18"))
+    rgb_kernel = rgb.get_layer("conv1_conv").kernel.numpy()
+    np.testing.assert_allclose(model.get_layer("conv1_conv").kernel,
+                               rgb_kernel[:, :, :1] + rgb_kernel[:, :, 1:2] + rgb_kernel[:, :, 2:], rtol=1e-6)
+    for name in ("v2_stack_0_block1_1_conv", "v2_stack_1_block1_0_bn", "v2_stack_1_block2_2_conv"):
+        for ours, theirs in zip(model.get_layer(name).get_weights(), rgb.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+    for ours, before in zip(model.get_layer("dec1_conv").get_weights(), scratch.get_layer("dec1_conv").get_weights()):
+        np.testing.assert_array_equal(ours, before)
+
+    bottleneck = ResNetBackbone(stackwise_filters=[8, 8], stackwise_blocks=[1, 1], stackwise_strides=[1, 2],
+                                include_rescaling=False, block_type="block")
+    save_to_preset(bottleneck, str(tmp_path / "bottleneck"))
+    with pytest.raises(ValueError, match="basic blocks.*v2_stack_0_block1_0_conv"):
+        get_model("resnet18ae", encoder_weights=str(tmp_path / "bottleneck"))
 
 
 def test_patchgan_critic_shape_and_size():

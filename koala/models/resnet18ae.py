@@ -5,7 +5,8 @@ tutorial's ``ColorizationNet`` (lukemelas.github.io/image-colorization.html; its
 github.com/lukemelas/Automatic-Image-Colorization trains the same encoder with MSE on 224 px crops).
 Encoder: the first six children of torchvision's ResNet-18 (He et al. 2016) with a one-channel
 conv1: conv1 7x7/2, bn1, relu, maxpool 3x3/2, layer1 (2 basic blocks, 64) and layer2 (2 basic
-blocks, 128): 128 channels at H/8. Decoder: conv 128 -> up -> conv 64 -> conv 64 -> up ->
+blocks, 128): 128 channels at H/8, built by keras-cv's ``ResNetBackbone`` with ResNet-18's first
+two stages (:mod:`koala.models.resnet`). Decoder: conv 128 -> up -> conv 64 -> conv 64 -> up ->
 conv 32 -> conv 2 -> up, each conv 3x3 (+ BN + ReLU except the last), nearest-neighbour x2
 upsampling.
 
@@ -13,9 +14,12 @@ Deviations: the original's output is linear and regresses (ab + 128) / 255 in [0
 here it ends in tanh because koala's targets are normalised ab in [-1, 1] (so the final layer is
 not the shared 1x1 ``ab_head``: the original's last conv is 3x3 at H/2, kept, then upsampled,
 then tanh). The original feeds grayscale from ``rgb2gray``; here normalised L. Convolutions
-followed by BN have no bias (BN cancels it). The original starts from a Places365 ResNet-18 whose
-conv1 sums the RGB filters; no such weights ship here, so it trains from scratch. The preset
-keeps the original's MSE loss, Adam at 1e-2 and 224 px crops.
+followed by BN have no bias (BN cancels it). The encoder has keras-cv's padding and
+BatchNormalization settings rather than torchvision's. The original starts from a Places365
+ResNet-18 whose conv1 sums the RGB filters; no such weights ship here (and keras-cv publishes no
+ImageNet ResNet-18), so it trains from scratch unless ``encoder_weights`` names a keras-cv preset
+with ResNet-18's basic blocks, whose conv1 is summed the same way. The preset keeps the
+original's MSE loss, Adam at 1e-2 and 224 px crops.
 Input sides must be multiples of 8; :mod:`koala.inference` rounds the working shape to that.
 """
 from __future__ import annotations
@@ -23,10 +27,11 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from koala.models.layers import conv_block, dtype_scope, l_input, model_config, resnet_stage, resnet_stem
+from koala.models.layers import conv_block, dtype_scope, l_input, model_config
 from koala.models.registry import register
+from koala.models.resnet import RESNET18_STAGES, load_encoder_weights, resnet_encoder
 
-RESNET18_MIDLEVEL = ((64, 2), (128, 2))  # layer1 and layer2 of ResNet-18: (filters, blocks)
+RESNET18_MIDLEVEL = RESNET18_STAGES[:2]  # layer1 and layer2 of ResNet-18: (filters, blocks)
 # (filters, upsample after) for each conv + BN + ReLU of the original decoder
 DECODER = ((128, True), (64, False), (64, True), (32, False))
 DOWNSAMPLINGS = 3
@@ -40,14 +45,6 @@ PRESETS = {
 
 
 @keras.saving.register_keras_serializable(package="koala")
-@register(
-    "resnet18ae",
-    paper="Melas-Kyriazi 2018, Image Colorization with Convolutional Neural Networks (ResNet-18 autoencoder)",
-    default_size=224,
-    multiple=2**DOWNSAMPLINGS,
-    presets=PRESETS,
-    smoke_args={},  # 0.9M parameters: small enough as it is
-)
 class ResNet18AE(keras.Model):
     """The ResNet-18 colorization autoencoder (about 0.9M parameters).
 
@@ -59,9 +56,7 @@ class ResNet18AE(keras.Model):
     def __init__(self, input_size: int | None = None, name: str = "resnet18ae", dtype=None, **kwargs):
         with dtype_scope(dtype):
             inputs = l_input(input_size)
-            _, x = resnet_stem(inputs)
-            for i, (filters, blocks) in enumerate(RESNET18_MIDLEVEL):
-                x = resnet_stage(x, filters, blocks, strides=1 if i == 0 else 2, name=f"stage{i + 1}")
+            x = resnet_encoder(inputs, RESNET18_MIDLEVEL)[-1]
             for i, (filters, upsample) in enumerate(DECODER):
                 x = conv_block(x, filters, f"dec{i + 1}")
                 if upsample:
@@ -74,3 +69,24 @@ class ResNet18AE(keras.Model):
 
     def get_config(self) -> dict:
         return {**model_config(self), "input_size": self.input_size}
+
+
+@register(
+    "resnet18ae",
+    paper="Melas-Kyriazi 2018, Image Colorization with Convolutional Neural Networks (ResNet-18 autoencoder)",
+    default_size=224,
+    multiple=2**DOWNSAMPLINGS,
+    presets=PRESETS,
+    smoke_args={},  # 0.9M parameters: small enough as it is
+)
+def resnet18ae(input_size: int | None = None, encoder_weights: str | None = None) -> ResNet18AE:
+    """A :class:`ResNet18AE`; ``encoder_weights`` (default None: from scratch) names a keras-cv
+    ``ResNetBackbone`` preset with ResNet-18's basic blocks whose first two stages start the
+    encoder (:func:`koala.models.resnet.load_encoder_weights`; not part of the saved config).
+
+    Example: ``resnet18ae(encoder_weights="path/to/resnet18_preset")``.
+    """
+    model = ResNet18AE(input_size)
+    if encoder_weights is not None:
+        load_encoder_weights(model, encoder_weights)
+    return model

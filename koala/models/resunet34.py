@@ -1,9 +1,10 @@
 """ResUNet-34: a U-Net whose encoder is a full ResNet-34, with an optional PatchGAN critic.
 
 Encoder: ResNet-34 (He, Zhang, Ren & Sun 2016, "Deep Residual Learning for Image Recognition",
-CVPR), not truncated: the 7x7/2 stem with BN, ReLU and 3x3/2 max pooling, then basic-block
-stages of [3, 4, 6, 3] blocks with 64, 128, 256 and 512 filters (five downsamplings, H/32),
-taking one channel (normalised L) instead of RGB. Decoder: a U-Net decoder (Ronneberger et al.
+CVPR), not truncated, built by keras-cv's ``ResNetBackbone`` (:mod:`koala.models.resnet`): the
+7x7/2 stem with BN, ReLU and 3x3/2 max pooling, then basic-block stages of [3, 4, 6, 3] blocks
+with 64, 128, 256 and 512 filters (five downsamplings, H/32), taking one channel (normalised L)
+instead of RGB. Decoder: a U-Net decoder (Ronneberger et al.
 2015) as in segmentation_models' ``Unet("resnet34")`` (five blocks of 256, 128, 64, 32, 16
 filters): each block upsamples x2 and concatenates the encoder map of that scale (stage 3,
 stage 2, stage 1, the stem's ReLU at H/2, then the input L at full resolution), followed by two
@@ -20,7 +21,9 @@ Deviations: upsampling is bilinear (segmentation_models uses nearest; no transpo
 convolutions, whose checkerboard artefacts show in flat colour regions), through koala's
 ``BilinearUpSampling2D`` because Keras 3.15's fails on unknown sizes in a graph; the last
 block concatenates the input L (segmentation_models has no skip at full resolution) so edges
-stay sharp in ab; trained from scratch (no ImageNet weights exist for one-channel input).
+stay sharp in ab; the encoder has keras-cv's padding and BatchNormalization settings rather than
+torchvision's (:mod:`koala.models.resnet`); trained from scratch by default (keras-cv publishes no
+ImageNet weights for ResNet-34; ``encoder_weights`` takes a keras-cv preset with basic blocks).
 Input sides must be multiples of 32; :mod:`koala.inference` rounds the working shape to that.
 """
 from __future__ import annotations
@@ -37,12 +40,10 @@ from koala.models.layers import (
     dtype_scope,
     l_input,
     model_config,
-    resnet_stage,
-    resnet_stem,
 )
 from koala.models.registry import register
+from koala.models.resnet import RESNET34_STAGES, load_encoder_weights, resnet_encoder
 
-RESNET34_STAGES = ((64, 3), (128, 4), (256, 6), (512, 3))  # (filters, basic blocks) per stage
 DECODER_FILTERS = (256, 128, 64, 32, 16)
 DOWNSAMPLINGS = 5
 
@@ -83,12 +84,8 @@ class ResUNet34(keras.Model):
             raise ValueError(f"decoder_filters needs {DOWNSAMPLINGS} widths, one per upsampling; got {decoder_filters}")
         with dtype_scope(dtype):
             inputs = l_input(input_size)
-            stem, x = resnet_stem(inputs)
-            skips = [inputs, stem]
-            for i, (filters, blocks) in enumerate(RESNET34_STAGES):
-                x = resnet_stage(x, filters, blocks, strides=1 if i == 0 else 2, name=f"stage{i + 1}")
-                skips.append(x)
-            skips.pop()  # stage 4 is the bottleneck, not a skip
+            *skips, x = resnet_encoder(inputs, RESNET34_STAGES)  # stem, stages 1-3 as skips; stage 4 the bottleneck
+            skips.insert(0, inputs)
             for i, filters in enumerate(decoder_filters):
                 x = decoder_block(x, skips[-1 - i], filters, f"dec{i + 1}")
             super().__init__(inputs=inputs, outputs=ab_head(x), name=name, **kwargs)
@@ -114,15 +111,21 @@ def resunet34(
     adv_weight: float = ADV_WEIGHT,
     critic_filters: int = 64,
     input_size: int | None = None,
+    encoder_weights: str | None = None,
 ) -> keras.Model:
     """A :class:`ResUNet34`, or with ``adversarial`` an :class:`AdversarialColorizer` that trains
     it against a :class:`PatchGANCritic` of ``critic_filters`` (default 64) base width, weighting
     the adversarial loss by ``adv_weight`` (default 0.01). Both are Keras classes whose configs
     hold these arguments, so ``keras.saving.load_model`` gives back either one whole.
+    ``encoder_weights`` (default None: from scratch) names a keras-cv ``ResNetBackbone`` preset
+    with ResNet-34's basic blocks whose weights start the encoder
+    (:func:`koala.models.resnet.load_encoder_weights`); it is not part of the saved config.
 
     Example: ``resunet34(adversarial=True).generator`` is the ResUNet34 that colorizes.
     """
     generator = ResUNet34(decoder_filters, input_size)
+    if encoder_weights is not None:
+        load_encoder_weights(generator, encoder_weights)
     if not adversarial:
         return generator
     return AdversarialColorizer(generator, PatchGANCritic(critic_filters, input_size), adv_weight=adv_weight)
