@@ -14,6 +14,13 @@ rewritten), so TF Serving, plain TensorFlow and ``koala colorize`` give the same
     N x K x 6: x, y, radius, red, green, blue per hint, in the photo's pixels, colour in [0, 1];
     :func:`koala.data.hints.parse_hints` makes a photo's table) -> ``png_bytes``: the same path as
     ``Colorizer.colorize(photo, hints=...)``. Every photo of a request carries K hints (K may be 0).
+``colorize_global``  (models with a global-hint input only) ``image_bytes``, ``hints`` (if the model
+    takes hints) and ``global_hints`` (float32, N x 310: a reference photo's or a palette's colours,
+    ``Colorizer.global_hint(reference=...)`` or :func:`koala.data.global_hints.reference_hint`) ->
+    ``png_bytes``: ``Colorizer.colorize(photo, hints=..., reference=...)``.
+
+Saturation: the one baked in applies to every signature; hinted colours still come out as given
+(:func:`koala.inference.side_inputs`).
 
 ONNX (through tf2onnx) holds the network alone, ``L`` at a working size -> ``ab``: tf2onnx has no
 converter for image decoding/encoding (DecodeImage, EncodePng) nor for the antialiased resize
@@ -36,12 +43,15 @@ import keras
 import tensorflow as tf
 
 from koala.images import MAX_PIXELS, make_readable
-from koala.inference import Colorizer, colorize_pixels, predict_ab, saturation_for
+from koala.data.global_hints import GLOBAL_HINT_SIZE
 from koala.data.hints import HINT_COLUMNS
+from koala.inference import Colorizer, colorize_pixels, predict_ab
 from koala.serving import (
     AB_OUTPUT,
     BYTES_SIGNATURE,
     EXPORT_FORMATS,
+    GLOBAL_INPUT,
+    GLOBAL_SIGNATURE,
     HINTS_INPUT,
     HINTS_SIGNATURE,
     IMAGE_INPUT,
@@ -113,9 +123,9 @@ def decode_pixels(data: tf.Tensor) -> tf.Tensor:
 
 
 def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, saturation: float,
-                       hints: tf.Tensor | None = None) -> tf.Tensor:
-    """One encoded photo (and its hint table, K x 6, for a network that takes hints) -> the
-    colorized PNG at its size, refusing more than ``MAX_PIXELS`` pixels before anything is decoded
+                       hints: tf.Tensor | None = None, global_hints: tf.Tensor | None = None) -> tf.Tensor:
+    """One encoded photo (and its hint table, K x 6, and its global hint, 310, for a network that
+    takes them) -> the colorized PNG at its size, refusing more than ``MAX_PIXELS`` pixels before anything is decoded
     (a small file can claim a huge picture)."""
     shape = header_shape(data)
     image = tf.debugging.Assert(  # TensorFlow's own words would be "Unknown image file format"
@@ -130,7 +140,9 @@ def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, satur
 
     def colorize(pixels: tf.Tensor) -> tf.Tensor:
         table = None if hints is None else hints[None]
-        return tf.io.encode_png(colorize_pixels(network, pixels[None], size, multiple, saturation, hints=table)[0])
+        wide = None if global_hints is None else global_hints[None]
+        return tf.io.encode_png(colorize_pixels(network, pixels[None], size, multiple, saturation, hints=table,
+                                                global_hints=wide)[0])
 
     with tf.control_dependencies([limit]):
         return tf.cond(sixteen_bit_png,
@@ -139,8 +151,8 @@ def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, satur
 
 
 def build_archive(colorizer: Colorizer) -> keras.export.ExportArchive:
-    """An ExportArchive with the serving signatures (a third for models with hint inputs), all
-    running the colorizer's own path."""
+    """An ExportArchive with the serving signatures (one more for models with hint inputs, one more
+    for models with a global-hint input), all running the colorizer's own path."""
     network = colorizer.network_fn()
     size, multiple, saturation = colorizer.image_size, colorizer.multiple, colorizer.saturation
 
@@ -157,17 +169,28 @@ def build_archive(colorizer: Colorizer) -> keras.export.ExportArchive:
     archive.track(colorizer.network)
     archive.add_endpoint(BYTES_SIGNATURE, serve_bytes, [tf.TensorSpec([None], tf.string, name=IMAGE_INPUT)])
     archive.add_endpoint(L_SIGNATURE, serve_l, [tf.TensorSpec([None, None, None, 1], tf.float32, name=L_INPUT)])
-    if colorizer.takes_hints:
-        def serve_hints(image_bytes: tf.Tensor, hints: tf.Tensor) -> dict[str, tf.Tensor]:
-            request_saturation = saturation_for(tf.shape(hints)[1], saturation, colorizer.hint_saturation)
-            pngs = tf.map_fn(lambda item: colorize_png_bytes(network, item[0], size, multiple, request_saturation, item[1]),
-                             (image_bytes, hints), fn_output_signature=tf.TensorSpec([], tf.string),
-                             parallel_iterations=1)
-            return {PNG_OUTPUT: pngs}
+    image_spec = tf.TensorSpec([None], tf.string, name=IMAGE_INPUT)
+    hints_spec = tf.TensorSpec([None, None, len(HINT_COLUMNS)], tf.float32, name=HINTS_INPUT)
+    global_spec = tf.TensorSpec([None, GLOBAL_HINT_SIZE], tf.float32, name=GLOBAL_INPUT)
 
-        archive.add_endpoint(HINTS_SIGNATURE, serve_hints,
-                             [tf.TensorSpec([None], tf.string, name=IMAGE_INPUT),
-                              tf.TensorSpec([None, None, len(HINT_COLUMNS)], tf.float32, name=HINTS_INPUT)])
+    def serve_side(image_bytes: tf.Tensor, hints: tf.Tensor | None, global_hints: tf.Tensor | None):
+        items = (image_bytes, tf.zeros([tf.shape(image_bytes)[0]]) if hints is None else hints,
+                 tf.zeros([tf.shape(image_bytes)[0]]) if global_hints is None else global_hints)
+        pngs = tf.map_fn(lambda item: colorize_png_bytes(network, item[0], size, multiple, saturation,
+                                                         None if hints is None else item[1],
+                                                         None if global_hints is None else item[2]),
+                         items, fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=1)
+        return {PNG_OUTPUT: pngs}
+
+    if colorizer.takes_hints:
+        archive.add_endpoint(HINTS_SIGNATURE, lambda image_bytes, hints: serve_side(image_bytes, hints, None),
+                             [image_spec, hints_spec])
+    if colorizer.takes_global_hints and colorizer.takes_hints:
+        archive.add_endpoint(GLOBAL_SIGNATURE, lambda image_bytes, hints, global_hints: serve_side(
+            image_bytes, hints, global_hints), [image_spec, hints_spec, global_spec])
+    elif colorizer.takes_global_hints:
+        archive.add_endpoint(GLOBAL_SIGNATURE, lambda image_bytes, global_hints: serve_side(
+            image_bytes, None, global_hints), [image_spec, global_spec])
     return archive
 
 
@@ -181,9 +204,9 @@ def export(model: str | os.PathLike, out: str | os.PathLike, version: int | None
            fmt: str = "savedmodel", saturation: float | None = None, temperature: float | None = None) -> Path:
     """Export ``model`` ('default', a run folder or a .keras file) to ``out/<version>/``.
 
-    ``saturation`` and ``temperature`` (default: the model's own settings; with hints its hint
-    saturation, :func:`koala.inference.saturation_for`) are baked into the SavedModel's
-    signatures, as TF Serving takes no per-request options.
+    ``saturation`` and ``temperature`` (default: the model's own settings; hinted colours come out
+    as given at any saturation) are baked into the SavedModel's signatures, as TF Serving takes no
+    per-request options.
 
     ``version`` defaults to the next free number; an existing version is never overwritten. The
     folder is written beside its final place and renamed in, so a TF Serving that watches

@@ -22,12 +22,14 @@ Example::
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
 import tensorflow as tf
 
 from koala.color import AB_NORM, ab_bins, nearest_bins, rgb_to_lab
+from koala.images import ImageError, load_pixels, resize_short_side, to_float_rgb, to_uint8
 
 GLOBAL_HINTS_INPUT_NAME = "global_hints"
 GLOBAL_BINS = 309  # len(ab_bins()): the in-gamut bins of the 10-unit ab grid
@@ -143,3 +145,53 @@ def palette_distribution(colours: np.ndarray, weights: np.ndarray, sigma: float 
     counts = tf.math.unsorted_segment_sum(tf.reshape(soft * np.asarray(weights, np.float32)[:, None], [-1]),
                                           tf.reshape(indices, [-1]), GLOBAL_BINS)
     return tf.linalg.matvec(_blur_matrix(sigma), counts, transpose_a=True).numpy()
+
+
+REFERENCE_SIDE = 256  # a reference's short side is shrunk to this first: its colours count, not its detail
+
+
+class NoGlobalHintInputsError(GlobalHintError):
+    """A reference or palette for a model without a global-hint input; ``reason`` is the message
+    without its ``reference/palette:``."""
+
+    def __init__(self, model: str):
+        self.reason = (f"this model ({model}) has no global-hint input, so it takes no reference or palette; "
+                       "use a model trained with global_hints: true")
+        super().__init__(f"reference/palette: {self.reason}")
+
+
+def reference_hint(source) -> np.ndarray:
+    """A reference photo -> the model's global hint (:data:`GLOBAL_HINT_SIZE`,), given. ``source``:
+    a path, encoded bytes, a PIL image, or an array (H, W) or (H, W, 3|4) of uint8, uint16 or float
+    in [0, 1]. Shrunk to a short side of ``REFERENCE_SIDE`` first. A file that is no usable photo,
+    or a photo without colour, is a :class:`GlobalHintError` naming it."""
+    name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+    try:
+        pixels = _array_pixels(source) if isinstance(source, np.ndarray) else load_pixels(source)
+    except ImageError as e:
+        raise GlobalHintError(f"reference {e.source}: {e.reason}") from None
+    rgb = pixels if pixels.dtype == np.float32 else to_float_rgb(pixels)
+    small = to_float_rgb(resize_short_side(to_uint8(rgb), REFERENCE_SIDE, upscale=False))
+    try:
+        return global_hint(reference_distribution(small)).numpy()
+    except GlobalHintError:
+        raise GlobalHintError(f"reference {name}: the photo has no colour (it is grayscale), so it cannot "
+                              "give any; give a colour photo") from None
+
+
+def _array_pixels(array: np.ndarray) -> np.ndarray:
+    """An array as a reference: uint8/uint16 as they are, other numbers as float32 RGB in [0, 1];
+    a fourth channel dropped. Refuses other shapes."""
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+        raise GlobalHintError(f"reference: expected an image array (H, W), (H, W, 3) or (H, W, 4); got {array.shape}")
+    array = array[..., :3] if array.ndim == 3 else array
+    array = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    rgb = np.clip(np.asarray(array, np.float32), 0.0, 1.0)
+    return np.repeat(rgb[..., None], 3, axis=-1) if rgb.ndim == 2 else rgb
+
+
+def palette_hint(value) -> np.ndarray:
+    """A palette as :func:`parse_palette` takes it -> the model's global hint (:data:`GLOBAL_HINT_SIZE`,)."""
+    return global_hint(palette_distribution(*parse_palette(value))).numpy()

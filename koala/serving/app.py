@@ -187,7 +187,6 @@ def create_app(
         "model": model_name,
         "image_size": colorizer.image_size,
         "saturation": colorizer.saturation,
-        "hint_saturation": colorizer.hint_saturation,
         "temperature": colorizer.temperature if has_temperature else None,
         "supports_temperature": has_temperature,
         "supports_hints": colorizer.takes_hints,

@@ -57,7 +57,7 @@ function setPhoto(file) {
 
 function query() {
   const params = new URLSearchParams();
-  const saturation = $("saturation");  // untouched: the server's own, which differs with hints
+  const saturation = $("saturation");  // untouched: the server's own
   if (saturation.dataset.touched) params.set("saturation", saturation.value);
   const temperature = $("temperature");
   if (temperature && temperature.dataset.touched) params.set("temperature", temperature.value);
@@ -158,16 +158,8 @@ function toPhoto(event) {
            inside: x >= 0 && y >= 0 && x < source.naturalWidth && y < source.naturalHeight };
 }
 
-function showSaturation() {  // the model's own saturation for what is sent, until a person sets one
-  const slider = $("saturation");
-  if (slider.dataset.touched) return;
-  slider.value = hints.length ? slider.dataset.hintSaturation : slider.dataset.saturation;
-  $("saturation-value").textContent = parseFloat(slider.value).toFixed(2);
-}
-
 function drawHints() {
   if (!supportsHints) return;
-  showSaturation();
   const layer = $("hint-layer");
   layer.querySelectorAll(".hint").forEach((m) => m.remove());
   layer.dataset.hints = JSON.stringify(hints);
