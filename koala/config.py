@@ -28,7 +28,9 @@ class DataConfig:
     sources) or "" for scikit-image's bundled colour photos.
     embeddings: an HDF5 embedding cache (models that fuse a global embedding).
     source_balance: 0 (default) samples every training photo equally often; up to 1 evens out the
-    sources (first-level sub-folders): a source of n photos is drawn in proportion to n^(1 - balance)."""
+    sources (first-level sub-folders): a source of n photos is drawn in proportion to n^(1 - balance).
+    groups: kinds of photo ({"people": [source names], ...}; default none): with source_balance,
+    kinds are evened out first, then the sources within each."""
 
     train: str | list = ""
     val: str | list = ""
@@ -39,6 +41,7 @@ class DataConfig:
     max_val_images: int | None = None
     embeddings: str = ""
     source_balance: float = 0.0
+    groups: dict = field(default_factory=dict)
     augment: Augment = field(default_factory=Augment)
 
 

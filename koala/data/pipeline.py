@@ -142,15 +142,43 @@ def source_weights(counts: list[int], balance: float) -> list[float]:
     return [w / sum(weights) for w in weights]
 
 
+def grouped_weights(sources: list[str], counts: list[int], kinds: dict[str, list[str]], balance: float) -> list[float]:
+    """Sampling probability of each source when sources are gathered into kinds of photo
+    (``kinds``: kind -> source names, each matching a source by its last path part, e.g.
+    ``{"people": ["faces_rmfd_nomask", "stanford40"]}``): each kind is drawn by
+    :func:`source_weights` of its photo count, then each source within its kind likewise. A source
+    in no kind is a kind of its own; a name that matches no source is a ValueError naming it."""
+    kind_of = {}
+    for kind, names in kinds.items():
+        for name in names:
+            matched = [s for s in sources if s.rsplit("/", 1)[-1] == name]
+            if not matched:
+                raise ValueError(f"data.groups.{kind}: no source {name!r} in the training data; "
+                                 f"sources: {sorted({s.rsplit('/', 1)[-1] for s in sources})}")
+            kind_of.update({s: kind for s in matched})
+    members: dict[str, list[int]] = {}
+    for i, source in enumerate(sources):
+        members.setdefault(kind_of.get(source, source), []).append(i)
+    kind_weights = source_weights([sum(counts[i] for i in idx) for idx in members.values()], balance)
+    weights = [0.0] * len(sources)
+    for kind_weight, idx in zip(kind_weights, members.values()):
+        for i, w in zip(idx, source_weights([counts[i] for i in idx], balance)):
+            weights[i] = kind_weight * w
+    return weights
+
+
 def _balanced(paths: list[str], groups: dict[str, list[str]], short_side: int, cache: bool, seed: int,
-              balance: float, rows: np.ndarray | None = None) -> tf.data.Dataset:
+              balance: float, rows: np.ndarray | None = None, kinds: dict[str, list[str]] | None = None
+              ) -> tf.data.Dataset:
     """An endless shuffled stream drawing each photo's source (``groups``: source -> its paths) by
-    :func:`source_weights` (each photo with its row of ``rows`` when given)."""
+    :func:`source_weights`, or by :func:`grouped_weights` with ``kinds`` (each photo with its row
+    of ``rows`` when given)."""
     position = {path: i for i, path in enumerate(paths)}
     streams = [_decoded(group, short_side, cache, None if rows is None else rows[[position[p] for p in group]])
                .shuffle(min(len(group), SHUFFLE_BUFFER), seed=seed).repeat()
                for group in groups.values()]
-    weights = source_weights([len(group) for group in groups.values()], balance)
+    counts = [len(group) for group in groups.values()]
+    weights = (grouped_weights(list(groups), counts, kinds, balance) if kinds else source_weights(counts, balance))
     log.info("source sampling weights: %s", {k: round(w, 3) for k, w in zip(groups, weights)})
     return tf.data.Dataset.sample_from_datasets(streams, weights, seed=seed)
 
@@ -196,6 +224,7 @@ def make_dataset(
     repeat: bool = False,
     source_balance: float = 0.0,
     side_input: SideInput | None = None,
+    kinds: dict[str, list[str]] | None = None,
 ) -> tf.data.Dataset:
     """Batches of (L, ab) from a folder, a split file, several of them (a list: each keeps its own
     sources, :func:`koala.images.source_groups`) or a list of photo paths; of
@@ -204,7 +233,9 @@ def make_dataset(
     Training takes random crops (images are cached ``CROP_MARGIN`` larger than the crop) and augments;
     evaluation takes centre crops so every epoch sees the same pixels. ``source_balance`` (training
     with ``repeat`` only; default 0: every photo equally often) evens out sources of very different
-    sizes (:func:`source_weights`), so the largest one does not teach its colours to every photo.
+    sizes (:func:`source_weights`), so the largest one does not teach its colours to every photo;
+    with ``kinds`` (kind of photo -> source names) it evens out kinds first, then sources within
+    each (:func:`grouped_weights`).
     A per-photo side input describes the whole photo: the L beside it is a crop of it, then the
     geometric augmentation, which hardly changes what a classifier sees in the photo.
     """
@@ -226,7 +257,7 @@ def make_dataset(
         if not repeat:
             raise ValueError("data.source_balance needs train.steps_per_epoch (balanced sampling never ends)")
         _require_colour(source, paths, *_census(_gray_check_sample(paths, short_side)))
-        ds = _balanced(paths, groups, short_side, cache, seed, source_balance, rows)
+        ds = _balanced(paths, groups, short_side, cache, seed, source_balance, rows, kinds)
     else:
         ds = _decoded(paths, short_side, cache, rows)
         if training or (cache and not repeat):

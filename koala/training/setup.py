@@ -153,7 +153,7 @@ def build_datasets(cfg: config_lib.Config):
     train = make_dataset(data_source(d.train), d.image_size, d.batch_size, training=True,
                          augment=d.augment, cache=d.cache, seed=t.seed,
                          max_images=d.max_train_images, repeat=t.steps_per_epoch is not None,
-                         source_balance=d.source_balance, side_input=side)
+                         source_balance=d.source_balance, side_input=side, kinds=d.groups or None)
     val = make_dataset(data_source(d.val), d.image_size, d.batch_size, training=False,
                        cache=d.cache, max_images=d.max_val_images, side_input=side)
     to_targets = spec.targets(cfg.model_args) if spec.targets else None
