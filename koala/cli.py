@@ -13,7 +13,12 @@ from typing import NoReturn
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 MODEL_HELP = "'default' (it takes colour hints; 'hints' names it too), a run folder or a .keras file"
-SATURATION_HELP = "scale the predicted colours (default: the model's own; photos with hints: 1, the colours as hinted)"
+SATURATION_HELP = ("scale the predicted colours (default: the model's own); hinted colours come out as given "
+                   "at any saturation")
+REFERENCE_HELP = ("colour like this colour photo (models with a global-hint input): its colours, blurred, "
+                  "become the photo-wide hint")
+PALETTE_HELP = ('colour with these colours (models with a global-hint input): "#c02020,#2050a0", '
+                'weights after a colon ("#c02020:2,#2050a0:1"); at most {max_palette}')
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -119,7 +124,7 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
 
     from koala.data.hints import HintError, NoHintInputsError
     from koala.images import ImageError, write_atomic
-    from koala.inference import Colorizer
+    from koala.inference import Colorizer, as_pixels
     from koala.outputs import KEEP, WRITE, claim
     from koala.video import is_video
     from koala.video.colorize import check_options, colorize_video
@@ -131,8 +136,9 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
         print(f"koala colorize: {line}", file=sys.stderr)
     if hints is not None and len(pairs) > 1:
         raise ValueError(f"--hints {args.hints}: {args.inputs[0]} names {len(pairs)} photos; a hints file is for one photo")
-    out_dir = _output_dir(args.out_dir)
     colorizer = Colorizer.load(args.model, saturation=args.saturation, temperature=args.temperature)
+    global_hint = colorizer.global_hint(args.reference, args.palette)  # refused here, before anything is written
+    out_dir = _output_dir(args.out_dir)
     originals = {os.path.realpath(source) for source, _ in pairs}
     claimed, done, kept, failed = {}, 0, 0, len(errors)
 
@@ -155,10 +161,13 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             if is_video(source):
                 if hints is not None:
                     raise ValueError(f"--hints {args.hints}: hints are for a photo; {source} is a film")
+                if global_hint is not None:
+                    raise ValueError(f"--reference/--palette: {source} is a film; films take no reference yet")
                 colorize_video(colorizer, source, target, temporal=args.temporal, crf=args.crf,
                                overwrite=args.overwrite, progress=True)
             else:
-                write_atomic(target, colorizer.colorize_png(source, hints=hints), overwrite=args.overwrite)
+                png = colorizer.colorize_pngs([as_pixels(source)], [hints], [global_hint])[0]
+                write_atomic(target, png, overwrite=args.overwrite)
             done += 1
         except HintError as e:  # the hints do not fit this photo: stop, as for a bad hints file
             raise ValueError(f"--hints {args.hints}: {e}") from None
@@ -170,6 +179,30 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     print(f"colorized {done} of {len(pairs) + len(errors)} input(s) into {out_dir}/; {kept} kept "
           f"(output already there; --overwrite replaces it), {failed} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _cmd_suggest(args: argparse.Namespace) -> int:
+    import json
+
+    from koala.data.hints import read_hints
+    from koala.inference import Colorizer
+
+    x, y = _point(args.at)
+    hints = None if args.hints is None else read_hints(args.hints)
+    colorizer = Colorizer.load(args.model)
+    suggestions = colorizer.suggest(args.photo, x, y, k=args.k, hints=hints, reference=args.reference,
+                                    palette=args.palette)
+    print(json.dumps(suggestions, indent=2))
+    return 0
+
+
+def _point(text: str) -> tuple[float, float]:
+    """'X,Y' (pixels of the photo) -> (x, y), or a one-line error naming --at."""
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--at: expected X,Y in the photo's pixels, e.g. 120,80; got {text!r}") from None
+    return x, y
 
 
 def _read_hints_option(path: str | None, inputs: list[str]):
@@ -248,6 +281,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     models = args.model or ["default"]
     if args.hints is not None:
         return _hints_curve(args, models)
+    if args.reference is not None or args.suggest is not None:
+        return _reference_or_suggest(args, models)
     if args.sweep is not None or args.sweep_temperature is not None:
         return _sweep(args, models)
     if len(models) > 1:
@@ -324,6 +359,43 @@ def _hints_curve(args: argparse.Namespace, models: list[str]) -> int:
     return 0
 
 
+def _reference_or_suggest(args: argparse.Namespace, models: list[str]) -> int:
+    """``koala evaluate --reference self,other`` or ``--suggest K``: as users see them, beside no reference
+    and beside the automatic colour."""
+    import json
+
+    from koala.evaluation import reference, suggest
+    from koala.evaluation.evaluate import write_report
+    from koala.evaluation.frontier import parse_groups
+    from koala.images import write_atomic
+    from koala.inference import Colorizer
+
+    option = "--reference" if args.reference is not None else "--suggest"
+    if args.reference is not None and args.suggest is not None:
+        raise ValueError("give --reference or --suggest, not both")
+    kinds = reference.parse_kinds(args.reference) if args.reference is not None else None
+    if not args.out:
+        raise ValueError(f"{option} needs --out F.json" + (" (the grid goes beside it as F.png)" if kinds else ""))
+    if len(models) > 1 or args.sweep is not None or args.sweep_temperature is not None:
+        raise ValueError(f"{option} scores one --model and takes no --sweep")
+    colorizer = Colorizer.load(models[0], saturation=args.saturation, temperature=args.temperature)
+    if kinds:
+        colorizer.global_hint(palette="#808080")  # a model without a global-hint input is refused before any photo
+        report, grid = reference.reference_report(colorizer, args.data, kinds, args.size, args.limit, seed=args.seed,
+                                                  groups=parse_groups(args.group, "--group"))
+        report["model_path"] = str(models[0])
+        json_path, grid_path = write_report(report, args.out, lambda _, path: reference.plot_grid(grid, path))
+        print(reference.markdown_table(report))
+        print(f"reference report written to {json_path} and its grid to {grid_path}")
+        return 0
+    report = suggest.suggest_report(colorizer, args.data, args.suggest, args.size, args.limit, seed=args.seed)
+    report["model_path"] = str(models[0])
+    write_atomic(args.out, (json.dumps(report, indent=2) + "\n").encode(), overwrite=True)
+    print(suggest.markdown_table(report))
+    print(f"suggestion report written to {args.out}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     import json
 
@@ -367,7 +439,8 @@ def _cmd_batch_colorize(args: argparse.Namespace) -> int:
     try:
         counts = colorize(args.inputs, args.out_dir, beam_args=args.beam_args, model=args.model,
                           saturation=args.saturation, temperature=args.temperature, overwrite=args.overwrite,
-                          batch=args.batch, temporal=args.temporal, crf=args.crf, hint_files=args.hint_files)
+                          batch=args.batch, temporal=args.temporal, crf=args.crf, hint_files=args.hint_files,
+                          reference=args.reference)
     except NoHintInputsError as e:
         raise ValueError(f"--hint-files: {e.reason} (--model hints)") from None
     return _print_counts("colorize", counts, "colorized", f"{args.out_dir}/",
@@ -391,6 +464,16 @@ def _at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
     return value
+
+
+def _add_global_hint_options(parser: argparse.ArgumentParser, palette: bool = True) -> None:
+    """--reference (and --palette), for the commands that colorize or suggest."""
+    from koala.knobs import MAX_PALETTE  # no TensorFlow import here
+
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--reference", metavar="PHOTO", help=REFERENCE_HELP)
+    if palette:
+        group.add_argument("--palette", metavar="COLOURS", help=PALETTE_HELP.format(max_palette=MAX_PALETTE))
 
 
 def _add_film_options(parser: argparse.ArgumentParser) -> None:
@@ -423,6 +506,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hint-files", action="store_true",
                    help="read each photo's colour hints from <stem>.json beside it, where there is one "
                         "(koala colorize --hints' format); without it such files are left alone")
+    _add_global_hint_options(p, palette=False)
     p.add_argument("--saturation", type=float, help=SATURATION_HELP)
     p.add_argument("--temperature", type=float, help="annealed-mean temperature (zhang16)")
     p.add_argument("--batch", type=_at_least_one, default=batch_lib.COLORIZE_BATCH,
@@ -502,9 +586,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help='colour hints for the one photo given (models with hint inputs, e.g. the bundled default): '
                         'a JSON list of {"x": px, "y": px, "color": "#rrggbb", "radius": px (optional)} '
                         "in the photo's pixels; the colour's lightness is ignored")
+    _add_global_hint_options(p)
     _add_film_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_colorize)
+
+    p = _command(sub, "suggest", "suggest colours at a point of a photo, most likely first, as JSON",
+                 description="Suggest colours at a point of a photo (models with a colour distribution head): "
+                             'prints [{"color": "#rrggbb", "probability": p}, ...], most likely first, '
+                             "near-identical colours merged, shown at the photo's lightness there.")
+    p.add_argument("photo", help="the photo (gray or colour)")
+    p.add_argument("--at", required=True, metavar="X,Y", help="the point, in the photo's pixels (0,0: top left)")
+    p.add_argument("--k", type=_at_least_one, default=8, help="how many colours (default 8)")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
+    p.add_argument("--hints", metavar="HINTS.json", help="colour hints placed already (koala colorize --hints' format)")
+    _add_global_hint_options(p)
+    p.set_defaults(func=_cmd_suggest)
 
     from koala import serving  # constants only: no Flask or TensorFlow import here
     from koala.images import MAX_PIXELS
@@ -534,6 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help=f"largest photo in pixels, else 413 (default and most: koala's limit, {MAX_PIXELS:,})")
     p.set_defaults(func=_cmd_serve)
+
+    from koala.evaluation import SUGGEST_HIT_DISTANCE, SUGGEST_MIN_CHROMA  # constants only
 
     p = _command(sub, "evaluate", "score a model against the grayscale baseline on held-out photos",
                  description="Score a model against the grayscale baseline (ab = 0) on held-out photos. "
@@ -567,7 +666,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="models with hint inputs: score with each number of seeded simulated hints "
                         "(e.g. 0,1,2,5,10,20,50; placed as in training, at the photo's size), overall and per "
                         "source, beside ideepcolor's published curve; writes --out F.json and the plot F.png")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated hints (default 0)")
+    p.add_argument("--reference", metavar="self,other",
+                   help="models with a global-hint input: score with the photo's own colours as reference "
+                        "(self, the upper bound) and/or a seeded other photo of the same source (other), "
+                        "beside no reference, overall and per source; writes --out F.json and the grid F.png "
+                        "(truth | gray | automatic | self | other | that reference)")
+    p.add_argument("--suggest", type=_at_least_one, metavar="K",
+                   help="models with a colour distribution head: how often K suggested colours hold the true "
+                        f"one at seeded coloured points (true chroma over {SUGGEST_MIN_CHROMA:g}, hit within "
+                        f"{SUGGEST_HIT_DISTANCE:g} a*b* units), beside the automatic colour; writes --out F.json")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the simulated hints, of the other photos (--reference) and of the points (--suggest); default 0")
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -14,8 +14,8 @@ rewritten), so TF Serving, plain TensorFlow and ``koala colorize`` give the same
     N x K x 6: x, y, radius, red, green, blue per hint, in the photo's pixels, colour in [0, 1];
     :func:`koala.data.hints.parse_hints` makes a photo's table) -> ``png_bytes``: the same path as
     ``Colorizer.colorize(photo, hints=...)``. Every photo of a request carries K hints (K may be 0).
-``colorize_global``  (models with a global-hint input only) ``image_bytes``, ``hints`` (if the model
-    takes hints) and ``global_hints`` (float32, N x 310: a reference photo's or a palette's colours,
+``colorize_global``  (models with a global-hint input only) ``image_bytes``, ``hints`` (as above;
+    ignored by a model without hint inputs) and ``global_hints`` (float32, N x 310: a reference photo's or a palette's colours,
     ``Colorizer.global_hint(reference=...)`` or :func:`koala.data.global_hints.reference_hint`) ->
     ``png_bytes``: ``Colorizer.colorize(photo, hints=..., reference=...)``.
 
@@ -185,12 +185,9 @@ def build_archive(colorizer: Colorizer) -> keras.export.ExportArchive:
     if colorizer.takes_hints:
         archive.add_endpoint(HINTS_SIGNATURE, lambda image_bytes, hints: serve_side(image_bytes, hints, None),
                              [image_spec, hints_spec])
-    if colorizer.takes_global_hints and colorizer.takes_hints:
+    if colorizer.takes_global_hints:  # one contract for clients: hints are always an input
         archive.add_endpoint(GLOBAL_SIGNATURE, lambda image_bytes, hints, global_hints: serve_side(
-            image_bytes, hints, global_hints), [image_spec, hints_spec, global_spec])
-    elif colorizer.takes_global_hints:
-        archive.add_endpoint(GLOBAL_SIGNATURE, lambda image_bytes, global_hints: serve_side(
-            image_bytes, None, global_hints), [image_spec, global_spec])
+            image_bytes, hints if colorizer.takes_hints else None, global_hints), [image_spec, hints_spec, global_spec])
     return archive
 
 

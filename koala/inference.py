@@ -331,10 +331,11 @@ class Colorizer:
             return lambda *args, **kwargs: spec.decode(call(*args, **kwargs), self.temperature)
         return call
 
-    def global_hint(self, reference: Photo | None = None, palette: Palette = None) -> np.ndarray | None:
+    def global_hint(self, reference: Photo | None = None, palette: Palette = None,
+                    reference_name: str | None = None) -> np.ndarray | None:
         """The global hint (310,) of a ``reference`` photo (a path, bytes, a PIL image or an array of
-        a colour photo) or a ``palette`` (:func:`koala.data.global_hints.parse_palette`), checked;
-        None without either. Raises :class:`koala.data.global_hints.GlobalHintError` for both at
+        a colour photo; errors name it ``reference_name``, default its path) or a ``palette``
+        (:func:`koala.data.global_hints.parse_palette`), checked; None without either. Raises :class:`koala.data.global_hints.GlobalHintError` for both at
         once, a bad reference or palette, or a model without a global-hint input."""
         if reference is None and palette is None:
             return None
@@ -342,7 +343,7 @@ class Colorizer:
             raise GlobalHintError("reference/palette: give a reference or a palette, not both")
         if not self.takes_global_hints:
             raise NoGlobalHintInputsError(self.name)
-        return reference_hint(reference) if reference is not None else palette_hint(palette)
+        return reference_hint(reference, reference_name) if reference is not None else palette_hint(palette)
 
     def hint_table(self, hints: Hints, size: tuple[int, int]) -> np.ndarray:
         """``hints`` (a list of hint objects, or a table from :func:`koala.data.hints.parse_hints`)
@@ -533,33 +534,45 @@ class Colorizer:
         return self._graphs[key]
 
     def suggest(self, image: Photo, x: float, y: float, k: int = SUGGEST_K, hints: Hints = None,
-                reference: Photo | None = None, palette: Palette = None) -> list[dict]:
+                reference: Photo | None = None, palette: Palette = None, reference_name: str | None = None
+                ) -> list[dict]:
         """The ``k`` likeliest colours at pixel (``x``, ``y``) of a photo, most likely first:
         ``[{"color": "#rrggbb", "probability": p}, ...]``, as ideepcolor's palette at a click
         (models with a colour distribution head). The head's probabilities there (bilinear between
         its cells), bins merged greedily into likelier ones within ``MERGE_RADIUS`` a*b* units
         (each merged colour the probability-weighted mean of its bins), shown at the photo's own
-        lightness at that point. ``hints``, ``reference`` and ``palette`` as :meth:`colorize`."""
+        lightness at that point. ``hints``, ``reference`` and ``palette`` as :meth:`colorize`
+        (``reference_name`` as :meth:`global_hint`)."""
+        return self.suggest_points(image, [(x, y)], k, hints, reference, palette, reference_name)[0]
+
+    def suggest_points(self, image: Photo, points: Sequence[tuple[float, float]], k: int = SUGGEST_K,
+                       hints: Hints = None, reference: Photo | None = None, palette: Palette = None,
+                       reference_name: str | None = None) -> list[list[dict]]:
+        """:meth:`suggest` at several points (x, y) of one photo, the network run once."""
         if not self.suggests:
             raise ValueError(f"suggest: this model ({self.name}) has no colour distribution head; "
                              "use a model trained with distribution: true")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"suggest: k must be a whole number of 1 or more; got {k!r}")
         pixels = as_pixels(image)
         height, width = pixels.shape[:2]
-        for name, value, side in (("x", x, width), ("y", y, height)):
-            if not 0 <= value < side:
-                raise ValueError(f"suggest: {name}={value:g} is outside the photo ({width} x {height} px: "
-                                 f"0 <= {name} < {side})")
+        for x, y in points:
+            for name, value, side in (("x", x, width), ("y", y, height)):
+                if not 0 <= value < side:
+                    raise ValueError(f"suggest: {name}={value:g} is outside the photo ({width} x {height} px: "
+                                     f"0 <= {name} < {side})")
         table = self.hint_table(hints, (width, height))
-        vector = self.global_hint(reference, palette)
+        vector = self.global_hint(reference, palette, reference_name)
         rgb = unit_rgb(tf.convert_to_tensor(pixels if pixels.ndim == 3 else pixels[..., None]))
         probabilities = self.distribution_graph()(
             rgb[None], tf.constant(table[None]),
             tf.constant((np.zeros(GLOBAL_HINT_SIZE, np.float32) if vector is None else vector)[None])).numpy()
-        at = bilinear_at(probabilities, (y + 0.5) / height, (x + 0.5) / width)
-        lightness = float(rgb_to_lab(rgb[int(y), int(x)][None])[0, 0])
-        return merged_colours(at, ab_bins(), lightness, k)
+        found = []
+        for x, y in points:
+            at = bilinear_at(probabilities, (y + 0.5) / height, (x + 0.5) / width)
+            lightness = float(rgb_to_lab(rgb[int(y), int(x)][None])[0, 0])
+            found.append(merged_colours(at, ab_bins(), lightness, int(k)))
+        return found
 
 
 def bilinear_at(grid: np.ndarray, row: float, col: float) -> np.ndarray:

@@ -13,6 +13,7 @@ import math
 
 SATURATION_RANGE = (0.0, 3.0)
 TEMPERATURE_RANGE = (0.01, 1.0)
+MAX_PALETTE = 16  # colours one palette may give (koala.data.global_hints.parse_palette)
 
 
 def check_range(name: str, value: float, bounds: tuple[float, float]) -> float:

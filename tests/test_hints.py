@@ -3,7 +3,6 @@ that takes hints through Colorizer and `koala colorize --hints`."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -22,7 +21,6 @@ from koala.data.hints import (
     simulate_user_hints,
 )
 from koala.inference import Colorizer
-from koala.runs import Run
 
 TOY_SIDE = 32  # the toy hint model's working size
 
@@ -134,24 +132,45 @@ def test_a_hint_model_without_hints_is_its_automatic_colorizer(tiny_hint_model):
     assert len(colorizer._graphs) == graphs  # any number of hints: the same traced graph
 
 
-def test_photos_with_hints_take_the_hint_saturation_not_the_tuned_one(tiny_hint_model, tmp_path):
-    """A tuned saturation makes up for a model's caution when it guesses; a hinted colour is a
-    person's own, so photos with hints are not boosted unless a saturation is asked for."""
+def test_a_saturation_holds_with_and_without_hints(tiny_hint_model):
+    """The tuned saturation applies to every photo, hinted or not (hinted colours are kept by
+    dividing each hint by it on the way in: test_hints_leave_the_rest_alone)."""
     tuned = Colorizer.load(tiny_hint_model)
-    assert (tuned.saturation, tuned.hint_saturation) == (HINT_MODEL_SATURATION, 1.0)
+    assert tuned.saturation == HINT_MODEL_SATURATION
     gray, hint = photo(gray=True), [{"x": 10, "y": 10, "color": "#00ff00"}]
-    as_given = tuned.colorize(gray, saturation=1.0, hints=hint)
-    np.testing.assert_array_equal(tuned.colorize(gray, hints=hint), as_given)
     np.testing.assert_array_equal(tuned.colorize(gray), tuned.colorize(gray, saturation=HINT_MODEL_SATURATION))
     assert np.abs(tuned.colorize(gray).astype(int) - tuned.colorize(gray, saturation=1.0)).max() > 3
-    chosen = Colorizer.load(tiny_hint_model, saturation=HINT_MODEL_SATURATION)  # asked for: it holds with hints
-    boosted = chosen.colorize(gray, hints=hint)
-    assert chosen.hint_saturation == HINT_MODEL_SATURATION and np.abs(boosted.astype(int) - as_given).max() > 3
-    copy = shutil.copytree(tiny_hint_model, tmp_path / "model")  # a model that records its own hint saturation
-    meta = Run(copy).metadata_file
-    meta.write_text(json.dumps({**json.loads(meta.read_text()), "hint_saturation": 1.2}))
-    np.testing.assert_array_equal(Colorizer.load(copy).colorize(gray, hints=hint),
-                                  tuned.colorize(gray, saturation=1.2, hints=hint))
+    np.testing.assert_array_equal(tuned.colorize(gray, hints=hint),
+                                  tuned.colorize(gray, saturation=HINT_MODEL_SATURATION, hints=hint))
+
+
+def test_hints_leave_the_rest_alone():
+    """Issue 28: a hinted colour comes out as given at any saturation, and the rest of the photo keeps
+    the tuned saturation (before, a photo with hints was coloured at 1 all over). A stand-in network
+    whose ab is the hint channels' ab where a hint is painted and a constant elsewhere shows it
+    exactly: the expectations are the hint's own a*b* (scikit-image) and the constant times the
+    saturation."""
+    import keras
+    from skimage.color import lab2rgb
+
+    from koala.color import AB_NORM
+
+    l_in = keras.Input((None, None, 1), name="L")
+    hints_in = keras.Input((None, None, 3), name="hints")
+    elsewhere = np.array([0.2, -0.1], np.float32)  # normalised ab
+    ab = keras.layers.Lambda(lambda h: h[..., :2] + (1.0 - h[..., 2:]) * elsewhere)(hints_in)
+    network = keras.Model({"L": l_in, "hints": hints_in}, ab)
+    gray = np.full((64, 80), 128, np.uint8)
+    lightness = float(rgb2lab(np.full((1, 1, 3), 128 / 255.0))[0, 0, 0])
+    wanted = np.array([30.0, 20.0])  # a*b* of the hint
+    colour = "#%02x%02x%02x" % tuple(np.rint(lab2rgb(np.array([[[lightness, *wanted]]]))[0, 0] * 255).astype(int))
+    hint = [{"x": 5, "y": 5, "color": colour}]
+    for saturation in (1.0, 1.4, 2.0):
+        colorizer = Colorizer(network, image_size=32, multiple=8, saturation=saturation, metadata={"model": "cunet"})
+        out = lab_of(colorizer.colorize(gray, hints=hint))
+        hint_colour = lab_of(np.array([[[int(colour[i:i + 2], 16) for i in (1, 3, 5)]]], np.uint8))[0, 0, 1:]
+        np.testing.assert_allclose(out[5, 5, 1:], hint_colour, atol=1.5)  # as given
+        np.testing.assert_allclose(out[40:, 40:, 1:].mean(axis=(0, 1)), elsewhere * AB_NORM * saturation, atol=1.5)
 
 
 def toy_photos(rng: np.random.Generator, count: int) -> np.ndarray:

@@ -15,6 +15,10 @@ default's does), a photo's hints are read from ``<stem>.json`` beside it when th
 (:mod:`koala.data.hints`'s format); a bad hints file fails that photo with the hint's reason.
 Without it such files are left alone: an archive's own sidecar JSON is not taken for hints.
 
+With ``reference`` (a model with a global-hint input), every photo is coloured like that one colour
+photo (:func:`koala.data.global_hints.reference_hint`, computed once, on the machine that starts
+the job, and sent to the workers as 310 numbers).
+
 Example::
 
     counts = colorize(["scans/"], "coloured/", beam_args=["--runner=DirectRunner",
@@ -52,6 +56,7 @@ from koala.batch.common import (
     run,
     write_file,
 )
+from koala.data.global_hints import GlobalHintError, NoGlobalHintInputsError, reference_hint
 from koala.data.hints import HINT_COLUMNS, HintError, NoHintInputsError, hints_from_json
 from koala.images import IMAGE_EXTENSIONS, ImageError
 from koala.inference import Colorizer, as_pixels
@@ -189,16 +194,18 @@ class ColorizerHandler(ModelHandler[tuple, bytes, Colorizer]):
     ``koala colorize`` (photos of one size in a batch go through the graph in one call)."""
 
     def __init__(self, model: str, saturation: float | None = None, temperature: float | None = None,
-                 batch: int = COLORIZE_BATCH):
+                 batch: int = COLORIZE_BATCH, global_hint: np.ndarray | None = None):
         super().__init__(min_batch_size=1, max_batch_size=batch)
         self.model, self.saturation, self.temperature = model, saturation, temperature
+        self.global_hint = global_hint
 
     def load_model(self) -> Colorizer:
         return Colorizer.load(self.model, saturation=self.saturation, temperature=self.temperature)
 
     def run_inference(self, batch: Sequence[tuple[np.ndarray, np.ndarray]], model: Colorizer,
                       inference_args: dict | None = None) -> list[PredictionResult]:
-        pngs = model.colorize_pngs([pixels for pixels, _ in batch], [table for _, table in batch])
+        pngs = model.colorize_pngs([pixels for pixels, _ in batch], [table for _, table in batch],
+                                   [self.global_hint] * len(batch))
         # The input is left out of the result: it is not needed downstream and is the largest part.
         return [PredictionResult(None, png) for png in pngs]
 
@@ -248,15 +255,18 @@ class ColorizeFilm(beam.DoFn):
     worker); films elsewhere than on local disk are colorized from and into temporary copies."""
 
     def __init__(self, model: str, saturation: float | None, temperature: float | None, overwrite: bool,
-                 temporal: float, crf: int):
+                 temporal: float, crf: int, reference: bool = False):
         self.model, self.saturation, self.temperature = model, saturation, temperature
-        self.overwrite, self.temporal, self.crf = overwrite, temporal, crf
+        self.overwrite, self.temporal, self.crf, self.reference = overwrite, temporal, crf, reference
 
     def setup(self) -> None:
         self.colorizer = Colorizer.load(self.model, saturation=self.saturation, temperature=self.temperature)
 
     def process(self, element: tuple[str, str]) -> Iterator:
         target, source = element
+        if self.reference:
+            yield dead_letter(source, "a film takes no reference yet (koala batch colorize --reference is for photos)")
+            return
         try:
             with local_file(source) as local_source:
                 if is_local(target):
@@ -284,13 +294,19 @@ class ColorizeFilm(beam.DoFn):
 def build(pipeline: beam.Pipeline, inputs: Sequence[str], out_dir: str, model: str = "default",
           saturation: float | None = None, temperature: float | None = None, overwrite: bool = False,
           batch: int = COLORIZE_BATCH, temporal: float = DEFAULT_TEMPORAL, crf: int = DEFAULT_CRF,
-          hint_files: bool = False) -> None:
-    """Add the colorize steps to ``pipeline`` (see the module docstring)."""
+          hint_files: bool = False, reference: str | None = None) -> None:
+    """Add the colorize steps to ``pipeline`` (see the module docstring). ``reference``: the path
+    (any filesystem Beam knows) of a colour photo to colour every photo like."""
     out_dir = absolute(out_dir)
     path = resolve_model(model)  # refused here with its reason, not on every worker
     meta = model_metadata(path)
     if hint_files and not meta.get("model_args", {}).get("hints"):
         raise NoHintInputsError(meta.get("model", path.name))
+    global_hint = None
+    if reference is not None:
+        if not meta.get("model_args", {}).get("global_hints"):
+            raise NoGlobalHintInputsError(f"{meta.get('model', path.name)}, {model}")
+        global_hint = reference_hint(_reference_bytes(reference), reference)
     if model not in ("default", "hints"):  # workers need its full path
         model = str(path.resolve())
     expanded = (pipeline
@@ -300,14 +316,23 @@ def build(pipeline: beam.Pipeline, inputs: Sequence[str], out_dir: str, model: s
                | "ByOutputName" >> beam.GroupByKey()  # also spreads the files over the workers
                | "Claim" >> beam.ParDo(ClaimOutput(out_dir, overwrite)).with_outputs(FAILED, main="todo"))
     decoded = claimed.todo | "Decode" >> beam.ParDo(Decode(hint_files)).with_outputs(FAILED, FILMS, main="images")
-    handler = KeyedModelHandler(ColorizerHandler(model, saturation, temperature, batch))
+    handler = KeyedModelHandler(ColorizerHandler(model, saturation, temperature, batch, global_hint))
     written = (decoded.images
                | "Colorize" >> RunInference(handler)
                | "Write" >> beam.ParDo(WritePng(overwrite)).with_outputs(FAILED))
     films = decoded[FILMS] | "ColorizeFilms" >> beam.ParDo(
-        ColorizeFilm(model, saturation, temperature, overwrite, temporal, crf)).with_outputs(FAILED)
+        ColorizeFilm(model, saturation, temperature, overwrite, temporal, crf, reference is not None)
+    ).with_outputs(FAILED)
     failures = (expanded[FAILED], claimed[FAILED], decoded[FAILED], written[FAILED], films[FAILED])
     _ = failures | "Failures" >> beam.Flatten() | WriteDeadLetters(FileSystems.join(out_dir, DEAD_LETTER_NAME))
+
+
+def _reference_bytes(reference: str) -> bytes:
+    """The reference photo's bytes (local or any filesystem Beam knows), or a one-line error naming it."""
+    try:
+        return read_bytes(absolute(reference))
+    except (OSError, beam.io.filesystem.BeamIOError) as e:
+        raise GlobalHintError(f"reference {reference}: cannot read ({e})") from None
 
 
 def colorize(inputs: Sequence[str], out_dir: str, beam_args: Sequence[str] = (), **kwargs) -> dict[str, int]:

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from koala.color import AB_NORM, ab_bins, nearest_bins, rgb_to_lab
 from koala.images import ImageError, load_pixels, resize_short_side, to_float_rgb, to_uint8
+from koala.knobs import MAX_PALETTE
 
 GLOBAL_HINTS_INPUT_NAME = "global_hints"
 GLOBAL_BINS = 309  # len(ab_bins()): the in-gamut bins of the 10-unit ab grid
@@ -39,7 +40,6 @@ BLUR_SIGMA = 10.0  # Lab units: the distribution is blurred so that similar colo
 POOL = 4  # ab is average-pooled this much before the histogram
 MIN_CHROMA = 5.0  # a*b* chroma below which a pixel is gray
 COLOUR_PERCENTILE = 99  # a reference with 99% of its pixels gray has no colour to give (noise aside)
-MAX_PALETTE = 16  # palette entries one photo may carry
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
@@ -160,16 +160,18 @@ class NoGlobalHintInputsError(GlobalHintError):
         super().__init__(f"reference/palette: {self.reason}")
 
 
-def reference_hint(source) -> np.ndarray:
+def reference_hint(source, name: str | None = None) -> np.ndarray:
     """A reference photo -> the model's global hint (:data:`GLOBAL_HINT_SIZE`,), given. ``source``:
     a path, encoded bytes, a PIL image, or an array (H, W) or (H, W, 3|4) of uint8, uint16 or float
     in [0, 1]. Shrunk to a short side of ``REFERENCE_SIDE`` first. A file that is no usable photo,
-    or a photo without colour, is a :class:`GlobalHintError` naming it."""
-    name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+    or a photo without colour, is a :class:`GlobalHintError` naming it (as ``name``, default: the
+    path, else the kind of object)."""
+    if name is None:
+        name = str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
     try:
         pixels = _array_pixels(source) if isinstance(source, np.ndarray) else load_pixels(source)
     except ImageError as e:
-        raise GlobalHintError(f"reference {e.source}: {e.reason}") from None
+        raise GlobalHintError(f"reference {name}: {e.reason}") from None
     rgb = pixels if pixels.dtype == np.float32 else to_float_rgb(pixels)
     small = to_float_rgb(resize_short_side(to_uint8(rgb), REFERENCE_SIDE, upscale=False))
     try:

@@ -3,6 +3,8 @@
     metrics.py    each colour-quality metric as a pure function over batches, with its reference
     evaluate.py   one colorizer on held-out photos: per-photo scores, the gray baseline, summaries
     frontier.py   the PSNR-colourfulness frontier: a model swept along its colour knobs
+    reference.py  a reference photo's effect (its own colours, another photo's) beside none
+    suggest.py    how often the suggested colours at a click hold the true one
     compare/      `koala compare`: several models trained (or loaded) and scored alike, one report
 
 This file holds only what every report names (the protocol and the summary metrics), so that
@@ -11,6 +13,8 @@ reading it, or formatting a report, needs no TensorFlow.
 from __future__ import annotations
 
 PROTOCOL = "docs/metrics.md"  # where the metrics and how photos are scored are stated for users
+SUGGEST_MIN_CHROMA = 20.0  # a*b* units: koala evaluate --suggest asks only at pixels more colourful than this
+SUGGEST_HIT_DISTANCE = 12.0  # a*b* units: a suggested colour this close to the true one is a hit
 
 # Summary keys in table order, with how to read them.
 METRICS = {

@@ -7,11 +7,19 @@
                          (models that predict colour distributions) are optional. Models with hint inputs
                          also take colour hints: the multipart field ``hints``, a JSON list of
                          ``{"x": px, "y": px, "color": "#rrggbb", "radius": px}`` in the photo's
-                         pixels (:mod:`koala.data.hints`).
+                         pixels (:mod:`koala.data.hints`). Models with a global-hint input also
+                         take a ``reference`` file field (a colour photo to colour it like) or a
+                         ``palette`` field ("#c02020,#2050a0", weights after a colon).
+``POST /api/suggest``    models with a colour distribution head: the likeliest colours at a point,
+                         JSON ``[{"color": "#rrggbb", "probability": p}, ...]`` (Colorizer.suggest):
+                         query parameters ``x``, ``y`` (the photo's pixels) and ``k`` (default 8),
+                         multipart fields ``image`` and, optionally, ``hints``, ``reference``, ``palette``.
 ``GET /healthz``         JSON: status, model and limits.
 
 Errors are JSON ``{"error": reason}``: 400 for a file that is not a usable photo (the reasons of
-:func:`koala.images.load_pixels`), a bad parameter or bad hints (``hints: hint 3: ...``), 413 for an upload or a picture over the
+:func:`koala.images.load_pixels`), a bad parameter, bad hints (``hints: hint 3: ...``), a bad
+reference or palette (``reference old.jpg: ...``, ``palette: entry 2 ...``) or a point outside
+the photo, 413 for an upload or a picture over the
 limits, 503 when the colorize queue is full. Colorizing runs on a bounded pool of workers with
 a bounded queue, so a burst of requests gets quick 503s instead of piling up memory.
 Colours come from :class:`koala.inference.Colorizer`, the same path as ``koala colorize``.
@@ -37,10 +45,11 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from PIL import Image
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from koala.data.global_hints import GlobalHintError
 from koala.data.hints import HintError, parse_hints
 from koala.images import MAX_PIXELS, ImageError
-from koala.inference import Colorizer
-from koala.knobs import SATURATION_RANGE, TEMPERATURE_RANGE, check_range
+from koala.inference import SUGGEST_K, Colorizer, as_pixels
+from koala.knobs import MAX_PALETTE, SATURATION_RANGE, TEMPERATURE_RANGE, check_range
 from koala.models import get_spec
 from koala.serving import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE, DEFAULT_WORKERS
 
@@ -190,6 +199,9 @@ def create_app(
         "temperature": colorizer.temperature if has_temperature else None,
         "supports_temperature": has_temperature,
         "supports_hints": colorizer.takes_hints,
+        "supports_reference": colorizer.takes_global_hints,
+        "supports_suggest": colorizer.suggests,
+        "max_palette": MAX_PALETTE,
         "workers": workers,
         "queue": queue,
         "max_upload_mb": max_upload_mb,
@@ -231,16 +243,45 @@ def create_app(
         pixels = pixel_count(data)
         if pixels is not None and pixels > max_pixels:
             raise ApiError(413, f"too many pixels ({pixels:,}; limit {max_pixels:,})")
+        global_hint = request_global_hint(colorizer)
         tuned = colorizer.tuned(**options)
         try:
-            png = pool.run(lambda: tuned.colorize_png(data, hints=hints), pixels=pixels or 0)
+            png = pool.run(lambda: tuned.colorize_pngs([as_pixels(data)], [hints], [global_hint])[0], pixels=pixels or 0)
         finally:
             release_memory()  # back to the baseline after a big scan
         return Response(png, mimetype="image/png")
 
+    @app.post("/api/suggest")
+    def suggest():
+        data = upload_bytes()
+        hints = request_hints()
+        if not colorizer.suggests:
+            raise ApiError(400, f"suggest: {model_name} has no colour distribution head (serve a model trained "
+                                "with distribution: true)")
+        x, y = (parse_number(request.args, name) for name in ("x", "y"))
+        k = parse_number(request.args, "k", SUGGEST_K)
+        if k != int(k) or k < 1:
+            raise ApiError(400, f"k must be a whole number of 1 or more; got {request.args.get('k')!r}")
+        pixels = pixel_count(data)
+        if pixels is not None and pixels > max_pixels:
+            raise ApiError(413, f"too many pixels ({pixels:,}; limit {max_pixels:,})")
+        reference, palette, name = request_reference()
+        try:
+            found = pool.run(lambda: colorizer.suggest(data, x, y, int(k), hints=hints, reference=reference,
+                                                       palette=palette, reference_name=name), pixels=pixels or 0)
+        except ValueError as e:
+            if isinstance(e, (ImageError, HintError)):
+                raise
+            raise ApiError(400, str(e)) from None
+        return jsonify(found)
+
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
         return jsonify(error=e.reason), e.status
+
+    @app.errorhandler(GlobalHintError)
+    def global_hint_error(e: GlobalHintError):
+        return jsonify(error=str(e)), 400
 
     @app.errorhandler(HintError)
     def hint_error(e: HintError):
@@ -295,6 +336,41 @@ def request_hints():
     except ValueError as e:  # JSON's own errors too
         reason = str(e) if isinstance(e, HintError) else f"not JSON ({e})"
         raise ApiError(400, f"hints: {reason}") from None
+
+
+def parse_number(args, name: str, default: float | None = None) -> float:
+    """A query parameter as a finite number (required when ``default`` is None), else a 400."""
+    text = args.get(name)
+    if text is None or text == "":
+        if default is None:
+            raise ApiError(400, f"no {name!r} (a query parameter, in the photo's pixels)")
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ApiError(400, f"{name} must be a number; got {text!r}")
+    return value
+
+
+def request_reference():
+    """The request's ``reference`` file (its bytes and name, a colour photo) and ``palette`` text,
+    each None when absent."""
+    if request.mimetype != "multipart/form-data":
+        return None, None, None
+    upload = request.files.get("reference")
+    data = upload.read() if upload is not None else None
+    if upload is not None and not data:
+        raise ApiError(400, f"reference {upload.filename or 'upload'}: empty file (0 bytes)")
+    palette = request.form.get("palette", "").strip() or None
+    return data, palette, (upload.filename or "upload") if upload is not None else None
+
+
+def request_global_hint(colorizer: Colorizer):
+    """The request's global hint (:meth:`Colorizer.global_hint`) from its reference or palette, or None."""
+    reference, palette, name = request_reference()
+    return colorizer.global_hint(reference, palette, reference_name=name)
 
 
 def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, channel_timeout: float = CHANNEL_TIMEOUT):

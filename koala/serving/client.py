@@ -15,11 +15,19 @@ named inputs, the photo and its hint table (:func:`koala.data.hints.parse_hints`
     {"signature_name": "colorize_hints",
      "instances": [{"image_bytes": {"b64": "..."}, "hints": [[x, y, radius, red, green, blue], ...]}]}
 
+A model with a global-hint input also answers ``colorize_global``: each instance carries the hint
+table (maybe empty) and the global hint, 310 numbers computed here from a reference photo or a
+palette (:mod:`koala.data.global_hints`), so the photo is coloured like the reference::
+
+    {"signature_name": "colorize_global",
+     "instances": [{"image_bytes": {"b64": "..."}, "hints": [], "global_hints": [0.0, ..., 1.0]}]}
+
 Example::
 
     client = TFServingClient("http://localhost:8501", model="koala")
     png = client.colorize([read_image_bytes("old_photo.jpg")])[0]
     png = client.colorize(["dress.jpg"], hints=[[{"x": 120, "y": 340, "color": "#a01c2c"}]])[0]
+    png = client.colorize(["street.jpg"], reference="summer_street.jpg")[0]
 """
 from __future__ import annotations
 
@@ -40,6 +48,8 @@ from PIL import Image, ImageOps
 from koala.serving import (
     AB_OUTPUT,
     BYTES_SIGNATURE,
+    GLOBAL_INPUT,
+    GLOBAL_SIGNATURE,
     HINTS_INPUT,
     HINTS_SIGNATURE,
     IMAGE_INPUT,
@@ -127,6 +137,31 @@ def rest_hints_request(images: list[bytes], tables: list[np.ndarray]) -> dict[st
                           for data, table in zip(images, tables)]}
 
 
+def global_hint(reference=None, palette=None) -> np.ndarray | None:
+    """The global hint (310,) of a reference photo (a path or bytes) or a palette, checked here,
+    before anything is sent (:func:`koala.data.global_hints.reference_hint`, ``palette_hint``); None
+    without either."""
+    if reference is None and palette is None:
+        return None
+    if reference is not None and palette is not None:
+        raise ValueError("reference/palette: give a reference or a palette, not both")
+    from koala.data.global_hints import palette_hint, reference_hint  # TensorFlow: only when one is sent
+
+    return reference_hint(reference) if reference is not None else palette_hint(palette)
+
+
+def rest_global_request(images: list[bytes], tables: list[np.ndarray], vectors: list[np.ndarray]) -> dict[str, Any]:
+    """JSON body for ``colorize_global``: each photo with its hint table and its global hint (310,)."""
+    if not len(images) == len(tables) == len(vectors) or len({np.shape(t)[0] for t in tables}) > 1:
+        raise ValueError(f"give one hint table (all with the same number of hints) and one global hint per photo; "
+                         f"got {len(images)} photo(s), {len(tables)} table(s), {len(vectors)} global hint(s)")
+    return {"signature_name": GLOBAL_SIGNATURE,
+            "instances": [{IMAGE_INPUT: {"b64": base64.b64encode(data).decode("ascii")},
+                           HINTS_INPUT: np.asarray(table, np.float32).reshape(-1, 6).tolist(),
+                           GLOBAL_INPUT: np.asarray(vector, np.float32).tolist()}
+                          for data, table, vector in zip(images, tables, vectors)]}
+
+
 def rest_l_request(l_norm: np.ndarray) -> dict[str, Any]:
     """JSON body for ``colorize_l``: normalised L, (N, H, W, 1), one nested list per instance."""
     l_norm = np.asarray(l_norm, np.float32)
@@ -169,6 +204,18 @@ def grpc_hints_request(images: list[bytes], tables: list[np.ndarray], model: str
 
     stacked = np.stack([np.asarray(table, np.float32) for table in tables])
     request.inputs[HINTS_INPUT].CopyFrom(tf.make_tensor_proto(stacked))
+    return request
+
+
+def grpc_global_request(images: list[bytes], tables: list[np.ndarray], vectors: list[np.ndarray],
+                        model: str = DEFAULT_MODEL, version: int | None = None, label: str | None = None):
+    """A ``PredictRequest`` for ``colorize_global``: photos (N,), hint tables (N, K, 6), global hints (N, 310)."""
+    request = _grpc_request(model, version, label, GLOBAL_SIGNATURE, IMAGE_INPUT, np.array(list(images), dtype=object))
+    import tensorflow as tf
+
+    stacked = np.stack([np.asarray(table, np.float32).reshape(-1, 6) for table in tables])
+    request.inputs[HINTS_INPUT].CopyFrom(tf.make_tensor_proto(stacked))
+    request.inputs[GLOBAL_INPUT].CopyFrom(tf.make_tensor_proto(np.stack(vectors).astype(np.float32)))
     return request
 
 
@@ -246,19 +293,33 @@ class TFServingClient:
             tried += 1
             self.sleep(wait)
 
-    def colorize(self, images: list[str | os.PathLike | bytes], hints: list[list[dict]] | None = None) -> list[bytes]:
+    def colorize(self, images: list[str | os.PathLike | bytes], hints: list[list[dict]] | None = None,
+                 reference: str | os.PathLike | bytes | None = None, palette=None) -> list[bytes]:
         """Photos (paths or bytes) -> colorized PNG bytes, through REST. ``hints``: one list of hints
-        per photo (models with hint inputs); each photo then goes in a request of its own."""
+        per photo (models with hint inputs); each photo then goes in a request of its own.
+        ``reference`` (a colour photo) or ``palette``: the global hint of every photo (models with
+        a global-hint input: ``colorize_global``)."""
         data = [read_image_bytes(i) for i in images]
+        vector = global_hint(reference, palette)
+        if vector is not None:
+            tables = _tables(data, hints)
+            return [parse_rest_response(self.post(rest_global_request([d], [t], [vector])))[0]
+                    for d, t in zip(data, tables)]
         if hints is None:
             return parse_rest_response(self.post(rest_request(data)))
         return [parse_rest_response(self.post(rest_hints_request([d], [hint_table(d, h)])))[0]
                 for d, h in zip(data, _one_per_photo(hints, data))]
 
-    def colorize_grpc(self, images: list[str | os.PathLike | bytes],
-                      hints: list[list[dict]] | None = None) -> list[bytes]:
-        """Photos (paths or bytes) -> colorized PNG bytes, through gRPC (``hints`` as :meth:`colorize`)."""
+    def colorize_grpc(self, images: list[str | os.PathLike | bytes], hints: list[list[dict]] | None = None,
+                      reference: str | os.PathLike | bytes | None = None, palette=None) -> list[bytes]:
+        """Photos (paths or bytes) -> colorized PNG bytes, through gRPC (``hints``, ``reference`` and
+        ``palette`` as :meth:`colorize`)."""
         data = [read_image_bytes(i) for i in images]
+        vector = global_hint(reference, palette)
+        if vector is not None:
+            return [self._predict_grpc(grpc_global_request([d], [t], [vector], self.model, self.version,
+                                                           self.label))[0]
+                    for d, t in zip(data, _tables(data, hints))]
         if hints is None:
             return self._predict_grpc(grpc_request(data, self.model, self.version, self.label))
         return [self._predict_grpc(grpc_hints_request([d], [hint_table(d, h)], self.model, self.version,
@@ -275,6 +336,13 @@ class TFServingClient:
                 return parse_grpc_response(stub.Predict(request, timeout=self.timeout))
             except grpc.RpcError as e:
                 raise ServingError(f"{e.code().name}: {e.details()}") from None
+
+
+def _tables(images: list[bytes], hints: list | None) -> list[np.ndarray]:
+    """Each photo's hint table (empty without hints)."""
+    if hints is None:
+        return [np.zeros((0, 6), np.float32) for _ in images]
+    return [hint_table(d, h) for d, h in zip(images, _one_per_photo(hints, images))]
 
 
 def _one_per_photo(hints: list, images: list) -> list:

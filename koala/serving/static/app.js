@@ -2,6 +2,9 @@
 // With a model that takes hints: click the result to place a colour hint, drag it, recolour or
 // delete it; each change shows a fast preview (the photo shrunk to the model's working size in the
 // browser, hints scaled with it), then the full-size result, which is what Download saves.
+// With a model that has a global-hint input: drop or choose a reference photo (a thumbnail with a
+// remove button) or pick palette swatches. With a colour distribution head: a click also asks
+// /api/suggest for the likeliest colours there, shown as swatches; picking one sets the hint's colour.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -17,6 +20,13 @@ const workingSize = parseInt(app.dataset.imageSize, 10);
 let hints = [];         // {x, y, color} in the photo's own pixels
 let selected = -1;      // index of the selected hint
 let preview = null;     // {blob, scale}: the photo at the working size, made once per photo
+const supportsReference = app.dataset.supportsReference === "true";
+const supportsSuggest = app.dataset.supportsSuggest === "true";
+const maxPalette = parseInt(app.dataset.maxPalette, 10);
+let reference = null;   // the reference photo (a File), sent with every request
+let referenceUrl = null;
+let palette = [];       // "#rrggbb" colours, sent when there is no reference
+let suggesting = 0;     // only the latest suggestion request may show its swatches
 
 function showError(message) {
   $("error").textContent = message;
@@ -64,17 +74,27 @@ function query() {
   return params.toString();
 }
 
-async function post(image, hintList) {
+function requestForm(image, hintList) {
   const form = new FormData();
   form.append("image", image);
   if (hintList.length) form.append("hints", JSON.stringify(hintList));
-  const response = await fetch(`/api/colorize?${query()}`, { method: "POST", body: form });
+  if (reference) form.append("reference", reference);
+  else if (palette.length) form.append("palette", palette.join(","));
+  return form;
+}
+
+async function send(url, form) {
+  const response = await fetch(url, { method: "POST", body: form });
   if (!response.ok) {
     let reason = `HTTP ${response.status}`;
     try { reason = (await response.json()).error || reason; } catch (e) { /* not JSON */ }
     throw new Error(reason);
   }
-  return response.blob();
+  return response;
+}
+
+async function post(image, hintList) {
+  return (await send(`/api/colorize?${query()}`, requestForm(image, hintList))).blob();
 }
 
 function showResult(blob, full) {
@@ -179,6 +199,34 @@ function drawHints() {
   });
 }
 
+// --- suggested colours at a point: swatches beside the colour picker ---
+
+async function suggestAt(x, y, others) {
+  if (!supportsSuggest || !photo) return;
+  const mine = ++suggesting, box = $("suggestions");
+  box.replaceChildren();
+  box.dataset.state = "asking";
+  try {
+    const found = await (await send(`/api/suggest?x=${x}&y=${y}`, requestForm(photo, others))).json();
+    if (mine !== suggesting) return;
+    for (const item of found) {
+      const swatch = document.createElement("button");
+      swatch.type = "button";
+      swatch.style.background = item.color;
+      swatch.dataset.color = item.color;
+      swatch.title = `${item.color} (${Math.round(item.probability * 100)}%)`;
+      swatch.addEventListener("click", () => {
+        $("hint-color").value = item.color;
+        $("hint-color").dispatchEvent(new Event("input"));
+      });
+      box.appendChild(swatch);
+    }
+    box.dataset.state = "shown";
+  } catch (error) {
+    if (mine === suggesting) { box.dataset.state = "failed"; showError(`suggestions: ${error.message}`); }
+  }
+}
+
 function hintsChanged() {
   drawHints();
   clearTimeout(pending);
@@ -248,9 +296,11 @@ if (supportsHints) {
   $("result-img").addEventListener("click", (e) => {
     const at = toPhoto(e);
     if (!at.inside) return;
+    const others = hints.slice();
     hints.push({ x: at.x, y: at.y, color: $("hint-color").value });
     selected = hints.length - 1;
     hintsChanged();
+    suggestAt(at.x, at.y, others);
   });
   $("hint-color").addEventListener("input", (e) => {
     if (selected < 0) return;
@@ -264,5 +314,48 @@ if (supportsHints) {
   });
   window.addEventListener("resize", drawHints);
   $("result-img").addEventListener("load", drawHints);
+}
+// --- a reference photo or a palette: the photo-wide colours ---
+
+function setReference(file) {
+  if (referenceUrl) URL.revokeObjectURL(referenceUrl);
+  reference = file || null;
+  referenceUrl = reference ? URL.createObjectURL(reference) : null;
+  if (referenceUrl) $("reference-thumb").src = referenceUrl; else $("reference-thumb").removeAttribute("src");
+  $("reference-figure").hidden = !reference;
+  $("reference-file").value = "";
+  showError("");
+  colorize();
+}
+
+function drawPalette() {
+  const box = $("palette");
+  box.replaceChildren();
+  palette.forEach((colour, i) => {
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    const input = document.createElement("input");
+    input.type = "color";
+    input.value = colour;
+    input.addEventListener("change", (e) => { palette[i] = e.target.value; colorize(); });
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.title = "remove this colour";
+    remove.addEventListener("click", () => { palette.splice(i, 1); drawPalette(); colorize(); });
+    swatch.append(input, remove);
+    box.appendChild(swatch);
+  });
+  $("palette-add").disabled = palette.length >= maxPalette;
+}
+
+if (supportsReference) {
+  $("reference-file").addEventListener("change", (e) => setReference(e.target.files[0]));
+  const referenceDrop = $("reference-drop");
+  ["dragenter", "dragover"].forEach((t) => referenceDrop.addEventListener(t, (e) => { e.preventDefault(); referenceDrop.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((t) => referenceDrop.addEventListener(t, (e) => { e.preventDefault(); referenceDrop.classList.remove("over"); }));
+  referenceDrop.addEventListener("drop", (e) => setReference(e.dataTransfer.files[0]));
+  $("reference-remove").addEventListener("click", () => setReference(null));
+  $("palette-add").addEventListener("click", () => { palette.push($("hint-color") ? $("hint-color").value : "#c03030"); drawPalette(); colorize(); });
 }
 $("compare-range").addEventListener("input", (e) => $("compare").style.setProperty("--pos", `${e.target.value}%`));
