@@ -206,3 +206,12 @@ def tiny(monkeypatch):
     monkeypatch.setitem(extractors.EXTRACTORS, TINY_EXTRACTOR, spec)
     yield TINY_EXTRACTOR
     extractors.get_extractor.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def toy_global_model(tmp_path_factory) -> Path:
+    """A tiny CU-Net with hints, global hints and a colour distribution head, trained briefly on
+    the toy world of tests/toy_global.py (red or blue squares on green); tuned saturation 1.2."""
+    from toy_global import train_toy_model
+
+    return Path(train_toy_model(tmp_path_factory.mktemp("toy-global")))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import HINT_MODEL_SATURATION, colourfulness, decode, encode, photo
 from koala.inference import Colorizer
@@ -182,7 +183,7 @@ def test_place_recolour_and_delete_a_hint(served_hints, browser, tiny_hint_model
     hints = wait_for_full_result(browser)
     assert "preview in" in browser.find_element(By.ID, "status").text
     assert len(hints) == 1 and hints[0]["color"] == "#00c040"
-    assert shown_saturation(browser) == "1.00"  # with hints: the colours as hinted (the colours below say the server agrees)
+    assert shown_saturation(browser) == f"{HINT_MODEL_SATURATION:.2f}"  # with hints too (hinted colours still as given)
     assert 0 <= hints[0]["x"] < 240 and 0 <= hints[0]["y"] < 200
     guided = image_of(browser, "#result-img")
     assert np.array_equal(guided, colorizer.colorize(str(upload), hints=hints))  # full size, the Colorizer's pixels
@@ -230,3 +231,57 @@ def wait_for_full_result(driver) -> list[dict]:
 
     WebDriverWait(driver, 60).until(shown)
     return list(hints)
+
+
+@pytest.fixture(scope="module")
+def served_toy(toy_global_model):
+    yield from serve(toy_global_model)
+
+
+def test_place_a_reference_and_pick_a_suggested_colour(served_toy, browser, toy_global_model, tmp_path):
+    """Issue 28: drop a reference (a thumbnail with a remove button), click the photo, pick a
+    suggested swatch: the page shows the Colorizer's exact pixels at each step."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from toy_global import BLUE_AB, toy_photo
+
+    scene = (toy_photo(np.random.default_rng(3)) * 255).round().astype(np.uint8)
+    upload, ref = tmp_path / "old_toy.png", tmp_path / "summer.png"
+    upload.write_bytes(encode(np.asarray(Image.fromarray(scene).resize((240, 240), Image.NEAREST).convert("L"))))
+    ref.write_bytes(encode((toy_photo(np.random.default_rng(1), [BLUE_AB, BLUE_AB]) * 255).round().astype(np.uint8)))
+    colorizer = Colorizer.load(toy_global_model)
+    browser.get(served_toy)
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    src = wait_for_new_result(browser, None)
+    assert np.array_equal(image_of(browser, "#result-img"), colorizer.colorize(str(upload)))
+
+    browser.find_element(By.ID, "reference-file").send_keys(str(ref))
+    wait_for_new_result(browser, src)
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "status").text.startswith("Done"))
+    assert browser.find_element(By.ID, "reference-figure").is_displayed()
+    assert browser.find_element(By.ID, "reference-remove").is_displayed()
+    with_reference = colorizer.colorize(str(upload), reference=str(ref))
+    assert np.array_equal(image_of(browser, "#result-img"), with_reference)
+
+    result = browser.find_element(By.ID, "result-img")
+    ActionChains(browser).move_to_element_with_offset(result, 0, 0).click().perform()
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "suggestions").get_attribute("data-state") == "shown")
+    hints = wait_for_full_result(browser)
+    swatches = browser.find_elements(By.CSS_SELECTOR, "#suggestions button")
+    expected = colorizer.suggest(str(upload), hints[0]["x"], hints[0]["y"], reference=str(ref))
+    assert [s.get_attribute("data-color") for s in swatches] == [e["color"] for e in expected]
+    swatches[-1].click()  # the least likely one: surely not the picker's colour already
+    picked = wait_for_full_result(browser)
+    assert picked == [{**hints[0], "color": expected[-1]["color"]}]
+    assert browser.find_element(By.ID, "hint-color").get_attribute("value") == expected[-1]["color"]
+    assert np.array_equal(image_of(browser, "#result-img"),
+                          colorizer.colorize(str(upload), hints=picked, reference=str(ref)))
+    shot = tmp_path / "koala_reference.png"
+    browser.save_screenshot(str(shot))
+    if os.environ.get("KOALA_SCREENSHOT_REFERENCE"):
+        Path(os.environ["KOALA_SCREENSHOT_REFERENCE"]).write_bytes(shot.read_bytes())
+
+    browser.find_element(By.ID, "reference-remove").click()
+    WebDriverWait(browser, 30).until(lambda d: not d.find_element(By.ID, "reference-figure").is_displayed())
+    wait_for_full_result(browser)
+    assert np.array_equal(image_of(browser, "#result-img"), colorizer.colorize(str(upload), hints=picked))
