@@ -56,7 +56,10 @@ class TrainConfig:
     it (null: no limit), to compare models at equal compute.
     distribution_weight: weight of a colour distribution head's cross-entropy beside the ab loss
     (models with one: cunet with distribution: true); distribution_prior: an ab prior (.npy of
-    data_tools.ab_prior) to rebalance that cross-entropy by ("": unweighted)."""
+    data_tools.ab_prior) to rebalance that cross-entropy by ("": unweighted).
+    train_only: layer-name prefixes; when given, only the layers whose names start with one of them
+    train (the rest are frozen), e.g. a new head on a trained network at a learning rate that
+    would upset the rest (Caffe's lr_mult 0); default [] trains every layer."""
 
     epochs: int = 30
     steps_per_epoch: int | None = None
@@ -76,6 +79,7 @@ class TrainConfig:
     cpu_budget: float | None = None
     distribution_weight: float = 0.01
     distribution_prior: str = ""
+    train_only: list = field(default_factory=list)
 
 
 @dataclass

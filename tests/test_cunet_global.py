@@ -131,3 +131,32 @@ def test_kinds_are_evened_out_before_sources():
 def test_a_kind_naming_an_unknown_source_is_one_line():
     with pytest.raises(ValueError, match=r"data.groups.people: no source 'nobody'"):
         grouped_weights(["a/faces"], [3], {"people": ["nobody"]}, 0.5)
+
+
+def test_train_only_freezes_every_other_layer_and_the_new_head_learns_alone():
+    from koala import config as config_lib
+    from koala.training import compile_model
+
+    cfg = config_lib.load(preset="smoke", overrides=[
+        "model_args={base_filters: 4, batch_norm: false, global_hints: true, distribution: true}",
+        "train.train_only=[bins_]", "train.learning_rate=0.01"])
+    model = compile_model(cfg, [])
+    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"bins_conv"}
+    frozen = model.get_layer("ab_conv").get_weights()[0].copy()
+    head = model.get_layer("bins_conv").get_weights()[1].copy()
+    ab = np.full((4, 16, 16, 2), 0.3, np.float32)
+    l_norm = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 1)).astype(np.float32)
+    model.fit({"L": l_norm, "global_hints": np.zeros((4, GLOBAL_HINT_SIZE), np.float32)},
+              {"ab": ab, "bins": ab}, epochs=2, verbose=0)
+    np.testing.assert_array_equal(model.get_layer("ab_conv").get_weights()[0], frozen)
+    assert np.abs(model.get_layer("bins_conv").get_weights()[1] - head).max() > 1e-3
+
+
+def test_train_only_naming_no_layer_is_refused():
+    from koala import config as config_lib
+    from koala.training import compile_model
+
+    cfg = config_lib.load(preset="smoke", overrides=["model_args={base_filters: 4, batch_norm: false}",
+                                                     "train.train_only=[nothing_]"])
+    with pytest.raises(ValueError, match=r"config.train.train_only: no layer of cunet starts with \['nothing_'\]"):
+        compile_model(cfg, [])

@@ -223,6 +223,19 @@ def start_from(model: keras.Model, init_weights: str) -> None:
         print(f"init_weights {path}: new layers keep their initialisation: {', '.join(untouched)}", flush=True)
 
 
+def freeze_except(model: keras.Model, prefixes: list[str]) -> None:
+    """Freeze every layer of ``model`` whose name starts with none of ``prefixes``; a prefix that
+    names no layer is a ValueError (a typo would freeze the whole network)."""
+    names = [layer.name for layer in model.layers if layer.weights]
+    unmatched = [p for p in prefixes if not any(name.startswith(p) for name in names)]
+    if unmatched:
+        raise ValueError(f"config.train.train_only: no layer of {model.name} starts with {unmatched}")
+    for layer in model.layers:
+        layer.trainable = any(layer.name.startswith(p) for p in prefixes)
+    print(f"training only {sum(layer.trainable for layer in model.layers if layer.weights)} of "
+          f"{len(names)} layers with weights ({', '.join(p + '*' for p in prefixes)})", flush=True)
+
+
 def compile_model(cfg: config_lib.Config, capabilities, precision: str = "float32",
                   weights: str | os.PathLike = "", resuming: bool = False) -> keras.Model:
     """The configured model under the dtype policy ``precision`` (starting from ``weights``, else
@@ -235,6 +248,8 @@ def compile_model(cfg: config_lib.Config, capabilities, precision: str = "float3
     start = weights or ("" if resuming else cfg.train.init_weights)
     if start:
         start_from(model, str(start))
+    if cfg.train.train_only:
+        freeze_except(model, cfg.train.train_only)
     loss = (spec.make_loss(cfg.train.loss_args, data_source(cfg.data.train)) if spec.make_loss
             else get_loss(cfg.train.loss, **cfg.train.loss_args))
     weights = None
