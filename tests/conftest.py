@@ -95,9 +95,12 @@ def decode(data: bytes) -> np.ndarray:
 
 
 def colourfulness(rgb: np.ndarray) -> float:
-    """Mean spread between an image's channels: 0 for gray."""
-    rgb = rgb.astype(np.int32)
-    return float(np.mean(rgb.max(axis=-1) - rgb.min(axis=-1)))
+    """Hasler & Suesstrunk's colourfulness M of one uint8 RGB image (0 for gray; on their scale 15
+    is slightly, 33 moderately and 59 quite colourful): koala's evaluation metric, which
+    tests/test_metrics.py checks by hand."""
+    from koala.evaluation.metrics import colourfulness as hasler_suesstrunk
+
+    return float(hasler_suesstrunk(np.asarray(rgb, np.float64)[None] / 255.0)[0])
 
 
 @pytest.fixture(scope="session")
@@ -209,9 +212,17 @@ def tiny(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def toy_global_model(tmp_path_factory) -> Path:
+def toy_global_model(request, tmp_path_factory) -> Path:
     """A tiny CU-Net with hints, global hints and a colour distribution head, trained briefly on
-    the toy world of tests/toy_global.py (red or blue squares on green); tuned saturation 1.2."""
-    from toy_global import train_toy_model
+    the toy world of tests/toy_global.py (red or blue squares on green); tuned saturation 1.2.
+    Training takes a minute of CPU, so the run folder is kept in pytest's cache, under a key of
+    the sources that make it (:func:`toy_global.toy_key`): a change to either trains it again."""
+    from koala.runs import Run
+    from toy_global import toy_key, train_toy_model
 
-    return Path(train_toy_model(tmp_path_factory.mktemp("toy-global")))
+    cache = request.config.cache
+    folder = (cache.mkdir(f"toy-global-{toy_key()}") if cache is not None
+              else tmp_path_factory.mktemp("toy-global"))
+    if not Run(folder).best.exists():
+        train_toy_model(folder)
+    return Path(folder)

@@ -8,6 +8,9 @@ which, and the distribution head at a square should give both.
 """
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from skimage.color import lab2rgb
 
@@ -37,6 +40,16 @@ def toy_photo(rng: np.random.Generator, colours: list[tuple[float, float]] | Non
         top, left = rng.integers(0, TOY_SIDE - side, 2)
         image[top:top + side, left:left + side] = lab_colour(SQUARE_L, ab)
     return image
+
+
+def toy_key() -> str:
+    """A short hash of the sources that decide the toy model: this file, the CU-Net and the hint
+    and global-hint simulations."""
+    import koala
+
+    root = Path(koala.__file__).parent
+    sources = [Path(__file__), root / "models" / "cunet.py", root / "data" / "hints.py", root / "data" / "global_hints.py"]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
 
 
 def train_toy_model(folder) -> str:
