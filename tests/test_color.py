@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 from skimage import color, data
 
-from koala.color import AB_NORM, L_CENT, L_NORM, join_lab, lab_to_rgb, rgb_to_lab, split_lab
+from koala.color import join_lab, lab_to_rgb, rgb_to_lab, split_lab
 
 
 def random_rgb(n: int = 4096, seed: int = 0) -> np.ndarray:
@@ -52,7 +52,17 @@ def test_split_and_join_are_inverse_and_normalised():
     assert -0.5 - 1e-6 <= l_norm.numpy().min() and l_norm.numpy().max() <= 0.5 + 1e-6
     assert np.abs(ab_norm.numpy()).max() <= 1.0
     np.testing.assert_allclose(join_lab(l_norm, ab_norm).numpy(), lab.numpy(), atol=1e-4)
-    assert (L_CENT, L_NORM, AB_NORM) == (50.0, 100.0, 110.0)
+
+
+def test_normalisation_of_known_colours():
+    """Zhang et al.'s normalisation, by hand: L in [0, 100] -> (L - 50) / 100, ab / 110. White
+    is L 0.5 and black -0.5 with no colour; pure red is scikit-image's Lab (53.24, 80.09, 67.20)
+    -> (0.0324, 0.7281, 0.6109)."""
+    rgb = np.array([[1, 1, 1], [0, 0, 0], [1, 0, 0]], np.float64)
+    lab = color.rgb2lab(rgb[None])[0]
+    l_norm, ab_norm = split_lab(tf.constant(lab, tf.float32))
+    np.testing.assert_allclose(l_norm.numpy()[:, 0], [0.5, -0.5, 0.0324], atol=1e-4)
+    np.testing.assert_allclose(ab_norm.numpy(), [[0, 0], [0, 0], [0.7281, 0.6109]], atol=1e-4)
 
 
 def test_conversions_trace_into_a_graph():

@@ -125,17 +125,21 @@ def test_weights_have_expectation_one_and_boost_rare_colours(bins):
     assert np.all(np.diff(raw[np.argsort(prior)]) <= 1e-6)
 
 
-def test_weights_follow_the_formula_without_smoothing(bins):
+def test_weights_by_hand_without_smoothing(bins):
+    """Worked by hand for Q bins (Q = 309, a multiple of 3), a third of them seen.
+    lam = 0.5, prior 3/Q on the seen third and 0 elsewhere: the mix is 2/Q and 0.5/Q, so weights
+    are 1 : 4; the expected weight under the prior, (1/3) * 3 * w_seen, is 1: w_seen = 1, w_unseen = 4.
+    lam = 0, prior 2/Q on a third and 0.5/Q on the rest: weights 1/2 : 2 (expectation
+    (1/3) * 2 * 1/2 + (2/3) * 0.5 * 2 = 1). lam = 1 ignores the prior: all 1."""
     q = len(bins)
-    prior = np.where(np.arange(q) % 2 == 0, 3.0, 1.0)
-    prior /= prior.sum()
-    weights = rebalance_weights(prior, bins, lam=0.5, sigma=0).numpy()
-    expected = 1.0 / (0.5 * prior + 0.5 / q)
-    expected /= (prior * expected).sum()
-    np.testing.assert_allclose(weights, expected, rtol=1e-5)
-    # lam = 1 ignores the prior; lam = 0 divides by it.
-    np.testing.assert_allclose(rebalance_weights(prior, bins, lam=1.0).numpy(), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(rebalance_weights(prior, bins, lam=0.0, sigma=0).numpy(), 1.0 / (q * prior), rtol=1e-5)
+    assert q % 3 == 0
+    seen = np.arange(q) < q // 3
+    weights = rebalance_weights(np.where(seen, 3.0 / q, 0.0), bins, lam=0.5, sigma=0).numpy()
+    np.testing.assert_allclose(weights, np.where(seen, 1.0, 4.0), rtol=1e-5)
+    common = np.where(seen, 2.0 / q, 0.5 / q)
+    np.testing.assert_allclose(rebalance_weights(common, bins, lam=0.0, sigma=0).numpy(), np.where(seen, 0.5, 2.0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(rebalance_weights(common, bins, lam=1.0).numpy(), 1.0, rtol=1e-5)
 
 
 def test_smoothing_spreads_a_single_colour_to_its_neighbours_by_the_gaussian(bins):

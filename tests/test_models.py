@@ -174,9 +174,20 @@ def test_config_presets_come_from_the_model_files():
 
 
 def test_trainable_params_counts_what_colorizes():
-    gan = get_model("resunet34", **CASES["resunet34_gan"][1])
-    plain = sum(int(np.prod(w.shape)) for w in gan.trainable_weights)
-    assert trainable_params(gan) == trainable_params(gan.generator) < plain  # the critic is not counted
+    """Counted by hand: a 3x3 conv 1 -> 4 without bias (36), BatchNormalization's gamma and beta
+    (8; its moving statistics are not trained), a frozen 1x1 conv (20, not counted) and a 1x1 conv
+    4 -> 2 with bias (10): 54. An adversarial wrapper counts its generator only."""
+    from koala.models.critic import PatchGANCritic
+
+    l_in = keras.Input((None, None, 1), name="L")
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(l_in)
+    x = keras.layers.BatchNormalization()(x)
+    frozen = keras.layers.Conv2D(4, 1)
+    frozen.trainable = False
+    generator = keras.Model(l_in, keras.layers.Conv2D(2, 1, activation="tanh", name="ab")(frozen(x)))
+    assert trainable_params(generator) == 36 + 8 + 10
+    assert generator.count_params() == 36 + 8 + 8 + 20 + 10
+    assert trainable_params(AdversarialColorizer(generator, PatchGANCritic(4))) == 54
 
 
 # The bundled default (koala/weights/default.keras, a CU-Net with hint inputs since issue 17): the

@@ -64,25 +64,48 @@ def test_metadata_round_trip_merges_and_writes_atomically(tmp_path, monkeypatch)
     assert sorted(p.name for p in run.path.iterdir()) == [run.metadata_file.name]
 
 
-def test_concurrent_readers_never_see_half_a_file(tmp_path):
+def test_a_reader_during_a_write_sees_the_old_file_whole(tmp_path, monkeypatch):
+    """The writer is held (an Event) with half of the new koala.json written; a reader then gets
+    the old file whole, and the new one once the writer finishes. A writer that wrote koala.json
+    in place would hand the reader half a JSON document."""
+    from koala import images
+
     run = Run(tmp_path)
-    run.write_metadata({"n": 0, "pad": "x" * 100_000})
-    stop, errors = threading.Event(), []
+    old = {"n": 0, "pad": "x" * 10_000}
+    run.write_metadata(old)
+    half_written, resume = threading.Event(), threading.Event()
 
-    def read():
-        while not stop.is_set():
-            try:
-                run.read_metadata()
-            except json.JSONDecodeError as error:
-                errors.append(error)
+    class HalfThenWait:
+        """A file whose write stops half way until ``resume`` is set."""
 
-    reader = threading.Thread(target=read)
-    reader.start()
-    for n in range(50):
-        run.update_metadata(n=n)
-    stop.set()
-    reader.join()
-    assert not errors and run.read_metadata()["n"] == 49
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            self.file.flush()
+            half_written.set()
+            resume.wait(60)
+            return self.file.write(data[len(data) // 2:])
+
+    real_open = open
+    monkeypatch.setattr(images, "open", lambda *a, **k: HalfThenWait(real_open(*a, **k)), raising=False)
+    writer = threading.Thread(target=run.update_metadata, kwargs={"n": 1})
+    writer.start()
+    try:
+        assert half_written.wait(60), "the write never got half way through the file"
+        seen = run.read_metadata()
+    finally:
+        resume.set()
+        writer.join(60)
+    assert seen == old
+    assert run.read_metadata() == {**old, "n": 1}
 
 
 def test_finished_and_resuming(tmp_path):

@@ -10,7 +10,8 @@ import re
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from itertools import islice
 from types import SimpleNamespace
 
 import numpy as np
@@ -236,11 +237,25 @@ def test_idle_connections_neither_lock_others_out_nor_stay_open(tiny_model):
         httpd.close()
 
 
-def test_a_burst_gets_only_colours_or_503s(server):
+def test_a_burst_gets_one_queue_place_and_quick_503s(server):
+    """The one worker is held by a job waiting on an Event; of a burst of 8 requests, one takes the
+    one queue place and waits, and the other 7 are refused with 503 while it waits. Released, the
+    queued one gets its colours and the pool is empty again."""
     data = encode(photo())
-    with ThreadPoolExecutor(8) as burst:
-        statuses = list(burst.map(lambda _: post(server, data).status_code, range(8)))
-    assert set(statuses) <= {200, 503} and 200 in statuses
+    running, gate = threading.Event(), threading.Event()
+    blocker = threading.Thread(target=server.pool.run, args=(lambda: running.set() or gate.wait(),))
+    blocker.start()
+    try:
+        assert running.wait(60)
+        with ThreadPoolExecutor(8) as burst:
+            answers = [burst.submit(post, server, data) for _ in range(8)]
+            refused = [future.result().status_code for future in islice(as_completed(answers, timeout=60), 7)]
+            assert refused == [503] * 7 and server.pool.admitted == 2
+            gate.set()
+            assert sorted(future.result().status_code for future in answers) == [200] + [503] * 7
+    finally:
+        gate.set()
+        blocker.join(10)
     assert server.pool.admitted == 0
     assert post(server, data).status_code == 200
 
