@@ -5,7 +5,7 @@
 # training stage resumes if it was stopped: run the script again):
 #   1. two short runs at equal CPU time (train.cpu_budget), both from the old default's weights
 #      with the new layers zero-initialised: the CU-Net with hint inputs (configs/hints-plain.yaml)
-#      and the same with a global-context branch (configs/hints-global.yaml); compared on the
+#      and the same with a global-context branch (reports/issue17/configs/hints-global.yaml); compared on the
 #      PSNR-colourfulness frontier of 240 val photos and with 0/3/10 simulated hints
 #      (reports/issue17/): the plain one won, so
 #   2. the long run continues it (configs/hints.yaml; bfloat16 where the CPU has bf16 units);
@@ -13,13 +13,13 @@
 #   4. the long run's second part (configs/hints-2.yaml, 70 epochs: flat at its floor learning
 #      rate) goes on from it (then re-tuned and packaged as the bundled hint model);
 #   5. its third part: two short runs at equal CPU time from that model with a warm restart
-#      (configs/hints-3-global.yaml with a global-context branch, configs/hints-3-plain.yaml without;
+#      (reports/issue17/configs/hints-3-global.yaml with a global-context branch, configs/hints-3-plain.yaml without;
 #      compared on the frontier of 367 general and scenes val photos, reports/issue17/): the plain
 #      one won, and the long run continues it (configs/hints-3.yaml; its best checkpoint, re-tuned
 #      to saturation 1.4, was the bundled hint model).
 #   6. its fourth part: hints-3's best widened from 16 to 24 filters (Net2Net, so it starts as the
 #      same function; configs/hints-4-wide.yaml) against the 16-filter network trained on alike
-#      (configs/hints-4-narrow.yaml), at equal CPU time, compared on the frontier of the same
+#      (reports/issue17/configs/hints-4-narrow.yaml), at equal CPU time, compared on the frontier of the same
 #      367 photos (listed in reports/issue17/probe-367.txt, scored from a folder with a sub-folder
 #      per source so that --group finds them) and with hints: the wider one won, and the long
 #      run continues it (configs/hints-4.yaml);
@@ -39,13 +39,13 @@ resume() {  # a long run kept under training-state/ by an earlier session
     stage "$@"
 }
 stage hints-plain configs/hints-plain.yaml
-stage hints-global configs/hints-global.yaml
+stage hints-global reports/issue17/configs/hints-global.yaml
 stage hints configs/hints.yaml
 resume hints-2 configs/hints-2.yaml
-stage hints-3-global configs/hints-3-global.yaml
+stage hints-3-global reports/issue17/configs/hints-3-global.yaml
 stage hints-3-plain configs/hints-3-plain.yaml
 resume hints-3 configs/hints-3.yaml --set train.epochs=45  # where it was stopped; part 4 starts from its best
-stage hints-4-narrow configs/hints-4-narrow.yaml
+stage hints-4-narrow reports/issue17/configs/hints-4-narrow.yaml
 stage hints-4-wide configs/hints-4-wide.yaml
 resume hints-4 configs/hints-4.yaml
 .venv/bin/python scripts/tune_colour.py runs/hints-4 --data "$PHOTOS/train" --images 300 \
