@@ -158,8 +158,9 @@ POSITIVE = {"image_size", "batch_size", "max_train_images", "max_val_images", "e
             "learning_rate", "sample_images", "cpu_budget"}
 NON_NEGATIVE = {"early_stopping_patience", "reduce_lr_patience", "min_learning_rate", "seed", "distribution_weight",
                 "rotation", "zoom", "shear", "shift"}
-CHOICES = {"precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
-           "strategy": ("default", "mirrored", "multiworker"), "jit_compile": ("auto", True, False)}
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # train.precision (koala.training.setup)
+STRATEGIES = ("default", "mirrored", "multiworker")  # train.strategy (koala.training.setup.get_strategy)
+CHOICES = {"precision": PRECISIONS, "strategy": STRATEGIES, "jit_compile": ("auto", True, False)}
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
                list: "a list of strings"}
 

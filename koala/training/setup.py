@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 TENSOR_CORE_CAPABILITY = (7, 0)
 # CPU flags (x86: AMX tiles, AVX-512 BF16; Arm: BF16) whose matrix units run bfloat16 natively.
 BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multiworker")
+PRECISIONS, STRATEGIES = config_lib.PRECISIONS, config_lib.STRATEGIES  # the config's choices, checked there too
 
 
 def get_strategy(name: str) -> tf.distribute.Strategy:
