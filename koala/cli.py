@@ -74,9 +74,8 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]
 
     Returns the pairs and the error lines for inputs that cannot be read or match no file.
     """
-    from koala.images import IMAGE_EXTENSIONS, list_folder
-    from koala.outputs import output_name
-    from koala.video import VIDEO_EXTENSIONS
+    from koala.images import list_folder
+    from koala.outputs import INPUT_EXTENSIONS, output_name
 
     pairs, errors = [], []
     for item in inputs:
@@ -86,7 +85,7 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]
                 errors.append(f"{item}: {reason}")
             elif path.is_dir():
                 pairs += [(f, Path(output_name(Path(f).relative_to(path).as_posix())))
-                          for f in list_folder(path, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
+                          for f in list_folder(path, INPUT_EXTENSIONS)]
             else:
                 pairs.append((item, Path(output_name(path.name))))
         elif matches := sorted(glob.glob(item, recursive=True)):
@@ -102,13 +101,12 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]
 def _output_dir(out: str) -> Path:
     """The output folder, created if needed; refuses a file name or a folder it cannot write to
     before any photo is colorized."""
-    from koala.images import IMAGE_EXTENSIONS
-    from koala.video import VIDEO_EXTENSIONS
+    from koala.outputs import INPUT_EXTENSIONS
 
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ValueError(f"-o {out}: exists and is not a folder (-o takes a folder)")
-    if not path.exists() and path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
+    if not path.exists() and path.suffix.lower() in INPUT_EXTENSIONS:
         raise ValueError(f"-o {out}: looks like a file name; -o takes a folder (outputs are named after the inputs)")
     try:
         path.mkdir(parents=True, exist_ok=True)

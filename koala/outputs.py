@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import posixpath
 
-from koala.video import is_video, output_suffix
+from koala.images import IMAGE_EXTENSIONS
+from koala.video import VIDEO_EXTENSIONS, is_video, output_suffix
 
+INPUT_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS  # what a folder given to koala colorize or the Beam job yields
 WRITE, KEEP = "write", "keep"  # what claim() answers besides a failure's reason
 
 

@@ -58,11 +58,11 @@ from koala.batch.common import (
 )
 from koala.data.global_hints import GlobalHintError, NoGlobalHintInputsError, reference_hint
 from koala.data.hints import HINT_COLUMNS, HintError, NoHintInputsError, hints_from_json
-from koala.images import IMAGE_EXTENSIONS, ImageError
+from koala.images import ImageError
 from koala.inference import Colorizer, as_pixels
-from koala.outputs import KEEP, WRITE, claim, output_name
+from koala.outputs import INPUT_EXTENSIONS, KEEP, WRITE, claim, output_name
 from koala.runs import model_metadata, resolve_model
-from koala.video import DEFAULT_CRF, DEFAULT_TEMPORAL, VIDEO_EXTENSIONS, is_video
+from koala.video import DEFAULT_CRF, DEFAULT_TEMPORAL, is_video
 from koala.video.colorize import VideoError, check_options, colorize_video
 
 GLOB_CHARS = "*?["
@@ -100,7 +100,7 @@ def output_for(path: str, folder: str | None) -> str | None:
     photo nor film."""
     relative = (posixpath.basename(path.replace(os.sep, "/")) if folder is None
                 else path[len(folder):].lstrip("/" + os.sep).replace(os.sep, "/"))
-    if folder is not None and posixpath.splitext(relative)[1].lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
+    if folder is not None and posixpath.splitext(relative)[1].lower() not in INPUT_EXTENSIONS:
         return None
     return output_name(relative)
 
