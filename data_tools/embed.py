@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from koala.batch import EMBED_BATCH
+from koala.cli import add_embed_arguments
 from koala.data.embeddings import append_rows, merge, open_for_append, rebase, resolve_key, stored_keys
 from koala.images import ImageError, list_images, load_rgb
 from koala.models.extractors import EXTRACTORS, build_extractor, fingerprint, weights_label
@@ -72,11 +73,7 @@ def embed(manifest: str, out: str, extractor_name: str, weights: str | None, bat
 
 def _embed_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m data_tools.embed", description=__doc__.split("\n\n")[0])
-    p.add_argument("manifest", help="folder, split file (.txt) or image")
-    p.add_argument("out", help="the HDF5 cache to create or extend")
-    p.add_argument("--extractor", required=True, choices=sorted(EXTRACTORS))
-    p.add_argument("--weights", default="imagenet", help="imagenet (default), none (seeded random) or a weights file")
-    p.add_argument("--batch", type=int, default=EMBED_BATCH, help=f"images per extractor call (default {EMBED_BATCH})")
+    add_embed_arguments(p, sorted(EXTRACTORS))  # the same as koala batch embed's
     return p
 
 
@@ -96,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"merged {added} rows into {args.out}", file=sys.stderr)
             return 0
         args = _embed_parser().parse_args(argv)
-        if args.batch < 1:
-            raise ValueError(f"--batch {args.batch}: must be at least 1")
         failed = embed(args.manifest, args.out, args.extractor, args.weights, args.batch)
     except (ValueError, FileNotFoundError) as e:
         print(f"embed: {e}", file=sys.stderr)

@@ -515,22 +515,37 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
 
     p = _command(jobs, "embed", "compute the koalarization embedding cache (data_tools.embed) on Beam workers",
                  epilog=beam_help)
-    p.add_argument("manifest", help="folder, split file (.txt) or image")
-    p.add_argument("out", help="the HDF5 cache to create or extend")
-    p.add_argument("--extractor", required=True, help="inception_resnet_v2 (the paper's) or resnet50")
-    p.add_argument("--weights", default="imagenet", help="imagenet (default), none (seeded random) or a weights file")
-    p.add_argument("--batch", type=_at_least_one, default=batch_lib.EMBED_BATCH,
-                   help=f"images per extractor call (default {batch_lib.EMBED_BATCH})")
+    add_embed_arguments(p)
     p.add_argument("--shards", help="folder for the workers' shards, any filesystem Beam knows (default OUT.shards)")
     p.set_defaults(func=_cmd_batch_embed, beam_args=[])
 
 
+def add_embed_arguments(parser: argparse.ArgumentParser, extractors: list[str] | None = None) -> None:
+    """The arguments of an embedding run, for ``koala batch embed`` and ``python -m data_tools.embed``
+    alike. ``extractors``: the names to accept (a caller that has loaded TensorFlow); without them
+    the library refuses an unknown name, and help lists the registry's names when shown."""
+    from koala import batch as batch_lib  # constants only: no Beam or TensorFlow import here
+
+    parser.add_argument("manifest", help="folder, split file (.txt) or image")
+    parser.add_argument("out", help="the HDF5 cache to create or extend")
+    parser.add_argument("--extractor", required=True, choices=extractors, metavar="NAME",
+                        help=f"the frozen classifier: {', '.join(extractors) if extractors else '{extractors}'}")
+    parser.add_argument("--weights", default="imagenet", help="imagenet (default), none (seeded random) or a weights file")
+    parser.add_argument("--batch", type=_at_least_one, default=batch_lib.EMBED_BATCH,
+                        help=f"images per extractor call (default {batch_lib.EMBED_BATCH})")
+
+
 class _RegistryHelp(argparse.HelpFormatter):
-    """Fills ``{train_presets}`` and ``{compare_presets}`` in help texts from the registries, when
-    help is shown: listing them loads the models (and TensorFlow), which parsing never does."""
+    """Fills ``{train_presets}``, ``{compare_presets}`` and ``{extractors}`` in help texts from the
+    registries, when help is shown: listing them loads the models (and TensorFlow), which parsing
+    never does."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = super()._get_help_string(action) or ""
+        if "{extractors}" in text:
+            from koala.models.extractors import EXTRACTORS
+
+            text = text.replace("{extractors}", ", ".join(sorted(EXTRACTORS)))
         if "_presets}" in text:
             import koala
 
