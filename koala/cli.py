@@ -586,11 +586,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     p.set_defaults(func=_cmd_train)
 
+    from koala import video  # constants only: no PyAV or TensorFlow import here
+
+    kept = ", ".join(suffix.lstrip(".") for suffix in video.KEPT_CONTAINERS)
     p = _command(sub, "colorize", "colorize photos and films at full resolution")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or globs: photos and films")
     p.add_argument("-o", "--out-dir", required=True,
-                   help="folder for the colorized PNGs and films (a film keeps its container if it is mp4, "
-                        "mov or mkv, else becomes mkv)")
+                   help=f"folder for the colorized PNGs and films (a film keeps its container if it is {kept}, "
+                        f"else becomes {video.FALLBACK_SUFFIX.lstrip('.')})")
     p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--saturation", type=float, help=SATURATION_HELP)
     p.add_argument("--temperature", type=float,
@@ -634,11 +637,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "serve", "serve a web page and API that colorize photos")
     p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=serving.DEFAULT_PORT,
+                   help=f"port (default {serving.DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=serving.DEFAULT_WORKERS,
                    help=f"photos colorized at once (default {serving.DEFAULT_WORKERS})")
     p.add_argument("--queue", type=int, default=serving.DEFAULT_QUEUE,
-                   help=f"slots for waiting requests, one per 4 MP of photo; more get 503 (default {serving.DEFAULT_QUEUE})")
+                   help=f"slots for waiting requests, one per {serving.SLOT_PIXELS / 1e6:g} MP of photo; more get 503 "
+                        f"(default {serving.DEFAULT_QUEUE})")
     p.add_argument("--max-upload-mb", type=float, default=serving.DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest upload in MB, else 413 (default {serving.DEFAULT_MAX_UPLOAD_MB:g})")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,

@@ -21,3 +21,5 @@ AB_OUTPUT = "ab"
 DEFAULT_WORKERS = 1
 DEFAULT_QUEUE = 8
 DEFAULT_MAX_UPLOAD_MB = 20.0
+DEFAULT_PORT = 8000
+SLOT_PIXELS = 4_000_000  # one slot of the worker pool per 4 MP: a 24 MP scan takes 6

@@ -51,13 +51,12 @@ from koala.images import MAX_PIXELS, ImageError
 from koala.inference import SUGGEST_K, Colorizer, as_pixels
 from koala.knobs import MAX_PALETTE, SATURATION_RANGE, TEMPERATURE_RANGE, check_range
 from koala.models import get_spec
-from koala.serving import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE, DEFAULT_WORKERS
+from koala.serving import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_WORKERS, SLOT_PIXELS
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("koala.access")
 
 MB = 1 << 20
-SLOT_PIXELS = 4_000_000  # one slot of the worker pool per 4 MP: a 24 MP scan takes 6
 CHANNEL_TIMEOUT = 10  # seconds a connection may send or read nothing before it is closed
 CONNECTION_LIMIT = 1000  # open connections; idle ones cost a socket, not a thread
 SPARE_THREADS = 8  # server threads beyond the pool's slots: health checks, quick refusals, slow readers
@@ -373,7 +372,7 @@ def request_global_hint(colorizer: Colorizer):
     return colorizer.global_hint(reference, palette, reference_name=name)
 
 
-def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, channel_timeout: float = CHANNEL_TIMEOUT):
+def make_server(app: Flask, host: str = "127.0.0.1", port: int = DEFAULT_PORT, channel_timeout: float = CHANNEL_TIMEOUT):
     """A waitress server for ``app`` (port 0: any free one; see ``.effective_port``); ``.run()`` serves.
 
     Waitress reads requests and writes responses for every connection in one event loop and
