@@ -516,7 +516,8 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     p = _command(jobs, "embed", "compute the koalarization embedding cache (data_tools.embed) on Beam workers",
                  epilog=beam_help)
     add_embed_arguments(p)
-    p.add_argument("--shards", help="folder for the workers' shards, any filesystem Beam knows (default OUT.shards)")
+    p.add_argument("--shards", help="folder for the workers' shards, any filesystem Beam knows "
+                                    f"(default OUT{batch_lib.SHARDS_SUFFIX}, beside the cache)")
     p.set_defaults(func=_cmd_batch_embed, beam_args=[])
 
 
@@ -527,7 +528,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser, extractors: list[str] |
     from koala import batch as batch_lib  # constants only: no Beam or TensorFlow import here
 
     parser.add_argument("manifest", help="folder, split file (.txt) or image")
-    parser.add_argument("out", help="the HDF5 cache to create or extend")
+    parser.add_argument("out", metavar="OUT", help="the HDF5 cache to create or extend (e.g. embeddings.h5)")
     parser.add_argument("--extractor", required=True, choices=extractors, metavar="NAME",
                         help=f"the frozen classifier: {', '.join(extractors) if extractors else '{extractors}'}")
     parser.add_argument("--weights", default="imagenet", help="imagenet (default), none (seeded random) or a weights file")

@@ -9,4 +9,5 @@ change. Install with ``pip install koala[beam]``; see docs/batch.md.
 # Constants only here: the CLI reads them without importing Beam or TensorFlow.
 COLORIZE_BATCH = 8  # photos a worker holds for one model call; a 24 MP scan is 24-72 MB at its own 8 bits
 EMBED_BATCH = 16  # images per extractor call (also data_tools.embed's default)
-DEAD_LETTER_NAME = "failed.tsv"  # inside OUT for colorize; OUT.h5.failed.tsv beside the cache for embed
+DEAD_LETTER_NAME = "failed.tsv"  # inside OUT for colorize; OUT.failed.tsv beside the cache OUT for embed
+SHARDS_SUFFIX = ".shards"  # embed's shard folder by default: OUT.shards beside the cache OUT (e.g. embeddings.h5.shards)

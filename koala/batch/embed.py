@@ -4,7 +4,7 @@ The launcher lists the manifest, leaves out images the cache already holds, and 
 the workers. Each worker loads the extractor once, embeds batches through ``RunInference`` and
 writes one HDF5 shard per bundle (the layout and commit protocol of
 :mod:`koala.data.embeddings`, stamped with the fingerprint of the network that worker loaded).
-When the job ends the launcher merges the shards into OUT.h5 with the same fingerprint checks
+When the job ends the launcher merges the shards into the cache OUT with the same fingerprint checks
 as ``python -m data_tools.embed merge``, and deletes them. A killed job's finished shards are
 merged by the next run before it starts, so no finished work is redone.
 
@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
-from koala.batch import DEAD_LETTER_NAME, EMBED_BATCH
+from koala.batch import DEAD_LETTER_NAME, EMBED_BATCH, SHARDS_SUFFIX
 from koala.batch.common import (
     DONE,
     FAILED,
@@ -179,13 +179,13 @@ def _write_todo(todo: list[tuple[str, str]], path: str) -> None:
 def embed(manifest: str, out: str, extractor_name: str, weights: str | None, batch: int = EMBED_BATCH,
           shards_dir: str | None = None, beam_args: Sequence[str] = ()) -> dict[str, int]:
     """Embed the manifest's images that ``out`` lacks; returns the job's counters. Failures are
-    listed in ``OUT.h5.failed.tsv``."""
+    listed in ``OUT.failed.tsv``."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1; got {batch}")
     spec = get_extractor_spec(extractor_name)
     label = weights_label(parse_weights(weights))
     options = pipeline_options(list(beam_args))
-    shards_dir = absolute(shards_dir or out + ".shards")
+    shards_dir = absolute(shards_dir or out + SHARDS_SUFFIX)
     recovered = merge_shards(out, shards_dir)
     if recovered:
         print(f"merged {recovered} rows of an earlier run's shards into {out}", file=sys.stderr)
