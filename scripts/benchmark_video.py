@@ -40,6 +40,7 @@ SAMPLES = ROOT / "koala" / "samples"
 RATE = 24
 SIZES = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920)}
 GRAIN_STD, EXPOSURE_FLICKER = 10.0, 0.04
+WEAVE_PX = 1.0  # gate weave: each frame within +-1 px (at 480p) of its place
 
 
 def grain(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
@@ -51,27 +52,33 @@ def grain(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.
     return noise / noise.std() * GRAIN_STD
 
 
-def photo(name: str, height: int, width: int, zoom: float = 1.0, shift: float = 0.0) -> np.ndarray:
+def photo(name: str, height: int, width: int, zoom: float = 1.0, shift: float = 0.0,
+          weave: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """A bundled gray sample photo covering (height, width), zoomed and shifted along x (a fraction
-    of the spare width) for a moving shot."""
+    of the spare width) for a moving shot, and moved by ``weave`` (x, y) pixels, sub-pixel, as a
+    film weaves in the gate."""
     img = Image.open(SAMPLES / name).convert("L")
     scale = max(height / img.height, width / img.width) * 1.25 * zoom
-    big = img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
-    x = round((big.width - width) * shift)
-    y = (big.height - height) // 2
-    return np.asarray(big.crop((x, y, x + width, y + height)), np.float32)
+    big = img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR).convert("F")
+    x = round((big.width - width) * shift) + weave[0]
+    y = (big.height - height) // 2 + weave[1]
+    return np.asarray(big.transform((width, height), Image.AFFINE, (1, 0, x, 0, 1, y), Image.BILINEAR), np.float32)
 
 
 def shot(kind: str, name: str, count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Gray uint8 frames (count, H, W) of a ``still`` or ``moving`` shot of a sample photo."""
+    """Gray uint8 frames (count, H, W) of a shot of a sample photo: ``still`` (with
+    the exposure flicker of old film) or ``moving`` (a slow pan and zoom), either ``weaving ...`` (each
+    frame at its own random place within +-``WEAVE_PX`` px at 480p, so 0-2 px from the last)."""
     rng = np.random.default_rng(seed)
     scale = height / 480
-    still = photo(name, height, width, shift=0.5)
+    still = kind.endswith("still")
     frames = []
     for t in range(count):
-        base = (still if kind == "still"
-                else photo(name, height, width, zoom=1 + 0.004 * t, shift=0.1 + 0.8 * t / count))
-        exposure = rng.uniform(1 - EXPOSURE_FLICKER, 1 + EXPOSURE_FLICKER) if kind == "still" else 1.0
+        weave = (tuple(rng.uniform(-WEAVE_PX, WEAVE_PX, 2) * scale) if kind.startswith("weaving")
+                 else (0.0, 0.0))
+        base = (photo(name, height, width, shift=0.5, weave=weave) if still
+                else photo(name, height, width, zoom=1 + 0.004 * t, shift=0.1 + 0.8 * t / count, weave=weave))
+        exposure = rng.uniform(1 - EXPOSURE_FLICKER, 1 + EXPOSURE_FLICKER) if still else 1.0
         frames.append(np.clip(np.rint(base * exposure + grain(rng, (height, width), scale)), 0, 255).astype(np.uint8))
     return np.stack(frames)
 
@@ -140,13 +147,14 @@ def stability(folder: Path, frames: int, temporal: float) -> list[dict]:
     colorizer = Colorizer.load("default")
     height, width = SIZES["480p"]
     rows = []
-    for kind, name in (("still", "chelsea_gray.png"), ("still", "coffee_gray.png"), ("moving", "chelsea_gray.png")):
+    for kind, name in (("still", "chelsea_gray.png"), ("still", "coffee_gray.png"), ("moving", "chelsea_gray.png"),
+                       ("weaving still", "chelsea_gray.png"), ("weaving pan", "chelsea_gray.png")):
         gray = shot(kind, name, frames, height, width, seed=2)
-        source = folder / f"{kind}-{name[:-4]}.mp4"
+        source = folder / f"{kind.replace(' ', '-')}-{name[:-4]}.mp4"
         write_film(source, gray)
         inputs = read_film(source)[..., 0]
         settings = {"frame by frame (--temporal 0)": 0.0, f"default (--temporal {temporal:g})": temporal}
-        if kind == "still":
+        if kind.endswith("still"):
             settings["colours frozen (floor: --temporal 1e9)"] = 1e9
         for label, seconds in settings.items():
             out = folder / "out" / f"{source.stem}-{seconds:g}.mp4"
@@ -154,7 +162,7 @@ def stability(folder: Path, frames: int, temporal: float) -> list[dict]:
             rgb = read_film(out).astype(np.float32) / 255.0
             row = {"shot": f"{kind} ({name[:-9]})", "setting": label, "flicker": round(flicker(rgb), 3),
                    "colourfulness": round(float(np.mean(colourfulness(rgb))), 2)}
-            if kind == "moving":
+            if kind != "still":
                 row["warping_error"] = round(warping_error(rgb, inputs), 5)
             rows.append(row)
     return rows
@@ -169,6 +177,10 @@ def markdown(report: dict) -> str:
                      f"{r.get('cpu_seconds_per_frame', '')} | {r['seconds']:.1f} | "
                      f"{r['peak_rss_mb_after_warm_up']} -> {r['peak_rss_mb']} | "
                      f"{', '.join(str(x) for x in r['load_average'])} |")
+    if "stability_load_average" in report:
+        before, after = report["stability_load_average"][:3], report["stability_load_average"][3:]
+        lines += ["", f"Stability (load average before: {', '.join(map(str, before))}; "
+                      f"after: {', '.join(map(str, after))}):"]
     lines += ["", "| shot (480p) | setting | flicker (mean abs delta ab) | vs frame by frame | colourfulness "
                   "| vs frame by frame | warping error |", "|---|---|---:|---:|---:|---:|---:|"]
     base = {}
@@ -186,6 +198,7 @@ def main() -> None:
     parser.add_argument("--out", default="reports/video", help="folder for video.json and video.md")
     parser.add_argument("--frames", type=int, default=48, help="frames per film (default 48: 2 s)")
     parser.add_argument("--long-frames", type=int, default=144, help="the longer 1080p film (default 144: 6 s)")
+    parser.add_argument("--only", choices=("speed", "stability"), help="one half of the benchmark")
     parser.add_argument("--speed-run", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--warm", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,10 +211,13 @@ def main() -> None:
         folder = Path(tmp)
         runs = [("480p", args.frames), ("720p", args.frames), ("1080p", args.frames), ("1080p", args.long_frames)]
         report = {"speed": [], "stability": []}
-        for size, frames in runs:
+        for size, frames in runs if args.only != "stability" else []:
             report["speed"].append(speed(size, frames, folder))
             print(json.dumps(report["speed"][-1]), flush=True)
-        report["stability"] = stability(folder, args.frames, DEFAULT_TEMPORAL)
+        if args.only != "speed":
+            load = os.getloadavg()
+            report["stability"] = stability(folder, args.frames, DEFAULT_TEMPORAL)
+            report["stability_load_average"] = [round(x, 1) for x in (*load, *os.getloadavg())]
     report["cpu_count"] = os.cpu_count()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -81,3 +81,21 @@ def audio_packets(path) -> list[bytes]:
     """The bytes of every packet of a film's first audio stream, in order."""
     with av.open(str(path)) as film:
         return [bytes(p) for p in film.demux(film.streams.audio[0]) if p.size]
+
+
+def weaving_shot(count: int, height: int, width: int, seed: int, weave: float = 1.0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A still, textured gray shot (count, H, W) uint8 that weaves in the gate, and where each
+    frame was (count, 2: dy, dx): each drawn at its own random place within +-``weave`` px
+    (sub-pixel, along both axes), with fresh grain and +-4% exposure flicker. Drawn from the
+    formula at moved coordinates, not by resampling a frame."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames, places = [], rng.uniform(-weave, weave, (count, 2))
+    for dy, dx in places:
+        y, x = yy - dy, xx - dx  # the picture moved by (dy, dx)
+        base = 60 + 100 * x / width + 45 * np.tanh(4 * np.sin(2 * np.pi * x / 12) * np.cos(2 * np.pi * y / 16))
+        base[(x - width / 2) ** 2 + (y - height / 2) ** 2 < (0.25 * height) ** 2] = 215
+        exposure = rng.uniform(0.96, 1.04)
+        frames.append(np.clip(np.rint(base * exposure + rng.normal(0, 6, base.shape)), 0, 255).astype(np.uint8))
+    return np.stack(frames), places
