@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
+from timing import timed
 from torch import nn
 
 
@@ -52,17 +52,6 @@ class CUNet(nn.Module):
         for up, block, skip in zip(self.up, self.dec, reversed(skips)):
             x = block(torch.cat([up(x), skip], dim=1))
         return torch.tanh(self.head(x).float())
-
-
-def timed(fn, steps: int, batch: int) -> dict[str, float]:
-    """Wall ms per call, images/s and process CPU-ms per image of ``fn`` after two warm-up calls."""
-    fn(), fn()
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        fn()
-    wall = time.perf_counter() - start
-    return {"ms_per_batch": 1000.0 * wall / steps, "images_per_second": steps * batch / wall,
-            "cpu_ms_per_image": 1000.0 * (time.process_time() - cpu) / (steps * batch)}
 
 
 def main() -> None:

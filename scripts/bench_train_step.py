@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -24,16 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 from koala.models import get_model  # noqa: E402
 from koala.models.layers import dtype_scope  # noqa: E402
-
-
-def timed(fn, steps: int, batch: int) -> dict[str, float]:
-    """Wall ms per call and process CPU-ms per image of ``fn`` after two warm-up calls."""
-    fn(), fn()
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        fn()
-    return {"ms_per_batch": 1000.0 * (time.perf_counter() - start) / steps,
-            "cpu_ms_per_image": 1000.0 * (time.process_time() - cpu) / (steps * batch)}
+from timing import timed  # noqa: E402
 
 
 def bench(precision: str, size: int, batch: int, steps: int) -> dict[str, dict[str, float]]:
@@ -74,7 +64,8 @@ def bench(precision: str, size: int, batch: int, steps: int) -> dict[str, dict[s
     fit = lambda: model.fit(data, epochs=1, steps_per_epoch=fit_steps, verbose=0)  # noqa: E731
     result = {name: timed(fn, steps, batch) for name, fn in
               (("forward", forward), ("gradients", gradients), ("update", update), ("step", step))}
-    result["fit"] = {k: v / fit_steps for k, v in timed(fit, max(1, steps // fit_steps), batch).items()}
+    fit_times = timed(fit, max(1, steps // fit_steps), batch * fit_steps)  # a call is fit_steps batches
+    result["fit"] = {**fit_times, "ms_per_batch": fit_times["ms_per_batch"] / fit_steps}
     return result
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -30,6 +29,7 @@ import tensorflow as tf  # noqa: E402
 from koala import config as config_lib  # noqa: E402
 from koala.models.layers import FusedBatchNormalization  # noqa: E402
 from koala.training import build_datasets, compile_model  # noqa: E402
+from timing import timed  # noqa: E402
 
 
 CPU_MS: dict[str, float] = {}  # process CPU ms per image of each measurement, by name
@@ -39,13 +39,10 @@ def rate(fn, steps: int, batch: int, name: str = "") -> float:
     """Images/s of ``fn`` (one batch per call) after one warm-up call; its process CPU time per
     image (all threads) goes into ``CPU_MS[name]``: unlike images/s it hardly depends on what else
     the machine runs, so it shows where a shared machine's cores go."""
-    fn()
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        fn()
+    times = timed(fn, steps, batch, warmup=1)
     if name:
-        CPU_MS[name] = min(CPU_MS.get(name, float("inf")), 1000.0 * (time.process_time() - cpu) / (steps * batch))
-    return steps * batch / (time.perf_counter() - start)
+        CPU_MS[name] = min(CPU_MS.get(name, float("inf")), times["cpu_ms_per_image"])
+    return times["images_per_second"]
 
 
 def model_rates(cfg: config_lib.Config, x: tf.Tensor, y: tf.Tensor, steps: int, precision: str,
