@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test test-quick install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test,beam]"
 	bash scripts/install_browser.sh
 	$(BIN)/python -m pytest -q
+
+# While iterating: the same install, the tests marked neither slow nor browser. CI runs `make test`.
+test-quick: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test,beam]"
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

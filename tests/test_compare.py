@@ -58,6 +58,7 @@ def test_grid_rows_hold_the_sample_and_each_models_worst_and_best():
                     ("p2.png", "best a"), ("p4.png", "best b")]
 
 
+@pytest.mark.slow
 def test_loaded_run_entry_is_reported_without_training(tmp_path, constant_ab_run, photo_dir):
     cc = compare_config.from_dict({"out": str(tmp_path / "report"), "train": {"preset": "smoke"},
                                 "models": {"constant": {"run": constant_ab_run}},
@@ -82,6 +83,7 @@ def random_run(tmp_path_factory):
     return save_run(tmp_path_factory.mktemp("runs") / "random", get_model("cunet", base_filters=4, batch_norm=False))
 
 
+@pytest.mark.slow
 def test_eval_sweep_draws_the_frontier_of_every_model_on_the_tables_photos(tmp_path, constant_ab_run, random_run,
                                                                             photo_dir, capsys):
     config = tmp_path / "compare.yaml"

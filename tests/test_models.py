@@ -27,7 +27,13 @@ CASES = {name: (name, spec.smoke_args) for name, spec in MODELS.items()}
 CASES["resunet34_gan"] = ("resunet34", {**MODELS["resunet34"].smoke_args, "adversarial": True, "critic_filters": 8})
 
 
-@pytest.fixture(scope="module", params=list(CASES))
+# The full ResNet-34 encoder (24M parameters) and koalarization's ResNet-50 extractor take tens of
+# seconds a test on 2 cores: their cases run in the whole suite (make test), not in make test-quick.
+HEAVY_CASES = {"resunet34", "resunet34_gan", "koalarization"}
+
+
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=pytest.mark.slow) if name in HEAVY_CASES else name
+                                        for name in CASES])
 def case(request):
     """(registry name, model arguments, model): each built once for the module."""
     name, args = CASES[request.param]
@@ -216,6 +222,7 @@ def fixed_l() -> np.ndarray:
     return l_batch * np.cos(np.arange(56, dtype=np.float32) / 5)[None, None, :, None]
 
 
+@pytest.mark.slow
 def test_bundled_default_still_loads_and_colorizes_the_same():
     colorizer = Colorizer.load("default")
     assert colorizer.takes_hints and Colorizer.load("hints").network.count_params() == colorizer.network.count_params()
