@@ -22,14 +22,12 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from koala.models import get_model  # noqa: E402
-from koala.models.layers import dtype_scope  # noqa: E402
 from timing import timed  # noqa: E402
 
 
 def bench(precision: str, size: int, batch: int, steps: int) -> dict[str, dict[str, float]]:
     keras.utils.set_random_seed(0)
-    with dtype_scope(precision):
-        model = get_model("cunet", base_filters=16, batch_norm=False, dilation_rates=[2, 4, 8, 8])
+    model = get_model("cunet", base_filters=16, batch_norm=False, dilation_rates=[2, 4, 8, 8], dtype=precision)
     optimizer = keras.optimizers.Adam(1e-4)
     loss_fn = keras.losses.MeanAbsoluteError()
     x = tf.random.uniform((batch, size, size, 1))

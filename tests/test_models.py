@@ -5,6 +5,7 @@ and the bundled default model. Model-specific tests stay in test_<model>.py."""
 from __future__ import annotations
 
 import inspect
+import threading
 from pathlib import Path
 
 import keras
@@ -106,17 +107,56 @@ def test_keras_round_trip_gives_the_same_class_config_and_outputs(case, tmp_path
 
 
 def test_mixed_precision_survives_the_keras_file(tmp_path):
-    """Built under mixed_float16, loaded in a float32 process: the layers compute in float16 again
-    (as a plain functional model's saved layer policies do), the ab head stays float32."""
+    """Built with dtype mixed_float16, loaded in a float32 process: the layers compute in float16
+    again (the policy is in the model's config and given to each layer), the ab head stays float32."""
     name = "cunet"
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
-        get_model(name, **get_spec(name).smoke_args).save(tmp_path / "mixed.keras")
-    finally:
-        keras.config.set_dtype_policy("float32")
+    get_model(name, **get_spec(name).smoke_args, dtype="mixed_float16").save(tmp_path / "mixed.keras")
     loaded = keras.saving.load_model(tmp_path / "mixed.keras", compile=False)
+    assert loaded.dtype_policy.name == "mixed_float16"
     assert loaded.get_layer("enc0a_conv").compute_dtype == "float16"
     assert loaded.get_layer("ab").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def policies(model: keras.Model) -> set[str]:
+    """The dtype policies of a model's layers, its float32 output heads left out."""
+    return {layer.dtype_policy.name for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer) and layer.name not in ("ab", "bins")}
+
+
+@pytest.mark.parametrize("name", ["cunet", "resnet18ae"])
+def test_two_threads_build_under_two_policies_at_once(name):
+    """No global policy is set while a model is built (issue 30): two threads build the same
+    architecture under different policies, each pausing half way through its build until the
+    other has started, and each model gets its own policy in every layer."""
+    halfway = threading.Barrier(2, timeout=600)
+    results, errors = {}, []
+    made = keras.layers.Conv2D.__init__
+
+    def conv_init(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        if kwargs.get("name") in ("enc0a_conv", "conv1_conv"):  # each build's first convolution
+            halfway.wait()  # both builds are now under way: a global policy would be the last one set
+
+    def worker(policy):
+        try:
+            results[policy] = get_model(name, **get_spec(name).smoke_args, dtype=policy)
+        except Exception as error:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(error)
+            halfway.abort()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.layers.Conv2D, "__init__", conv_init)
+        threads = [threading.Thread(target=worker, args=(p,)) for p in ("mixed_bfloat16", "float32")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors
+    assert results["mixed_bfloat16"].dtype_policy.name == "mixed_bfloat16"
+    assert policies(results["mixed_bfloat16"]) == {"mixed_bfloat16"}
+    assert results["float32"].dtype_policy.name == "float32"
+    assert policies(results["float32"]) == {"float32"}
     assert keras.config.dtype_policy().name == "float32"
 
 

@@ -90,3 +90,23 @@ def test_augmentation_stays_float32_under_a_global_bf16_policy(photo_dir):
         keras.config.set_dtype_policy("float32")
     assert l_batch.dtype == "float32" and ab.dtype == "float32"
     assert -0.5 <= float(np.min(l_batch)) and float(np.max(l_batch)) <= 0.5
+
+
+def test_colorizer_load_rebuilds_a_bf16_model_in_float32_without_a_global_policy(tmp_path, monkeypatch):
+    """Issue 30: the float32 rebuild gives the policy to each layer; setting Keras' global policy
+    (the process-wide toggle that races with other threads) fails this test."""
+    from koala.models import get_model, get_spec
+
+    def refused(*args, **kwargs):
+        raise AssertionError("library code set Keras' global dtype policy")
+
+    get_model("cunet", **get_spec("cunet").smoke_args, dtype="mixed_bfloat16").save(tmp_path / "bf16.keras")
+    for module, name in ((keras.config, "set_dtype_policy"), (keras.mixed_precision, "set_dtype_policy"),
+                         (keras.mixed_precision, "set_global_policy")):
+        monkeypatch.setattr(module, name, refused)
+    colorizer = Colorizer.load(tmp_path / "bf16.keras")
+    assert colorizer.network.dtype_policy.name == "float32"
+    assert {layer.compute_dtype for layer in colorizer.network.layers} == {"float32"}
+    saved = keras.saving.load_model(tmp_path / "bf16.keras", compile=False)
+    assert saved.get_layer("enc0a_conv").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"

@@ -16,20 +16,20 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from koala.models.layers import dtype_scope, l_input, model_config, normalization
+from koala.models.layers import l_input, model_config, normalization, set_policy
 
 KERNEL = 4
 LEAKY_SLOPE = 0.2
 PATCHGAN_STRIDES = (2, 2, 2, 1)  # n_layers=3: three stride-2 convolutions, then one of stride 1
 
 
-def critic_block(x, filters: int, strides: int, batch_norm: bool, name: str):
-    """4x4 conv -> (BN) -> LeakyReLU(0.2)."""
+def critic_block(x, filters: int, strides: int, batch_norm: bool, name: str, dtype=None):
+    """4x4 conv -> (BN) -> LeakyReLU(0.2), under the dtype policy ``dtype`` (default None: the global one)."""
     x = layers.Conv2D(filters, KERNEL, strides=strides, padding="same", use_bias=not batch_norm,
-                      name=f"{name}_conv")(x)
+                      name=f"{name}_conv", dtype=dtype)(x)
     if batch_norm:
-        x = normalization(f"{name}_bn")(x)
-    return layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_lrelu")(x)
+        x = normalization(f"{name}_bn", dtype)(x)
+    return layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_lrelu", dtype=dtype)(x)
 
 
 @keras.saving.register_keras_serializable(package="koala")
@@ -44,14 +44,14 @@ class PatchGANCritic(keras.Model):
 
     def __init__(self, base_filters: int = 64, input_size: int | None = None, name: str = "patchgan",
                  dtype=None, **kwargs):
-        with dtype_scope(dtype):
-            l_in = l_input(input_size)
-            ab_in = keras.Input(shape=(input_size, input_size, 2), name="ab")
-            x = layers.Concatenate(name="condition")([l_in, ab_in])
-            for i, strides in enumerate(PATCHGAN_STRIDES):
-                x = critic_block(x, base_filters * min(2**i, 8), strides, batch_norm=i > 0, name=f"critic{i}")
-            logits = layers.Conv2D(1, KERNEL, padding="same", dtype="float32", name="patch_logits")(x)
-            super().__init__(inputs=[l_in, ab_in], outputs=logits, name=name, **kwargs)
+        l_in = l_input(input_size)
+        ab_in = keras.Input(shape=(input_size, input_size, 2), name="ab")
+        x = layers.Concatenate(name="condition", dtype=dtype)([l_in, ab_in])
+        for i, strides in enumerate(PATCHGAN_STRIDES):
+            x = critic_block(x, base_filters * min(2**i, 8), strides, batch_norm=i > 0, name=f"critic{i}", dtype=dtype)
+        logits = layers.Conv2D(1, KERNEL, padding="same", dtype="float32", name="patch_logits")(x)
+        super().__init__(inputs=[l_in, ab_in], outputs=logits, name=name, **kwargs)
+        set_policy(self, dtype)
         self.base_filters = base_filters
         self.input_size = input_size
 

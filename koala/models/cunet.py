@@ -62,7 +62,7 @@ from koala.data import SideInput
 from koala.data.global_hints import GLOBAL_BINS, GLOBAL_HINT_SIZE, GLOBAL_HINTS_INPUT_NAME, simulate_global_hints
 from koala.data.hints import HINT_CHANNELS, HINTS_INPUT_NAME, simulate_hints
 from koala.losses import LOGITS_STRIDE, RebalancedCrossEntropy
-from koala.models.layers import ab_head, ab_of, conv_block, dtype_scope, l_input, model_config, norm_act
+from koala.models.layers import ab_head, ab_of, conv_block, l_input, model_config, norm_act, set_policy
 from koala.models.registry import register
 
 DILATION_RATES = (2, 4, 8, 8)  # below the 16 px of the H/8 map at the default 128 px
@@ -131,42 +131,43 @@ def distribution_losses(model_args: dict, weight: float, prior: str = "") -> tup
     return {"bins": RebalancedCrossEntropy(weights, stride=LOGITS_STRIDE)}, {"bins": float(weight)}
 
 
-def first_block(l_in, hints_in, filters: int, activation: str, batch_norm: bool):
+def first_block(l_in, hints_in, filters: int, activation: str, batch_norm: bool, dtype=None):
     """The first 3x3 convolution on L, plus one on the hint channels (zero-initialised) if any."""
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name="enc0a_conv")(l_in)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name="enc0a_conv", dtype=dtype)(l_in)
     if hints_in is not None:
         h = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="zeros",
-                          name="hints_conv")(hints_in)
-        x = layers.Add(name="enc0a_hints")([x, h])
-    return norm_act(x, "enc0a", activation, batch_norm)
+                          name="hints_conv", dtype=dtype)(hints_in)
+        x = layers.Add(name="enc0a_hints", dtype=dtype)([x, h])
+    return norm_act(x, "enc0a", activation, batch_norm, dtype)
 
 
-def global_branch(x, width: int, activation: str, batch_norm: bool):
+def global_branch(x, width: int, activation: str, batch_norm: bool, dtype=None):
     """Bottleneck features plus a projection of their global summary (zero-initialised)."""
     channels = x.shape[-1]
     g = x
     for i in range(GLOBAL_STRIDES):
-        g = conv_block(g, channels, f"global{i}", activation, batch_norm, strides=2)
-    g = layers.GlobalAveragePooling2D(name="global_pool")(g)
-    g = layers.Dense(width, activation="relu", name="global_fc")(g)
-    g = layers.Dense(channels, kernel_initializer="zeros", name="global_fuse")(g)
-    g = layers.Reshape((1, 1, channels), name="global_map")(g)
-    return layers.Add(name="global_add")([x, g])
+        g = conv_block(g, channels, f"global{i}", activation, batch_norm, strides=2, dtype=dtype)
+    g = layers.GlobalAveragePooling2D(name="global_pool", dtype=dtype)(g)
+    g = layers.Dense(width, activation="relu", name="global_fc", dtype=dtype)(g)
+    g = layers.Dense(channels, kernel_initializer="zeros", name="global_fuse", dtype=dtype)(g)
+    g = layers.Reshape((1, 1, channels), name="global_map", dtype=dtype)(g)
+    return layers.Add(name="global_add", dtype=dtype)([x, g])
 
 
-def global_hints_branch(x, global_in, activation: str):
+def global_hints_branch(x, global_in, activation: str, dtype=None):
     """Encoder features plus a projection of the global hint (zero-initialised), everywhere."""
     channels = x.shape[-1]
-    g = layers.Dense(channels, activation=activation, name="global_hints_fc1")(global_in)
-    g = layers.Dense(channels, activation=activation, name="global_hints_fc2")(g)
-    g = layers.Dense(channels, kernel_initializer="zeros", name="global_hints_fuse")(g)
-    g = layers.Reshape((1, 1, channels), name="global_hints_map")(g)
-    return layers.Add(name="global_hints_add")([x, g])
+    g = layers.Dense(channels, activation=activation, name="global_hints_fc1", dtype=dtype)(global_in)
+    g = layers.Dense(channels, activation=activation, name="global_hints_fc2", dtype=dtype)(g)
+    g = layers.Dense(channels, kernel_initializer="zeros", name="global_hints_fuse", dtype=dtype)(g)
+    g = layers.Reshape((1, 1, channels), name="global_hints_map", dtype=dtype)(g)
+    return layers.Add(name="global_hints_add", dtype=dtype)([x, g])
 
 
-def bins_head(x, name: str = "bins"):
-    """1x1 convolution to logits over the 309 ab bins, kept in float32 under mixed precision."""
-    x = layers.Conv2D(GLOBAL_BINS, 1, padding="same", name=f"{name}_conv")(x)
+def bins_head(x, name: str = "bins", dtype=None):
+    """1x1 convolution (under ``dtype``) to logits over the 309 ab bins, kept in float32 under
+    mixed precision."""
+    x = layers.Conv2D(GLOBAL_BINS, 1, padding="same", name=f"{name}_conv", dtype=dtype)(x)
     return layers.Activation("linear", dtype="float32", name=name)(x)
 
 
@@ -208,40 +209,40 @@ class CUNet(keras.Model):
         dtype=None,
         **kwargs,
     ):
-        with dtype_scope(dtype):
-            l_in = l_input(input_size)
-            hints_in = keras.Input(shape=(input_size, input_size, HINT_CHANNELS), name=HINTS_INPUT_NAME) if hints else None
-            global_in = keras.Input(shape=(GLOBAL_HINT_SIZE,), name=GLOBAL_HINTS_INPUT_NAME) if global_hints else None
-            x, skips = l_in, []
-            for stage in range(DOWNSAMPLINGS):
-                filters = base_filters * 2**stage
-                if stage == 0:
-                    x = first_block(l_in, hints_in, filters, activation, batch_norm)
-                else:
-                    x = conv_block(x, filters, f"enc{stage}a", activation, batch_norm)
-                x = conv_block(x, filters, f"enc{stage}b", activation, batch_norm)
-                skips.append(x)
-                x = layers.AveragePooling2D(2, name=f"enc{stage}_pool")(x)
-            if global_hints:
-                x = global_hints_branch(x, global_in, activation)
-            bottleneck = base_filters * 2**DOWNSAMPLINGS
-            for i, rate in enumerate(dilation_rates):
-                x = conv_block(x, bottleneck, f"dil{i}_r{rate}", activation, batch_norm, dilation=rate)
-            if global_context:
-                x = global_branch(x, global_context, activation, batch_norm)
-            for stage in reversed(range(DOWNSAMPLINGS)):
-                filters = base_filters * 2**stage
-                x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"dec{stage}_up")(x)
-                x = layers.Concatenate(name=f"dec{stage}_skip")([x, skips[stage]])
-                x = conv_block(x, filters, f"dec{stage}a", activation, batch_norm)
-                x = conv_block(x, filters, f"dec{stage}b", activation, batch_norm)
-                if distribution and 2**stage == LOGITS_STRIDE:
-                    logits = bins_head(x)
-            extra = {HINTS_INPUT_NAME: hints_in, GLOBAL_HINTS_INPUT_NAME: global_in}
-            extra = {key: value for key, value in extra.items() if value is not None}
-            inputs = {"L": l_in, **extra} if extra else l_in
-            outputs = {"ab": ab_head(x), "bins": logits} if distribution else ab_head(x)
-            super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        l_in = l_input(input_size)
+        hints_in = keras.Input(shape=(input_size, input_size, HINT_CHANNELS), name=HINTS_INPUT_NAME) if hints else None
+        global_in = keras.Input(shape=(GLOBAL_HINT_SIZE,), name=GLOBAL_HINTS_INPUT_NAME) if global_hints else None
+        x, skips = l_in, []
+        for stage in range(DOWNSAMPLINGS):
+            filters = base_filters * 2**stage
+            if stage == 0:
+                x = first_block(l_in, hints_in, filters, activation, batch_norm, dtype)
+            else:
+                x = conv_block(x, filters, f"enc{stage}a", activation, batch_norm, dtype=dtype)
+            x = conv_block(x, filters, f"enc{stage}b", activation, batch_norm, dtype=dtype)
+            skips.append(x)
+            x = layers.AveragePooling2D(2, name=f"enc{stage}_pool", dtype=dtype)(x)
+        if global_hints:
+            x = global_hints_branch(x, global_in, activation, dtype)
+        bottleneck = base_filters * 2**DOWNSAMPLINGS
+        for i, rate in enumerate(dilation_rates):
+            x = conv_block(x, bottleneck, f"dil{i}_r{rate}", activation, batch_norm, dilation=rate, dtype=dtype)
+        if global_context:
+            x = global_branch(x, global_context, activation, batch_norm, dtype)
+        for stage in reversed(range(DOWNSAMPLINGS)):
+            filters = base_filters * 2**stage
+            x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"dec{stage}_up", dtype=dtype)(x)
+            x = layers.Concatenate(name=f"dec{stage}_skip", dtype=dtype)([x, skips[stage]])
+            x = conv_block(x, filters, f"dec{stage}a", activation, batch_norm, dtype=dtype)
+            x = conv_block(x, filters, f"dec{stage}b", activation, batch_norm, dtype=dtype)
+            if distribution and 2**stage == LOGITS_STRIDE:
+                logits = bins_head(x, dtype=dtype)
+        extra = {HINTS_INPUT_NAME: hints_in, GLOBAL_HINTS_INPUT_NAME: global_in}
+        extra = {key: value for key, value in extra.items() if value is not None}
+        inputs = {"L": l_in, **extra} if extra else l_in
+        outputs = {"ab": ab_head(x, dtype=dtype), "bins": logits} if distribution else ab_head(x, dtype=dtype)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        set_policy(self, dtype)
         self.base_filters = base_filters
         self.activation = activation
         self.batch_norm = batch_norm

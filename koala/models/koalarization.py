@@ -43,7 +43,7 @@ from koala.models.extractors import (
     parse_weights,
     weights_label,
 )
-from koala.models.layers import conv_block, dtype_scope, l_input, model_config
+from koala.models.layers import conv_block, l_input, model_config, set_policy
 from koala.models.registry import register
 
 ENCODER = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))  # (filters, stride)
@@ -135,26 +135,26 @@ class Koalarization(keras.Model):
     def __init__(self, extractor: str = DEFAULT_EXTRACTOR, extractor_weights: str | None = DEFAULT_WEIGHTS,
                  input_size: int | None = None, name: str = "koalarization", dtype=None, **kwargs):
         spec = get_extractor_spec(extractor)
-        with dtype_scope(dtype):
-            l_in = l_input(input_size)
-            embedding = keras.Input(shape=(spec.dim,), name=EMBEDDING_INPUT_NAME)
-            fused = embedding
-            if spec.norm == "l2":
-                fused = layers.UnitNormalization(dtype="float32", name="embedding_l2")(embedding)
-            x = l_in
-            for i, (filters, stride) in enumerate(ENCODER):
-                x = conv_block(x, filters, f"enc{i}", batch_norm=False, strides=stride)
-            x = FusionLayer(name="fusion")([x, fused])
-            x = conv_block(x, FUSION_FILTERS, "fusion_mix", batch_norm=False, kernel_size=1)
-            for i, step in enumerate(DECODER):
-                if step == "up":
-                    x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
-                else:
-                    x = conv_block(x, step, f"dec{i}", batch_norm=False)
-            x = layers.Conv2D(2, 3, padding="same", name="ab_conv")(x)
-            x = layers.Activation("tanh", dtype="float32", name="ab_tanh")(x)
-            ab = layers.UpSampling2D(2, dtype="float32", name="ab")(x)
-            super().__init__(inputs={"L": l_in, EMBEDDING_INPUT_NAME: embedding}, outputs=ab, name=name, **kwargs)
+        l_in = l_input(input_size)
+        embedding = keras.Input(shape=(spec.dim,), name=EMBEDDING_INPUT_NAME)
+        fused = embedding
+        if spec.norm == "l2":
+            fused = layers.UnitNormalization(dtype="float32", name="embedding_l2")(embedding)
+        x = l_in
+        for i, (filters, stride) in enumerate(ENCODER):
+            x = conv_block(x, filters, f"enc{i}", batch_norm=False, strides=stride, dtype=dtype)
+        x = FusionLayer(name="fusion", dtype=dtype)([x, fused])
+        x = conv_block(x, FUSION_FILTERS, "fusion_mix", batch_norm=False, kernel_size=1, dtype=dtype)
+        for i, step in enumerate(DECODER):
+            if step == "up":
+                x = layers.UpSampling2D(2, name=f"dec{i}_up", dtype=dtype)(x)
+            else:
+                x = conv_block(x, step, f"dec{i}", batch_norm=False, dtype=dtype)
+        x = layers.Conv2D(2, 3, padding="same", name="ab_conv", dtype=dtype)(x)
+        x = layers.Activation("tanh", dtype="float32", name="ab_tanh")(x)
+        ab = layers.UpSampling2D(2, dtype="float32", name="ab")(x)
+        super().__init__(inputs={"L": l_in, EMBEDDING_INPUT_NAME: embedding}, outputs=ab, name=name, **kwargs)
+        set_policy(self, dtype)
         self.extractor = extractor
         self.extractor_weights = extractor_weights
         self.input_size = input_size

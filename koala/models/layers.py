@@ -1,8 +1,6 @@
 """Building blocks shared by several architectures (one home for each)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import keras
 import tensorflow as tf
 from keras import layers
@@ -12,28 +10,11 @@ from koala.models.widen import widen_into
 L_INPUT_NAME = "L"  # stable SavedModel signature key for every model
 
 
-@contextmanager
-def dtype_scope(dtype=None):
-    """Build layers under ``dtype`` (a policy, its name or its serialised form; None: the global
-    policy as it is). An architecture builds its graph inside this so that a model saved under
-    mixed precision comes back from its config with the same policy, as a plain functional model's
-    layers do from theirs."""
-    if dtype is None:
-        yield
-        return
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(keras.dtype_policies.get(dtype))
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def with_policy(model: keras.Model, policy: str = "float32") -> keras.Model:
     """``model`` rebuilt under the dtype ``policy`` with the same weights (the model itself when it
     already runs so): a model trained under mixed precision keeps float32 variables, so inference
-    can run it in float32 exactly. Needs a model class whose config takes ``dtype``, as every
-    registered architecture's does."""
+    can run it in float32 exactly. Needs a model class whose config takes ``dtype`` and passes it
+    to every layer, as every registered architecture's does: no global policy is touched."""
     if keras.dtype_policies.serialize(model.dtype_policy) == keras.dtype_policies.serialize(
             keras.dtype_policies.get(policy)):
         return model
@@ -69,6 +50,15 @@ def _shapes(layer: layers.Layer) -> list[tuple]:
     return [tuple(w.shape) for w in layer.weights]
 
 
+def set_policy(model: keras.Model, dtype) -> None:
+    """Give a functional ``model`` the dtype policy ``dtype`` (None: keep the global one it took),
+    as keras-hub's backbones do: Keras' Functional constructor drops ``dtype``. The model's own
+    policy is what its config saves and what ``compile`` reads (a loss-scale optimizer for
+    mixed_float16); its layers get ``dtype`` where they are made."""
+    if dtype is not None:
+        model.dtype_policy = dtype
+
+
 def model_config(model: keras.Model) -> dict:
     """The part of an architecture's ``get_config`` that is not its own arguments (as keras-hub's
     backbones): name, trainable and dtype policy."""
@@ -77,7 +67,8 @@ def model_config(model: keras.Model) -> dict:
 
 
 def l_input(size: int | None = None) -> keras.KerasTensor:
-    """The normalised-L input all colorizers share; ``size=None`` accepts any height/width."""
+    """The normalised-L input all colorizers share; ``size=None`` accepts any height/width. Inputs
+    are float32 under any policy (Keras casts at the first layer), so it takes no ``dtype``."""
     return keras.Input(shape=(size, size, 1), name=L_INPUT_NAME)
 
 
@@ -112,15 +103,18 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return y
 
 
-def normalization(name: str, **kwargs) -> layers.Layer:
-    """The batch normalisation every koala model uses (:class:`FusedBatchNormalization`)."""
-    return FusedBatchNormalization(name=name, **kwargs)
+def normalization(name: str, dtype=None, **kwargs) -> layers.Layer:
+    """The batch normalisation every koala model uses (:class:`FusedBatchNormalization`).
+
+    ``dtype`` here and in the blocks below: the layers' dtype policy (a policy, its name or its
+    serialised form; default None: Keras' global policy), passed to every layer as keras-hub does."""
+    return FusedBatchNormalization(name=name, dtype=dtype, **kwargs)
 
 
-def activation(kind: str, name: str) -> layers.Layer:
+def activation(kind: str, name: str, dtype=None) -> layers.Layer:
     if kind == "leaky_relu":
-        return layers.LeakyReLU(negative_slope=0.2, name=name)
-    return layers.Activation(kind, name=name)
+        return layers.LeakyReLU(negative_slope=0.2, name=name, dtype=dtype)
+    return layers.Activation(kind, name=name, dtype=dtype)
 
 
 def conv_block(
@@ -132,20 +126,21 @@ def conv_block(
     dilation: int = 1,
     strides: int = 1,
     kernel_size: int = 3,
+    dtype=None,
 ):
     """Conv -> (BatchNorm) -> activation, with stable layer names."""
     x = layers.Conv2D(
         filters, kernel_size, strides=strides, dilation_rate=dilation, padding="same",
-        use_bias=not batch_norm, name=f"{name}_conv",
+        use_bias=not batch_norm, name=f"{name}_conv", dtype=dtype,
     )(x)
-    return norm_act(x, name, act, batch_norm)
+    return norm_act(x, name, act, batch_norm, dtype)
 
 
-def norm_act(x, name: str, act: str = "relu", batch_norm: bool = True):
+def norm_act(x, name: str, act: str = "relu", batch_norm: bool = True, dtype=None):
     """(BatchNorm) -> activation after a block's convolution(s), with conv_block's layer names."""
     if batch_norm:
-        x = normalization(f"{name}_bn")(x)
-    return activation(act, f"{name}_{act}")(x)
+        x = normalization(f"{name}_bn", dtype)(x)
+    return activation(act, f"{name}_{act}", dtype)(x)
 
 
 def ab_of(outputs):
@@ -154,55 +149,11 @@ def ab_of(outputs):
     return outputs["ab"] if isinstance(outputs, dict) else outputs
 
 
-def ab_head(x, name: str = "ab"):
-    """1x1 convolution to two channels with tanh: normalised ab, kept in float32 under mixed precision."""
-    x = layers.Conv2D(2, 1, padding="same", name=f"{name}_conv")(x)
+def ab_head(x, name: str = "ab", dtype=None):
+    """1x1 convolution (under ``dtype``) to two channels with tanh: normalised ab, kept in float32
+    under mixed precision."""
+    x = layers.Conv2D(2, 1, padding="same", name=f"{name}_conv", dtype=dtype)(x)
     return layers.Activation("tanh", dtype="float32", name=name)(x)
-
-
-# ResNet blocks with torchvision's padding (explicit zero padding, then "valid"), so feature maps
-# line up pixel for pixel with torchvision's and its weights could be ported; BatchNorm takes
-# PyTorch's epsilon and momentum (keras-hub's ResNet does the same).
-RESNET_BN = {"epsilon": 1e-5, "momentum": 0.9}
-
-
-def resnet_stem(x, filters: int = 64, name: str = "stem"):
-    """ResNet's stem: 7x7/2 conv, BN, ReLU, then 3x3/2 max pooling.
-
-    Returns ``(features, pooled)``: the ReLU output at H/2 (a U-Net skip) and the pooled map at H/4.
-    """
-    x = layers.ZeroPadding2D(3, name=f"{name}_pad")(x)
-    x = layers.Conv2D(filters, 7, strides=2, use_bias=False, name=f"{name}_conv")(x)
-    x = normalization(**RESNET_BN, name=f"{name}_bn")(x)
-    features = layers.ReLU(name=f"{name}_relu")(x)
-    # Zero padding equals torchvision's -inf padding here: the input is a ReLU output (>= 0).
-    x = layers.ZeroPadding2D(1, name=f"{name}_pool_pad")(features)
-    return features, layers.MaxPooling2D(3, strides=2, name=f"{name}_pool")(x)
-
-
-def basic_block(x, filters: int, strides: int, name: str):
-    """ResNet's basic block (He et al. 2016): two 3x3 conv + BN, identity or 1x1/stride projection shortcut."""
-    shortcut = x
-    if strides != 1 or x.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_down_conv")(x)
-        shortcut = normalization(**RESNET_BN, name=f"{name}_down_bn")(shortcut)
-    if strides != 1:
-        x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    x = layers.Conv2D(filters, 3, strides=strides, padding="valid" if strides != 1 else "same",
-                      use_bias=False, name=f"{name}_conv1")(x)
-    x = normalization(**RESNET_BN, name=f"{name}_bn1")(x)
-    x = layers.ReLU(name=f"{name}_relu1")(x)
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
-    x = normalization(**RESNET_BN, name=f"{name}_bn2")(x)
-    x = layers.Add(name=f"{name}_add")([x, shortcut])
-    return layers.ReLU(name=f"{name}_out")(x)
-
-
-def resnet_stage(x, filters: int, blocks: int, strides: int, name: str):
-    """``blocks`` basic blocks; the first one downsamples by ``strides``."""
-    for i in range(blocks):
-        x = basic_block(x, filters, strides if i == 0 else 1, f"{name}_block{i + 1}")
-    return x
 
 
 @keras.saving.register_keras_serializable(package="koala")

@@ -3,9 +3,12 @@
 The ResNet-34 U-Net and the ResNet-18 autoencoder take their encoders from keras-cv 0.9's
 ``ResNetBackbone`` with basic blocks (``block_type="basic_block"``): the 7x7/2 stem with BN, ReLU
 and 3x3/2 max pooling, then one stack of basic blocks per ``(filters, blocks)`` stage, the first
-stage at stride 1 and the others at stride 2. The backbone is built on koala's normalised-L input,
+stage at stride 1 and the others at stride 2. Its graph is cloned onto koala's normalised-L input,
 so its layers (keras-cv's names: ``conv1_conv``, ``v2_stack_0_block1_1_conv``, ...) become the
-colorizer's own layers, and a keras-cv preset's weights can be copied into them by name.
+colorizer's own layers, and a keras-cv preset's weights can be copied into them by name. The
+clone remakes each layer from its config under the colorizer's dtype policy: keras-cv 0.9 passes
+no ``dtype`` to the backbone's layers (its ``dtype`` argument sets only the backbone model's own
+policy), and koala sets no global policy.
 
 Against torchvision's ResNet (which the seed papers use) this differs in what keras-cv inherits
 from keras.applications: TensorFlow's "same" padding (asymmetric at stride 2), BatchNormalization
@@ -31,24 +34,34 @@ STEM_FEATURES = "conv1_relu"  # keras-cv's name for the stem's ReLU output (H/2)
 STEM_CONV = "conv1_conv"
 
 
-def resnet_encoder(inputs: keras.KerasTensor, stages: tuple[tuple[int, int], ...]) -> list[keras.KerasTensor]:
-    """keras-cv's ResNetBackbone (basic blocks, no input rescaling) built on ``inputs``.
+def resnet_encoder(inputs: keras.KerasTensor, stages: tuple[tuple[int, int], ...],
+                   dtype=None) -> list[keras.KerasTensor]:
+    """keras-cv's ResNetBackbone (basic blocks, no input rescaling) built on ``inputs``, every layer
+    under the dtype policy ``dtype`` (default None: Keras' global policy).
 
-    Returns the stem's ReLU output (H/2) and every stage's output (H/4, H/8, ...), deepest last.
+    keras-cv builds the backbone as a template on an input of the same shape; its graph is then
+    cloned onto ``inputs`` with each layer made anew from its config and ``dtype`` (same class,
+    name and settings; fresh weights). Returns the stem's ReLU output (H/2) and every stage's
+    output (H/4, H/8, ...), deepest last.
     Example: ``resnet_encoder(keras.Input((None, None, 1)), RESNET18_STAGES[:2])`` gives maps at
     H/2, H/4 and H/8 with 64, 64 and 128 channels.
     """
     from keras_cv.models import ResNetBackbone  # keras-cv imports kagglehub: load it when a ResNet is built
 
-    backbone = ResNetBackbone(
+    template = ResNetBackbone(
         stackwise_filters=[filters for filters, _ in stages],
         stackwise_blocks=[blocks for _, blocks in stages],
         stackwise_strides=[1] + [2] * (len(stages) - 1),
         include_rescaling=False,
-        input_tensor=inputs,
+        input_shape=tuple(inputs.shape[1:]),
         block_type="basic_block",
     )
-    names = [STEM_FEATURES, *backbone.pyramid_level_inputs.values()]
+
+    def remade(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return type(layer).from_config({**layer.get_config(), "dtype": dtype})
+
+    backbone = keras.models.clone_model(template, input_tensors=inputs, clone_function=remade)
+    names = [STEM_FEATURES, *template.pyramid_level_inputs.values()]
     return [backbone.get_layer(name).output for name in names]
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from koala.models.layers import conv_block, dtype_scope, l_input, model_config
+from koala.models.layers import conv_block, l_input, model_config, set_policy
 from koala.models.registry import register
 from koala.models.resnet import RESNET18_STAGES, load_encoder_weights, resnet_encoder
 
@@ -54,17 +54,17 @@ class ResNet18AE(keras.Model):
     """
 
     def __init__(self, input_size: int | None = None, name: str = "resnet18ae", dtype=None, **kwargs):
-        with dtype_scope(dtype):
-            inputs = l_input(input_size)
-            x = resnet_encoder(inputs, RESNET18_MIDLEVEL)[-1]
-            for i, (filters, upsample) in enumerate(DECODER):
-                x = conv_block(x, filters, f"dec{i + 1}")
-                if upsample:
-                    x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{i + 1}_up")(x)
-            x = layers.Conv2D(2, 3, padding="same", name="ab_conv")(x)
-            x = layers.UpSampling2D(2, interpolation="nearest", name="ab_up")(x)
-            ab = layers.Activation("tanh", dtype="float32", name="ab")(x)
-            super().__init__(inputs=inputs, outputs=ab, name=name, **kwargs)
+        inputs = l_input(input_size)
+        x = resnet_encoder(inputs, RESNET18_MIDLEVEL, dtype)[-1]
+        for i, (filters, upsample) in enumerate(DECODER):
+            x = conv_block(x, filters, f"dec{i + 1}", dtype=dtype)
+            if upsample:
+                x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{i + 1}_up", dtype=dtype)(x)
+        x = layers.Conv2D(2, 3, padding="same", name="ab_conv", dtype=dtype)(x)
+        x = layers.UpSampling2D(2, interpolation="nearest", name="ab_up", dtype=dtype)(x)
+        ab = layers.Activation("tanh", dtype="float32", name="ab")(x)
+        super().__init__(inputs=inputs, outputs=ab, name=name, **kwargs)
+        set_policy(self, dtype)
         self.input_size = input_size
 
     def get_config(self) -> dict:
@@ -79,14 +79,14 @@ class ResNet18AE(keras.Model):
     presets=PRESETS,
     smoke_args={},  # 0.9M parameters: small enough as it is
 )
-def resnet18ae(input_size: int | None = None, encoder_weights: str | None = None) -> ResNet18AE:
-    """A :class:`ResNet18AE`; ``encoder_weights`` (default None: from scratch) names a keras-cv
+def resnet18ae(input_size: int | None = None, encoder_weights: str | None = None, dtype=None) -> ResNet18AE:
+    """A :class:`ResNet18AE` under the dtype policy ``dtype`` (default None: the global one); ``encoder_weights`` (default None: from scratch) names a keras-cv
     ``ResNetBackbone`` preset with ResNet-18's basic blocks whose first two stages start the
     encoder (:func:`koala.models.resnet.load_encoder_weights`; not part of the saved config).
 
     Example: ``resnet18ae(encoder_weights="path/to/resnet18_preset")``.
     """
-    model = ResNet18AE(input_size)
+    model = ResNet18AE(input_size, dtype=dtype)
     if encoder_weights is not None:
         load_encoder_weights(model, encoder_weights)
     return model

@@ -37,9 +37,9 @@ from koala.models.layers import (
     BilinearUpSampling2D,
     ab_head,
     conv_block,
-    dtype_scope,
     l_input,
     model_config,
+    set_policy,
 )
 from koala.models.registry import register
 from koala.models.resnet import RESNET34_STAGES, load_encoder_weights, resnet_encoder
@@ -60,12 +60,12 @@ PRESETS = {
 }
 
 
-def decoder_block(x, skip, filters: int, name: str):
+def decoder_block(x, skip, filters: int, name: str, dtype=None):
     """Bilinear x2 upsampling, concatenate the skip, two 3x3 conv + BN + ReLU."""
-    x = BilinearUpSampling2D(2, name=f"{name}_up")(x)
-    x = layers.Concatenate(name=f"{name}_skip")([x, skip])
-    x = conv_block(x, filters, f"{name}a")
-    return conv_block(x, filters, f"{name}b")
+    x = BilinearUpSampling2D(2, name=f"{name}_up", dtype=dtype)(x)
+    x = layers.Concatenate(name=f"{name}_skip", dtype=dtype)([x, skip])
+    x = conv_block(x, filters, f"{name}a", dtype=dtype)
+    return conv_block(x, filters, f"{name}b", dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="koala")
@@ -82,13 +82,13 @@ class ResUNet34(keras.Model):
                  name: str = "resunet34", dtype=None, **kwargs):
         if len(decoder_filters) != DOWNSAMPLINGS:
             raise ValueError(f"decoder_filters needs {DOWNSAMPLINGS} widths, one per upsampling; got {decoder_filters}")
-        with dtype_scope(dtype):
-            inputs = l_input(input_size)
-            *skips, x = resnet_encoder(inputs, RESNET34_STAGES)  # stem, stages 1-3 as skips; stage 4 the bottleneck
-            skips.insert(0, inputs)
-            for i, filters in enumerate(decoder_filters):
-                x = decoder_block(x, skips[-1 - i], filters, f"dec{i + 1}")
-            super().__init__(inputs=inputs, outputs=ab_head(x), name=name, **kwargs)
+        inputs = l_input(input_size)
+        *skips, x = resnet_encoder(inputs, RESNET34_STAGES, dtype)  # stem, stages 1-3 as skips; stage 4 the bottleneck
+        skips.insert(0, inputs)
+        for i, filters in enumerate(decoder_filters):
+            x = decoder_block(x, skips[-1 - i], filters, f"dec{i + 1}", dtype)
+        super().__init__(inputs=inputs, outputs=ab_head(x, dtype=dtype), name=name, **kwargs)
+        set_policy(self, dtype)
         self.decoder_filters = tuple(decoder_filters)
         self.input_size = input_size
 
@@ -112,6 +112,7 @@ def resunet34(
     critic_filters: int = 64,
     input_size: int | None = None,
     encoder_weights: str | None = None,
+    dtype=None,
 ) -> keras.Model:
     """A :class:`ResUNet34`, or with ``adversarial`` an :class:`AdversarialColorizer` that trains
     it against a :class:`PatchGANCritic` of ``critic_filters`` (default 64) base width, weighting
@@ -120,12 +121,14 @@ def resunet34(
     ``encoder_weights`` (default None: from scratch) names a keras-cv ``ResNetBackbone`` preset
     with ResNet-34's basic blocks whose weights start the encoder
     (:func:`koala.models.resnet.load_encoder_weights`); it is not part of the saved config.
+    ``dtype`` (default None: Keras' global policy) is the dtype policy of all three models.
 
     Example: ``resunet34(adversarial=True).generator`` is the ResUNet34 that colorizes.
     """
-    generator = ResUNet34(decoder_filters, input_size)
+    generator = ResUNet34(decoder_filters, input_size, dtype=dtype)
     if encoder_weights is not None:
         load_encoder_weights(generator, encoder_weights)
     if not adversarial:
         return generator
-    return AdversarialColorizer(generator, PatchGANCritic(critic_filters, input_size), adv_weight=adv_weight)
+    return AdversarialColorizer(generator, PatchGANCritic(critic_filters, input_size, dtype=dtype),
+                                adv_weight=adv_weight, dtype=dtype)

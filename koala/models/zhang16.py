@@ -37,7 +37,7 @@ from keras import layers
 from koala.color import AB_NORM, PRIOR_LAMBDA, TEMPERATURE, ab_bins, annealed_mean, rebalance_weights
 from koala.color.prior import load_prior, prior_from_source
 from koala.losses import LOGITS_STRIDE, RebalancedCrossEntropy, check_arguments
-from koala.models.layers import dtype_scope, l_input, model_config, normalization
+from koala.models.layers import l_input, model_config, normalization, set_policy
 from koala.models.registry import register
 
 log = logging.getLogger(__name__)
@@ -64,15 +64,15 @@ PRESETS = {
 }
 
 
-def _block(x, block: int, filters: int):
+def _block(x, block: int, filters: int, dtype=None):
     """Block ``block`` (1-7): ReLU convolutions, the last one strided in blocks 1-3, then BN."""
     convs = CONVS[block - 1]
     dilation = 2 if block in DILATED_BLOCKS else 1
     for i in range(1, convs + 1):
         strides = 2 if block in STRIDE2_BLOCKS and i == convs else 1
         x = layers.Conv2D(filters, 3, strides=strides, dilation_rate=dilation, padding="same",
-                          activation="relu", name=f"conv{block}_{i}")(x)
-    return normalization(f"conv{block}_bn")(x)
+                          activation="relu", name=f"conv{block}_{i}", dtype=dtype)(x)
+    return normalization(f"conv{block}_bn", dtype)(x)
 
 
 def make_loss(loss_args: dict, train_source: str) -> RebalancedCrossEntropy:
@@ -136,17 +136,17 @@ class Zhang16(keras.Model):
         if width <= 0:
             raise ValueError(f"width must be > 0; got {width}")
         channels = [max(1, round(c * width)) for c in CHANNELS]
-        with dtype_scope(dtype):
-            inputs = l_input(input_size)
-            x = inputs
-            for block in range(1, 8):
-                x = _block(x, block, channels[block - 1])
-            x = layers.Conv2DTranspose(channels[7], 4, strides=2, padding="same", activation="relu",
-                                       name="conv8_1")(x)
-            for i in (2, 3):
-                x = layers.Conv2D(channels[7], 3, padding="same", activation="relu", name=f"conv8_{i}")(x)
-            logits = layers.Conv2D(len(ab_bins()), 1, dtype="float32", name="logits")(x)
-            super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
+        inputs = l_input(input_size)
+        x = inputs
+        for block in range(1, 8):
+            x = _block(x, block, channels[block - 1], dtype)
+        x = layers.Conv2DTranspose(channels[7], 4, strides=2, padding="same", activation="relu",
+                                   name="conv8_1", dtype=dtype)(x)
+        for i in (2, 3):
+            x = layers.Conv2D(channels[7], 3, padding="same", activation="relu", name=f"conv8_{i}", dtype=dtype)(x)
+        logits = layers.Conv2D(len(ab_bins()), 1, dtype="float32", name="logits")(x)
+        super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
+        set_policy(self, dtype)
         self.width = width
         self.input_size = input_size
 

@@ -19,7 +19,7 @@ from koala.data import make_dataset
 from koala.data.sources import data_source
 from koala.losses import get_loss
 from koala.models import get_model, get_spec
-from koala.models.layers import ab_of, dtype_scope, transfer_weights
+from koala.models.layers import ab_of, transfer_weights
 from koala.runs import FinishedRunError, Run, resolve_model
 from koala.training.callbacks import BestCheckpoint, EpochHistory, RunClock, SampleGrid
 
@@ -240,10 +240,10 @@ def compile_model(cfg: config_lib.Config, capabilities, precision: str = "float3
     """The configured model under the dtype policy ``precision`` (starting from ``weights``, else
     ``train.init_weights`` if given and not ``resuming``: a resumed run may be on a machine
     without its starting model), compiled with its loss. The policy is the model's own (in its
-    config, so a checkpoint loads back with it); Keras' global policy is left as it was."""
+    config, so a checkpoint loads back with it), given to each of its layers: Keras' global policy
+    is never set."""
     spec = get_spec(cfg.model)
-    with dtype_scope(precision):
-        model = get_model(cfg.model, **cfg.model_args)
+    model = get_model(cfg.model, **cfg.model_args, dtype=precision)
     start = weights or ("" if resuming else cfg.train.init_weights)
     if start:
         start_from(model, str(start))
