@@ -1,14 +1,10 @@
 """The one colorize path, shared by the CLI, the web app and the exported SavedModel.
 
-The network sees L at its working scale (short side = the training size, sides padded to the
-model's multiple); the predicted ab is resized back to the photo's size and joined with the
+:class:`Colorizer` loads a model, checks its knobs, hints and global hints, and serves the entry
+points (colorize, its PNG and float forms, suggest); what runs inside TensorFlow, the path from
+pixels to colour and the traced graphs, is :mod:`koala.graphs` (its functions are importable
+from here too). The network sees L at its working scale and the predicted ab is joined with the
 full-resolution L, so the output keeps every detail of the input.
-
-Memory stays bounded for any size up to :data:`koala.images.MAX_PIXELS`: the photo is kept at its
-own depth (1-3 bytes a pixel), and the full-resolution work (L, and L joined with the upsampled
-ab into RGB) is done in stripes of ``STRIPE_PIXELS``, so no float32 copy of the whole photo is
-ever made: the network's input is shrunk from L stripe by stripe (along the rows, then once
-along the columns; the antialiased resize is separable).
 
 A model with hint inputs (:mod:`koala.data.hints`) takes a person's colour hints: the hint table
 (K, 6), in the photo's own pixels, is one more input of the traced graph, painted into the hint
@@ -36,7 +32,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from koala.color import ab_bins, l_ab_to_rgb, lab_to_rgb, rgb_to_l, rgb_to_lab
+from koala import graphs
+from koala.color import ab_bins, lab_to_rgb, rgb_to_lab
 from koala.data.global_hints import (
     GLOBAL_HINT_SIZE,
     GLOBAL_HINTS_INPUT_NAME,
@@ -51,167 +48,29 @@ from koala.data.hints import (
     NoHintInputsError,
     check_inside,
     parse_hints,
-    rasterise_hints,
+)
+from koala.graphs import (  # noqa: F401  (the colorize path's functions, importable from here as before)
+    DISTRIBUTION_OUTPUT,
+    colorize_pixels,
+    join_ab,
+    predict_ab,
+    side_inputs,
+    unit_rgb,
+    working_l,
+    working_shape,
 )
 from koala.images import MAX_PIXELS, load_pixels
 from koala.knobs import check_saturation, check_temperature
 from koala.models import get_spec
-from koala.models.cunet import network_inputs
 from koala.models.layers import ab_of, with_policy
 from koala.runs import model_metadata, resolve_model
 
-MAX_WORKING_SIDE_FACTOR = 4  # panoramas: the long side is capped at this many working sizes
-STRIPE_PIXELS = 1 << 19  # full-resolution pixels per step: ~50 MB of float32 temporaries at any size
 CALL_PIXELS = 1 << 22  # photos of one size colorized in one graph call, up to this many pixels in all
 Hints = list | np.ndarray | None  # a person's hints ({"x", "y", "color", "radius"} objects) or their table
 Photo = np.ndarray | str | os.PathLike | bytes | Image.Image  # what Colorizer.colorize takes
 Palette = str | Sequence | None  # "#c02020:2,#2050a0", or a list of "#rrggbb" or (colour, weight)
-DISTRIBUTION_OUTPUT = "bins"  # the colour distribution head's output (koala.models.cunet)
 SUGGEST_K = 8  # suggested colours at a point, by default
 MERGE_RADIUS = 15.0  # a*b* units: bins this close to a likelier one (its 8 neighbours) merge into it
-
-
-def working_shape(height: tf.Tensor, width: tf.Tensor, size: int, multiple: int) -> tf.Tensor:
-    """Shape the network runs at: short side ``size``, long side capped, aspect kept."""
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    scale = size / tf.minimum(h, w)
-    cap = float(size * MAX_WORKING_SIDE_FACTOR)
-    new = tf.minimum(tf.stack([h, w]) * scale, cap)
-    return tf.maximum(tf.cast(tf.round(new / multiple), tf.int32), 1) * multiple
-
-
-def predict_ab(
-    network: Callable[[tf.Tensor], tf.Tensor], l_full: tf.Tensor, size: int, multiple: int
-) -> tf.Tensor:
-    """Normalised ab at full resolution for a batch of normalised L, shape (N, H, W, 1).
-
-    Pure TF ops, so :mod:`koala.export` traces this same function into the SavedModel.
-    """
-    shape = tf.shape(l_full)
-    small = tf.image.resize(l_full, working_shape(shape[1], shape[2], size, multiple), antialias=True)
-    ab_small = tf.cast(network(small), tf.float32)
-    return tf.image.resize(ab_small, shape[1:3], method="bilinear")
-
-
-def unit_rgb(pixels: tf.Tensor) -> tf.Tensor:
-    """Pixels (..., C): uint8, uint16 or float in [0, 1]; gray, gray+alpha, RGB or RGBA -> float
-    RGB in [0, 1], (..., 3), transparency composited on white (as :func:`koala.images.load_pixels`)."""
-    image = tf.cast(pixels, tf.float32)
-    if pixels.dtype.is_integer:
-        image = image / float(pixels.dtype.max)
-    channels = tf.shape(image)[-1]
-    has_alpha = tf.equal(channels % 2, 0)  # gray+alpha or RGBA
-    colour = image[..., : channels - tf.cast(has_alpha, tf.int32)]
-    alpha = tf.cond(has_alpha, lambda: image[..., -1:], lambda: tf.ones_like(image[..., :1]))
-    rgb = tf.broadcast_to(colour, tf.concat([tf.shape(image)[:-1], [3]], axis=0))
-    return rgb * alpha + (1.0 - alpha)
-
-
-def _by_stripes(fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], height: tf.Tensor, rows: tf.Tensor,
-                dtype: tf.DType, channels: int) -> tf.Tensor:
-    """``fn(start, stop)`` (N, rows, W, channels) for consecutive row ranges, joined along the rows.
-    One stripe at a time (``parallel_iterations=1``), so temporaries exist for one stripe only."""
-    count = (height + rows - 1) // rows
-
-    def body(i, stripes):
-        start = i * rows
-        stripe = fn(start, tf.minimum(start + rows, height))
-        return i + 1, stripes.write(i, tf.transpose(stripe, [1, 0, 2, 3]))  # rows first, to concatenate
-
-    stripes = tf.TensorArray(dtype, size=count, infer_shape=False, element_shape=[None, None, None, channels])
-    _, stripes = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0), stripes], parallel_iterations=1)
-    return tf.transpose(stripes.concat(), [1, 0, 2, 3])  # no copy for one photo: only a size-1 axis moves
-
-
-def _bilinear_rows(image: tf.Tensor, out_height: tf.Tensor, start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
-    """Rows [start, stop) of ``tf.image.resize(image, (out_height, width), "bilinear")`` for images
-    (N, h, width, C) that already have their final width: TensorFlow's half-pixel bilinear
-    interpolation along the rows, computed for one stripe instead of the whole picture."""
-    in_height = tf.shape(image)[1]
-    scale = tf.cast(in_height, tf.float32) / tf.cast(out_height, tf.float32)
-    y = (tf.cast(tf.range(start, stop), tf.float32) + 0.5) * scale - 0.5
-    y_floor = tf.floor(y)
-    top = tf.gather(image, tf.maximum(tf.cast(y_floor, tf.int32), 0), axis=1)
-    bottom = tf.gather(image, tf.minimum(tf.cast(tf.math.ceil(y), tf.int32), in_height - 1), axis=1)
-    return top + (bottom - top) * (y - y_floor)[:, None, None]
-
-
-def working_l(pixels: tf.Tensor, size: int, multiple: int) -> tf.Tensor:
-    """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> their normalised L at the network's
-    working shape (N, h, w, 1), shrunk stripe by stripe so that no full-size float L is made."""
-    shape = tf.shape(pixels)
-    count, height, width = shape[0], shape[1], shape[2]
-    rows = tf.maximum(STRIPE_PIXELS // (count * width), 1)
-    small_shape = working_shape(height, width, size, multiple)
-
-    def narrow(start, stop):  # a stripe's L shrunk along its rows only (the resize is separable)
-        l_stripe = rgb_to_l(unit_rgb(pixels[:, start:stop]))
-        return tf.image.resize(l_stripe, tf.stack([stop - start, small_shape[1]]), antialias=True)
-
-    l_narrow = _by_stripes(narrow, height, rows, tf.float32, 1)  # (N, H, working width, 1): no full-size L
-    return tf.image.resize(l_narrow, small_shape, antialias=True)
-
-
-def join_ab(pixels: tf.Tensor, ab_small: tf.Tensor, saturation: tf.Tensor | float = 1.0,
-            out_dtype: tf.DType = tf.uint8) -> tf.Tensor:
-    """Photos (N, H, W, C) and normalised ab at any smaller size (N, h, w, 2) -> RGB (N, H, W, 3):
-    ab resized bilinearly to the photo's size, scaled by ``saturation`` and joined with the
-    photo's own full-resolution L, in stripes of about ``STRIPE_PIXELS``; uint8 (rounded as
-    :func:`koala.images.to_uint8`) or float32 in [0, 1]."""
-    shape = tf.shape(pixels)
-    count, height, width = shape[0], shape[1], shape[2]
-    rows = tf.maximum(STRIPE_PIXELS // (count * width), 1)
-    ab_wide = tf.image.resize(ab_small, tf.stack([tf.shape(ab_small)[1], width]), method="bilinear")
-
-    def join(start, stop):
-        rgb = l_ab_to_rgb(rgb_to_l(unit_rgb(pixels[:, start:stop])),
-                          _bilinear_rows(ab_wide, height, start, stop) * saturation)
-        if out_dtype == tf.uint8:
-            return tf.cast(tf.clip_by_value(tf.round(rgb * 255.0), 0.0, 255.0), tf.uint8)
-        return rgb
-
-    return _by_stripes(join, height, rows, out_dtype, 3)
-
-
-def side_inputs(l_small: tf.Tensor, photo_shape: tf.Tensor, saturation: tf.Tensor | float = 1.0,
-                hints: tf.Tensor | None = None, global_hints: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-    """The network's inputs beside L at the working size, as keyword arguments of
-    :meth:`Colorizer.network_fn`: ``hints`` (hint tables N x K x 6 in the photo's pixels) painted
-    into hint channels with each hint's ab divided by ``saturation``, and ``global_hints`` (N, 310)
-    as they are; None leaves an input out.
-
-    Why divide: a model's tuned saturation makes up for its caution where it guesses, and the
-    output is scaled by it everywhere; a hint asking for ab / saturation comes out, scaled, as the
-    colour a person picked. Scaling the whole photo down to 1 instead (koala before issue 28) dulled
-    everything else the moment one hint was placed."""
-    extra = {}
-    if hints is not None:
-        channels = rasterise_hints(hints, photo_shape, tf.shape(l_small)[1:3])
-        scale = tf.cast(saturation, tf.float32)
-        extra["hints"] = tf.concat([tf.math.divide_no_nan(channels[..., :2], scale), channels[..., 2:]], axis=-1)
-    if global_hints is not None:
-        extra["global_hints"] = tf.convert_to_tensor(global_hints, tf.float32)
-    return extra
-
-
-def colorize_pixels(
-    network: Callable[..., tf.Tensor], pixels: tf.Tensor, size: int, multiple: int,
-    saturation: tf.Tensor | float = 1.0, out_dtype: tf.DType = tf.uint8, hints: tf.Tensor | None = None,
-    global_hints: tf.Tensor | None = None,
-) -> tf.Tensor:
-    """Photos of one size (N, H, W, C; see :func:`unit_rgb`) -> colorized RGB (N, H, W, 3), as
-    uint8 or float32 in [0, 1]: :func:`working_l`, the network, then :func:`join_ab`. ``hints``: one
-    hint table per photo (N, K, 6; :func:`koala.data.hints.parse_hints`), ``global_hints``: one
-    global hint per photo (N, 310), for a network that takes them (:func:`side_inputs`; default
-    None: ``network(l_small)``).
-
-    The same colours as resizing ab to full size and joining it with L over the whole picture,
-    computed in stripes. Pure TF ops, so :mod:`koala.export` traces this same function into the
-    SavedModel.
-    """
-    l_small = working_l(pixels, size, multiple)
-    ab_small = network(l_small, **side_inputs(l_small, tf.shape(pixels)[1:3], saturation, hints, global_hints))
-    return join_ab(pixels, tf.cast(ab_small, tf.float32), saturation, out_dtype)
 
 
 def read_metadata(model_path: Path, network: keras.Model) -> dict:
@@ -361,82 +220,22 @@ class Colorizer:
 
     def graph(self, dtype: tf.DType = tf.float32, out_dtype: tf.DType = tf.float32
               ) -> Callable[..., tf.Tensor]:
-        """:func:`colorize_pixels` as one graph for photos of any one size (N, H, W, C), with
-        saturation as an input, then, for a model with hint inputs, the hint tables (N x K x 6:
-        traced once for any number of hints) and, for one with a global-hint input, the global
-        hints (N x 310), for pixels of ``dtype`` (default: float RGB in and out; ``out_dtype``
-        tf.string: each photo's PNG bytes, shape (N,), encoded in the graph as the SavedModel does): run
-        eagerly, op by op, it is about 4x slower on small photos."""
-        key = (id(self.network), self.temperature, self.image_size, self.multiple, dtype, out_dtype)
-        if key not in self._graphs:
-            network, size, multiple = self.network_fn(), self.image_size, self.multiple
-            signature = [tf.TensorSpec([None, None, None, None], dtype), tf.TensorSpec([], tf.float32)]
-            names = []  # the side inputs, in the order the graph takes them
-            if self.takes_hints:  # one graph for any number of hints, none included
-                signature.append(tf.TensorSpec([None, None, len(HINT_COLUMNS)], tf.float32))
-                names.append("hints")
-            if self.takes_global_hints:
-                signature.append(tf.TensorSpec([None, GLOBAL_HINT_SIZE], tf.float32))
-                names.append("global_hints")
-
-            def run(pixels: tf.Tensor, saturation: tf.Tensor, *side: tf.Tensor) -> tf.Tensor:
-                extra = dict(zip(names, side))
-                if out_dtype == tf.string:  # each photo's PNG, encoded from uint8 as the SavedModel does
-                    rgb = colorize_pixels(network, pixels, size, multiple, saturation, **extra)
-                    return tf.map_fn(tf.io.encode_png, rgb, fn_output_signature=tf.string)
-                return colorize_pixels(network, pixels, size, multiple, saturation, out_dtype, **extra)
-
-            self._graphs[key] = tf.function(run, input_signature=signature)
-        return self._graphs[key]
+        """The whole colorize path as one traced graph (:func:`koala.graphs.colorize_graph`)."""
+        return graphs.colorize_graph(self, dtype, out_dtype)
 
     def working_graph(self, dtype: tf.DType = tf.uint8) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
-        """Photos of one size (N, H, W, C) of ``dtype`` (and, for a model with a global-hint input,
-        optionally their global hints, N x 310: :meth:`global_hint`) -> (L, ab), both normalised, at
-        the working size: the network's input and its output, the first half of :meth:`graph`, for
-        callers that treat ab before :meth:`join_graph` (films smooth it over time)."""
-        key = ("working", id(self.network), self.temperature, self.image_size, self.multiple, dtype)
-        if key not in self._graphs:
-            network, size, multiple = self.network_fn(), self.image_size, self.multiple
-            signature = [tf.TensorSpec([None, None, None, None], dtype)]
-            if self.takes_global_hints:
-                signature.append(tf.TensorSpec([None, GLOBAL_HINT_SIZE], tf.float32))
-
-            def run(pixels: tf.Tensor, *global_hints: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                l_small = working_l(pixels, size, multiple)
-                extra = {"global_hints": global_hints[0]} if global_hints else {}
-                return l_small, tf.cast(network(l_small, **extra), tf.float32)
-
-            self._graphs[key] = tf.function(run, input_signature=signature)
-        graph = self._graphs[key]
-        if not self.takes_global_hints:
-            return graph
-        return lambda pixels, global_hints=None: graph(pixels, self._global_batch(global_hints, len(pixels)))
+        """Its first half, photos -> (L, ab) at the working size (:func:`koala.graphs.working_graph`)."""
+        return graphs.working_graph(self, dtype)
 
     def join_graph(self, dtype: tf.DType = tf.uint8, out_dtype: tf.DType = tf.uint8
                    ) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
-        """:func:`join_ab` as one graph: (photos (N, H, W, C) of ``dtype``, normalised ab at the
-        working size, saturation) -> RGB of ``out_dtype``, the second half of :meth:`graph`."""
-        key = ("join", dtype, out_dtype)
-        if key not in self._graphs:
-            self._graphs[key] = tf.function(
-                lambda pixels, ab_small, saturation: join_ab(pixels, ab_small, saturation, out_dtype),
-                input_signature=[tf.TensorSpec([None, None, None, None], dtype),
-                                 tf.TensorSpec([None, None, None, 2], tf.float32), tf.TensorSpec([], tf.float32)],
-            )
-        return self._graphs[key]
+        """Its second half, photos and ab -> RGB (:func:`koala.graphs.join_graph`)."""
+        return graphs.join_graph(self, dtype, out_dtype)
 
     def tuned(self, saturation: float | None = None, temperature: float | None = None) -> "Colorizer":
         """This colorizer with other knob settings (None keeps its own), sharing its traced graphs."""
         changes = {k: v for k, v in (("saturation", saturation), ("temperature", temperature)) if v is not None}
         return dataclasses.replace(self, **changes) if changes else self
-
-    def _global_batch(self, global_hints, count: int) -> tf.Tensor:
-        """Global hints for ``count`` photos: one vector (310,) for all, one per photo (N, 310), or
-        None: zeros, "not given"."""
-        if global_hints is None:
-            return tf.zeros([count, GLOBAL_HINT_SIZE])
-        vectors = np.asarray(global_hints, np.float32).reshape(-1, GLOBAL_HINT_SIZE)
-        return tf.constant(np.broadcast_to(vectors, (count, GLOBAL_HINT_SIZE)) if len(vectors) == 1 else vectors)
 
     def _run(self, photos: Sequence[np.ndarray], out_dtype: tf.DType, hints: Sequence[Hints],
              global_hints: Sequence[np.ndarray | None] | None = None) -> tf.Tensor:
@@ -512,26 +311,8 @@ class Colorizer:
         return pngs
 
     def distribution_graph(self) -> Callable[..., tf.Tensor]:
-        """One photo (1, H, W, C) of float RGB, its hint table (1, K, 6) and its global hint (1, 310)
-        -> the colour distribution head's probabilities (h, w, 309) at its own scale of the working
-        size, traced once. The hints go in as given: the distribution is of true colours and is
-        not scaled by the saturation afterwards."""
-        key = ("distribution", id(self.network), self.image_size, self.multiple)
-        if key not in self._graphs:
-            size, multiple, network = self.image_size, self.multiple, self.network
-
-            def run(pixels: tf.Tensor, hints: tf.Tensor, global_hints: tf.Tensor) -> tf.Tensor:
-                l_small = working_l(pixels, size, multiple)
-                extra = side_inputs(l_small, tf.shape(pixels)[1:3], 1.0, hints if self.takes_hints else None,
-                                    global_hints if self.takes_global_hints else None)
-                logits = network(network_inputs(network, l_small, **extra), training=False)[DISTRIBUTION_OUTPUT]
-                return tf.nn.softmax(tf.cast(logits[0], tf.float32), axis=-1)
-
-            self._graphs[key] = tf.function(run, input_signature=[
-                tf.TensorSpec([1, None, None, None], tf.float32),
-                tf.TensorSpec([1, None, len(HINT_COLUMNS)], tf.float32),
-                tf.TensorSpec([1, GLOBAL_HINT_SIZE], tf.float32)])
-        return self._graphs[key]
+        """The colour distribution head's probabilities for one photo (:func:`koala.graphs.distribution_graph`)."""
+        return graphs.distribution_graph(self)
 
     def suggest(self, image: Photo, x: float, y: float, k: int = SUGGEST_K, hints: Hints = None,
                 reference: Photo | None = None, palette: Palette = None, reference_name: str | None = None

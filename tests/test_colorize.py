@@ -152,7 +152,7 @@ def test_stripes_give_the_colours_of_the_whole_picture(monkeypatch):
     import keras
     import tensorflow as tf
 
-    from koala import inference
+    from koala import graphs, inference
     from koala.color import l_ab_to_rgb, rgb_to_l
     from koala.images import to_uint8
     from koala.models import get_model
@@ -164,7 +164,7 @@ def test_stripes_give_the_colours_of_the_whole_picture(monkeypatch):
     ab = inference.predict_ab(colorizer.network_fn(), l_full, 32, 8) * 1.3
     whole = to_uint8(l_ab_to_rgb(l_full, ab)[0].numpy())
     for stripe_pixels in (1 << 19, 61 * 10, 5):  # one stripe, 10 rows, one row at a time
-        monkeypatch.setattr(inference, "STRIPE_PIXELS", stripe_pixels)
+        monkeypatch.setattr(graphs, "STRIPE_PIXELS", stripe_pixels)
         colorizer._graphs.clear()
         striped = colorizer.colorize(gray)
         assert np.abs(striped.astype(int) - whole).max() <= 1 and (striped != whole).mean() < 1e-3
