@@ -61,6 +61,7 @@ def toy_run(toy_photos, tmp_path_factory) -> Path:
     return train(tiny_config(toy_photos, tmp_path_factory.mktemp("runs"), epochs=6, steps_per_epoch=12))
 
 
+@pytest.mark.slow
 def test_training_learns_and_saves_the_best_checkpoint(toy_run, toy_photos, tmp_path):
     run = toy_run
     history = read_history(run)
@@ -77,6 +78,7 @@ def test_training_learns_and_saves_the_best_checkpoint(toy_run, toy_photos, tmp_
     assert f"train.init_weights={run}" in message and "overwrite it" in message and "--" not in message
 
 
+@pytest.mark.slow
 def test_koala_train_names_its_options_for_a_finished_run(toy_run, capsys):
     """The library says what is in the way in config terms; the command adds its own flags."""
     from koala.cli import main
@@ -190,6 +192,7 @@ def test_grayscale_photos_are_refused_and_leave_no_run_folder(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_resumed_run_says_so(photo_dir, tmp_path, capsys):
     cfg = tiny_config(photo_dir, tmp_path, epochs=2, steps_per_epoch=2)
     run = Run(cfg.run_dir)
@@ -218,6 +221,7 @@ def test_a_resumed_history_holds_each_epoch_once(tmp_path):
     assert path.read_text() == ""
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_extended_when_its_epochs_are_raised(photo_dir, tmp_path, capsys):
     cfg = tiny_config(photo_dir, tmp_path, epochs=2, steps_per_epoch=2, early_stopping_patience=10)
     run = Run(train(cfg))
