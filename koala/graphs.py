@@ -38,6 +38,10 @@ if TYPE_CHECKING:  # for annotations only: koala.inference imports this module
 
 MAX_WORKING_SIDE_FACTOR = 4  # panoramas: the long side is capped at this many working sizes
 STRIPE_PIXELS = 1 << 19  # full-resolution pixels per step: ~50 MB of float32 temporaries at any size
+# zlib level of the PNGs colorize_png(s) write (lossless at any level). On a grainy scan (grain std
+# 8) level 1 takes 0.21 CPU-s for 4 MP against 1.55 at zlib's default (6), for a file 1.6% smaller;
+# on a smooth one 0.14 against 0.45 s, for twice the bytes. Real scans have grain.
+PNG_COMPRESSION = 1
 DISTRIBUTION_OUTPUT = "bins"  # the colour distribution head's output (koala.models.cunet)
 
 
@@ -217,7 +221,8 @@ def colorize_graph(colorizer: Colorizer, dtype: tf.DType = tf.float32, out_dtype
             extra = dict(zip(names, side))
             if out_dtype == tf.string:  # each photo's PNG, encoded from uint8 as the SavedModel does
                 rgb = colorize_pixels(network, pixels, size, multiple, saturation, **extra)
-                return tf.map_fn(tf.io.encode_png, rgb, fn_output_signature=tf.string)
+                return tf.map_fn(lambda image: tf.io.encode_png(image, compression=PNG_COMPRESSION), rgb,
+                                 fn_output_signature=tf.string)
             return colorize_pixels(network, pixels, size, multiple, saturation, out_dtype, **extra)
 
         colorizer._graphs[key] = tf.function(run, input_signature=signature)

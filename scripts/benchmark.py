@@ -16,7 +16,8 @@ and compile steps; downloads are avoided by giving builders that take ``extracto
     python scripts/benchmark.py --scans 1 24 100              # big scans through koala colorize
 
 ``--scans`` instead measures ``koala colorize`` on generated grayscale scans of the given
-megapixels (3:2, smooth, so the files are small), each in its own process with the bundled
+megapixels (3:2; each size smooth, and grainy as real scans are, which makes PNG encoding
+slower), each in its own process with the bundled
 model: seconds for the command (model load, decode, colorize, PNG encode and write) and the
 process's peak resident memory, beside that of the same process before it colorized.
 """
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+SCAN_GRAIN = 8.0  # levels: the grainy scan's film grain (std), beside a smooth one of each size
 
 
 def peak_rss_mb() -> float:
@@ -216,8 +218,9 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_scan(megapixels: float, path: Path) -> None:
-    """A smooth 3:2 grayscale scan of ``megapixels``, made in stripes (no float copy of it)."""
+def write_scan(megapixels: float, path: Path, grain: float = 0.0) -> None:
+    """A smooth 3:2 grayscale scan of ``megapixels``, made in stripes (no float copy of it), with
+    film grain of std ``grain`` levels (default none; grain makes PNGs big and slow to encode)."""
     import numpy as np
     from PIL import Image
 
@@ -225,9 +228,13 @@ def write_scan(megapixels: float, path: Path) -> None:
     height = int(round(megapixels * 1e6 / width))
     pixels = np.empty((height, width), np.uint8)
     x = np.sin(np.arange(width, dtype=np.float32) / 97.0)
+    rng = np.random.default_rng(0)
     for top in range(0, height, 1024):
         y = np.cos(np.arange(top, min(top + 1024, height), dtype=np.float32) / 53.0)
-        pixels[top : top + len(y)] = (127 + 100 * y[:, None] * x[None, :]).astype(np.uint8)
+        stripe = 127 + 100 * y[:, None] * x[None, :]
+        if grain:
+            stripe += rng.normal(0, grain, stripe.shape).astype(np.float32)
+        pixels[top : top + len(y)] = np.clip(np.rint(stripe), 0, 255).astype(np.uint8)
     Image.fromarray(pixels).save(path)
 
 
@@ -250,20 +257,25 @@ def bench_scan(path: str) -> dict:
 
 
 def bench_scans(megapixels: list[float], timeout: float) -> list[dict]:
+    """Each size smooth and grainy (``SCAN_GRAIN``), each in its own process, the load average beside it."""
     import tempfile
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="koala-scans-") as folder:
         for mp in sorted(megapixels):
-            path = Path(folder) / f"scan_{mp:g}mp.png"
-            write_scan(mp, path)
-            print(f"benchmark: {mp:g} MP scan ({path.stat().st_size:,} bytes) ...", file=sys.stderr, flush=True)
-            rows.append(run_child(["--child", "scan", str(path)], timeout))
-            path.unlink()
-    print("| scan | exit | seconds | peak RSS, MB | RSS before colorizing, MB |\n|---|---:|---:|---:|---:|")
+            for grain in (0.0, SCAN_GRAIN):
+                path = Path(folder) / f"scan_{mp:g}mp{'_grain' if grain else ''}.png"
+                write_scan(mp, path, grain)
+                print(f"benchmark: {path.name} ({path.stat().st_size:,} bytes) ...", file=sys.stderr, flush=True)
+                rows.append({**run_child(["--child", "scan", str(path)], timeout), "grain": grain,
+                             "bytes": path.stat().st_size, "load_average": [round(x, 1) for x in os.getloadavg()]})
+                path.unlink()
+    print("| scan | exit | seconds | peak RSS, MB | RSS before colorizing, MB | load average |\n"
+          "|---|---:|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['megapixels']:.0f} MP ({r['size']}) | {r['exit']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
-              f"{r['rss_before_mb']:.0f} |")
+        kind = f"grain {r['grain']:g}" if r["grain"] else "smooth"
+        print(f"| {r['megapixels']:.0f} MP ({r['size']}, {kind}) | {r['exit']} | {r['seconds']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['rss_before_mb']:.0f} | {', '.join(map(str, r['load_average']))} |")
     return rows
 
 

@@ -43,10 +43,15 @@ def _matrix(rows) -> tf.Tensor:
 
 
 def _apply(matrix: tf.Tensor, colours: tf.Tensor) -> tf.Tensor:
-    """``matrix`` times every colour (last axis), as one matmul over all pixels: ``matvec``
-    broadcasts the matrix to each pixel and made the conversion 3x slower than scikit-image."""
+    """``matrix`` (K, 3) times every colour (last axis) -> (..., K), as one matmul over all pixels:
+    ``matvec`` broadcasts the matrix to each pixel and made the conversion 3x slower than scikit-image."""
     flat = tf.matmul(tf.reshape(colours, [-1, 3]), matrix, transpose_b=True)
-    return tf.reshape(flat, tf.shape(colours))
+    return tf.reshape(flat, tf.concat([tf.shape(colours)[:-1], tf.shape(matrix)[:1]], axis=0))
+
+
+def _lab_f(t: tf.Tensor) -> tf.Tensor:
+    """CIE's f: the cube root, with a linear segment below ``_EPSILON``."""
+    return tf.where(t > _EPSILON, _power(tf.maximum(t, _EPSILON), 1.0 / 3.0), _KAPPA * t + 16.0 / 116.0)
 
 
 def rgb_to_lab(rgb: tf.Tensor) -> tf.Tensor:
@@ -56,9 +61,7 @@ def rgb_to_lab(rgb: tf.Tensor) -> tf.Tensor:
     """
     rgb = tf.convert_to_tensor(rgb, dtype=tf.float32)
     xyz = _apply(_matrix(_XYZ_FROM_RGB), _srgb_to_linear(rgb))
-    f = xyz / tf.constant(_D65)
-    f = tf.where(f > _EPSILON, _power(tf.maximum(f, _EPSILON), 1.0 / 3.0), _KAPPA * f + 16.0 / 116.0)
-    fx, fy, fz = tf.unstack(f, axis=-1)
+    fx, fy, fz = tf.unstack(_lab_f(xyz / tf.constant(_D65)), axis=-1)
     return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
 
@@ -84,8 +87,12 @@ def join_lab(l_norm: tf.Tensor, ab_norm: tf.Tensor) -> tf.Tensor:
 
 
 def rgb_to_l(rgb: tf.Tensor) -> tf.Tensor:
-    """Normalised L of an RGB image: what the network sees."""
-    return split_lab(rgb_to_lab(rgb))[0]
+    """Normalised L (..., 1) of float sRGB (..., 3): what the network sees. Only Y is computed (L
+    is f(Y / Y_white), and Y_white is 1), not X and Z: a third of :func:`rgb_to_lab`'s cube roots,
+    which matters at full resolution (a 24 MP scan's L is taken twice)."""
+    rgb = tf.convert_to_tensor(rgb, dtype=tf.float32)
+    y = _apply(_matrix(_XYZ_FROM_RGB[1:2]), _srgb_to_linear(rgb))
+    return (116.0 * _lab_f(y) - 16.0 - L_CENT) / L_NORM
 
 
 def l_ab_to_rgb(l_norm: tf.Tensor, ab_norm: tf.Tensor) -> tf.Tensor:
