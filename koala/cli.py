@@ -159,10 +159,8 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
             if is_video(source):
                 if hints is not None:
                     raise ValueError(f"--hints {args.hints}: hints are for a photo; {source} is a film")
-                if global_hint is not None:
-                    raise ValueError(f"--reference/--palette: {source} is a film; films take no reference yet")
                 colorize_video(colorizer, source, target, temporal=args.temporal, crf=args.crf,
-                               overwrite=args.overwrite, progress=True)
+                               overwrite=args.overwrite, progress=True, global_hint=global_hint)
             else:
                 png = colorizer.colorize_pngs([as_pixels(source)], [hints], [global_hint])[0]
                 write_atomic(target, png, overwrite=args.overwrite)

@@ -199,6 +199,35 @@ def test_the_average_by_hand():
     assert np.array_equal(temporal.smooth(first, cut, ab1, 0.8).ab, ab1)
 
 
+def test_a_film_takes_one_reference_for_every_frame(tmp_path):
+    """A tiny model with a global-hint input whose b is the given distribution's mean b (zero when
+    none is given): a blue reference photo makes the whole film's mean b* fall well below zero, in
+    every frame, and without one the film stays gray."""
+    from koala.color import AB_NORM, ab_bins
+    from koala.data.global_hints import GLOBAL_BINS, GLOBAL_HINT_SIZE, GLOBAL_HINTS_INPUT_NAME
+
+    bin_b = keras.ops.convert_to_tensor(np.asarray(ab_bins(), np.float32)[:, 1:] / AB_NORM)  # (309, 1)
+    l_in = keras.Input((None, None, 1), name="L")
+    hint_in = keras.Input((GLOBAL_HINT_SIZE,), name=GLOBAL_HINTS_INPUT_NAME)
+    b = keras.layers.Lambda(lambda g: keras.ops.matmul(g[:, :GLOBAL_BINS], bin_b))(hint_in)  # (N, 1)
+    ab = keras.layers.Lambda(lambda args: keras.ops.concatenate(
+        [0.0 * args[0], 0.0 * args[0] + args[1][:, None, None, :]], axis=-1))([l_in, b])
+    network = keras.Model({"L": l_in, GLOBAL_HINTS_INPUT_NAME: hint_in}, ab)
+    colorizer = Colorizer(network, image_size=32, multiple=8, metadata={"model": "cunet", "image_size": 32, "multiple": 8})
+    assert colorizer.takes_global_hints
+
+    write_clip(tmp_path / "film.mp4", moving_shapes(12, H, W, 10), audio_seconds=0)
+    blue = np.zeros((32, 32, 3), np.float32)
+    blue[:] = (0.15, 0.3, 0.85)
+    hint = colorizer.global_hint(reference=blue)
+    colorize_video(colorizer, tmp_path / "film.mp4", tmp_path / "blue.mp4", global_hint=hint)
+    colorize_video(colorizer, tmp_path / "film.mp4", tmp_path / "none.mp4")
+    b_blue, b_none = ab_of(tmp_path / "blue.mp4")[..., 1], ab_of(tmp_path / "none.mp4")[..., 1]
+    assert b_blue.shape[0] == 12
+    assert np.abs(b_none.mean()) < 2.0
+    assert b_blue.mean(axis=(1, 2)).max() < -15  # every frame: the reference is for the whole film
+
+
 @pytest.fixture(scope="module")
 def bad_films(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A folder of broken films beside one good one, and the reason each broken one gives."""

@@ -162,16 +162,19 @@ def to_yuv(rgb: np.ndarray, source: av.VideoFrame, stream: av.video.stream.Video
     return frame
 
 
-def colorize_frames(colorizer: Colorizer, batches: Iterable[tuple[object, np.ndarray]], weight: float
-                    ) -> Iterator[tuple[object, np.ndarray]]:
+def colorize_frames(colorizer: Colorizer, batches: Iterable[tuple[object, np.ndarray]], weight: float,
+                    global_hint: np.ndarray | None = None) -> Iterator[tuple[object, np.ndarray]]:
     """(tag, uint8 RGB (N, H, W, 3)) batches of consecutive frames -> (tag, colorized uint8 RGB);
-    ``weight`` is :func:`~koala.video.temporal.past_weight` (0: each frame on its own)."""
+    ``weight`` is :func:`~koala.video.temporal.past_weight` (0: each frame on its own);
+    ``global_hint``: one (310,) for every frame (:meth:`~koala.inference.Colorizer.global_hint`;
+    default none)."""
     working, join = colorizer.working_graph(tf.uint8), colorizer.join_graph(tf.uint8, tf.uint8)
+    hint = (global_hint,) if global_hint is not None else ()
     saturation = tf.constant(colorizer.saturation, tf.float32)
     previous: Previous | None = None
     for tag, pixels in batches:
         pixels = tf.convert_to_tensor(pixels)
-        l_small, ab_small = (t.numpy() for t in working(pixels))
+        l_small, ab_small = (t.numpy() for t in working(pixels, *hint))
         smoothed = []
         for l, ab in zip(l_small, ab_small):
             previous = smooth(previous, l, ab, weight)
@@ -193,8 +196,9 @@ def add_audio_streams(output: av.container.OutputContainer, film: av.container.I
 
 
 def transcode(colorizer: Colorizer, film: av.container.InputContainer, output: av.container.OutputContainer,
-              temporal: float, crf: int, bar: tqdm) -> int:
-    """Every frame of ``film`` colorized into ``output``, the audio copied; returns the frame count."""
+              temporal: float, crf: int, bar: tqdm, global_hint: np.ndarray | None = None) -> int:
+    """Every frame of ``film`` colorized into ``output`` (each with ``global_hint``, if one), the
+    audio copied; returns the frame count."""
     video = film.streams.video[0]
     video.thread_type = "AUTO"
     encoded = add_video_stream(output, video, crf)
@@ -203,7 +207,8 @@ def transcode(colorizer: Colorizer, film: av.container.InputContainer, output: a
                                       for f in frames]))
                    for frames in batches(decoded_frames(film, output, audio), batch_frames(video)))
     count = 0
-    for frames, colorized in colorize_frames(colorizer, rgb_batches, past_weight(temporal, float(frame_rate(video)))):
+    weight = past_weight(temporal, float(frame_rate(video)))
+    for frames, colorized in colorize_frames(colorizer, rgb_batches, weight, global_hint):
         for frame, rgb in zip(frames, colorized):
             output.mux(encoded.encode(to_yuv(rgb, frame, encoded)))
         count += len(frames)
@@ -214,13 +219,15 @@ def transcode(colorizer: Colorizer, film: av.container.InputContainer, output: a
 
 def colorize_video(colorizer: Colorizer, source: str | os.PathLike, target: str | os.PathLike,
                    temporal: float = DEFAULT_TEMPORAL, crf: int = DEFAULT_CRF, overwrite: bool = False,
-                   progress: bool = False) -> int:
+                   progress: bool = False, global_hint: np.ndarray | None = None) -> int:
     """Colorize the film ``source`` into ``target`` (its container from the name: see
     :func:`koala.video.container_format`); returns the number of frames.
 
     ``temporal`` is the time constant in seconds of the colours' running average (default 0.25;
     0: frame by frame), ``crf`` libx264's quality (default 18; lower is better and bigger),
-    ``progress`` a bar on stderr (frames, frames/s, time left). Raises :class:`VideoError` for a
+    ``progress`` a bar on stderr (frames, frames/s, time left), ``global_hint`` one reference's or
+    palette's colours for the whole film (:meth:`~koala.inference.Colorizer.global_hint`, for a
+    model with a global-hint input; default none). Raises :class:`VideoError` for a
     file that cannot be used as a film (nothing is written) and ``FileExistsError`` for an
     existing ``target`` without ``overwrite``.
     """
@@ -233,7 +240,7 @@ def colorize_video(colorizer: Colorizer, source: str | os.PathLike, target: str 
                     av.open(partial, "w", format=container_format(target)) as output, \
                     tqdm(total=expected, unit="frame", desc=os.path.basename(name), disable=not progress,
                          leave=False, file=sys.stderr, dynamic_ncols=True) as bar:
-                count = transcode(colorizer, film, output, temporal, crf, bar)
+                count = transcode(colorizer, film, output, temporal, crf, bar, global_hint)
                 if count == 0:
                     raise VideoError(name, "no frames could be decoded")
                 if expected and count < expected * (1 - TRUNCATION_TOLERANCE) - 1:
