@@ -180,7 +180,9 @@ def create_app(
     max_pixels: int = MAX_PIXELS,
 ) -> Flask:
     """The Flask app serving ``colorizer``; ``app.extensions["koala_pool"]`` is its :class:`WorkerPool`.
-    ``max_pixels`` may lower koala's pixel limit (:data:`koala.images.MAX_PIXELS`), not raise it."""
+    ``max_pixels`` may lower koala's pixel limit (:data:`koala.images.MAX_PIXELS`), not raise it.
+    Each part is added by its own function below: the access log, the page and health check, the
+    two API routes, the JSON errors."""
     if max_upload_mb <= 0 or not 1 <= max_pixels <= MAX_PIXELS:
         raise ValueError(f"need max_upload_mb > 0 and 1 <= max_pixels <= {MAX_PIXELS:,}; "
                          f"got max_upload_mb={max_upload_mb}, max_pixels={max_pixels}")
@@ -188,10 +190,21 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * MB)
     pool = WorkerPool(workers, queue)
     app.extensions["koala_pool"] = pool
+    info = model_info(colorizer, workers=workers, queue=queue, max_upload_mb=max_upload_mb, max_pixels=max_pixels)
+    add_access_log(app)
+    add_page(app, info, pool)
+    add_colorize(app, colorizer, pool, info)
+    add_suggest(app, colorizer, pool, info)
+    add_error_handlers(app, pool, max_upload_mb)
+    return app
+
+
+def model_info(colorizer: Colorizer, **limits) -> dict:
+    """What the page and ``/healthz`` show: the model, its knobs and options, then ``limits``."""
     meta = colorizer.metadata or {}
     model_name = meta.get("model", colorizer.network.name)
     has_temperature = get_spec(model_name).decode is not None
-    info = {
+    return {
         "model": model_name,
         "image_size": colorizer.image_size,
         "saturation": colorizer.saturation,
@@ -201,12 +214,12 @@ def create_app(
         "supports_reference": colorizer.takes_global_hints,
         "supports_suggest": colorizer.suggests,
         "max_palette": MAX_PALETTE,
-        "workers": workers,
-        "queue": queue,
-        "max_upload_mb": max_upload_mb,
-        "max_pixels": max_pixels,
+        **limits,
     }
 
+
+def add_access_log(app: Flask) -> None:
+    """One line per request on the ``koala.access`` logger."""
     @app.before_request
     def start_clock():
         g.started = time.perf_counter()
@@ -219,6 +232,9 @@ def create_app(
                         response.status_code, response.content_length or response.calculate_content_length() or 0, ms)
         return response
 
+
+def add_page(app: Flask, info: dict, pool: WorkerPool) -> None:
+    """``GET /`` (the page) and ``GET /healthz``."""
     @app.get("/")
     def index():
         return render_template("index.html", info=info, saturation_range=SATURATION_RANGE,
@@ -227,6 +243,19 @@ def create_app(
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok", busy=pool.admitted, load=pool.load, slots=pool.slots, **info)
+
+
+def check_pixels(data: bytes, max_pixels: int) -> int | None:
+    """The upload's pixel count from its header (None when unknown), or a 413 over ``max_pixels``."""
+    pixels = pixel_count(data)
+    if pixels is not None and pixels > max_pixels:
+        raise ApiError(413, f"too many pixels ({pixels:,}; limit {max_pixels:,})")
+    return pixels
+
+
+def add_colorize(app: Flask, colorizer: Colorizer, pool: WorkerPool, info: dict) -> None:
+    """``POST /api/colorize``: a photo (with hints, a reference or a palette) -> PNG."""
+    model_name, has_temperature = info["model"], info["supports_temperature"]
 
     @app.post("/api/colorize")
     def colorize():
@@ -239,9 +268,7 @@ def create_app(
         if temperature is not None and not has_temperature:
             raise ApiError(400, f"temperature: {model_name} predicts ab directly and has no temperature")
         options["temperature"] = temperature
-        pixels = pixel_count(data)
-        if pixels is not None and pixels > max_pixels:
-            raise ApiError(413, f"too many pixels ({pixels:,}; limit {max_pixels:,})")
+        pixels = check_pixels(data, info["max_pixels"])
         global_hint = request_global_hint(colorizer)
         tuned = colorizer.tuned(**options)
         try:
@@ -249,6 +276,11 @@ def create_app(
         finally:
             release_memory()  # back to the baseline after a big scan
         return Response(png, mimetype="image/png")
+
+
+def add_suggest(app: Flask, colorizer: Colorizer, pool: WorkerPool, info: dict) -> None:
+    """``POST /api/suggest``: the likeliest colours at a point (models with a distribution head)."""
+    model_name = info["model"]
 
     @app.post("/api/suggest")
     def suggest():
@@ -261,9 +293,7 @@ def create_app(
         k = parse_number(request.args, "k", SUGGEST_K)
         if k != int(k) or k < 1:
             raise ApiError(400, f"k must be a whole number of 1 or more; got {request.args.get('k')!r}")
-        pixels = pixel_count(data)
-        if pixels is not None and pixels > max_pixels:
-            raise ApiError(413, f"too many pixels ({pixels:,}; limit {max_pixels:,})")
+        pixels = check_pixels(data, info["max_pixels"])
         reference, palette, name = request_reference()
         try:
             found = pool.run(lambda: colorizer.suggest(data, x, y, int(k), hints=hints, reference=reference,
@@ -274,6 +304,9 @@ def create_app(
             raise ApiError(400, str(e)) from None
         return jsonify(found)
 
+
+def add_error_handlers(app: Flask, pool: WorkerPool, max_upload_mb: float) -> None:
+    """Every error as JSON ``{"error": reason}`` with its status (see the module's docstring)."""
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
         return jsonify(error=e.reason), e.status
@@ -308,8 +341,6 @@ def create_app(
     def internal_error(e: Exception):
         log.exception("colorize failed")
         return jsonify(error=f"internal error ({type(e).__name__})"), 500
-
-    return app
 
 
 def upload_bytes() -> bytes:
