@@ -103,6 +103,7 @@ def test_smoke_preset_takes_each_models_own_smoke_arguments(name):
     assert given.model_args == {}  # model_args given: the preset adds nothing
 
 
+@pytest.mark.slow
 def test_smoke_preset_trains_another_architecture_from_the_cli(tmp_path):
     """The command of the issue's traceback (resunet34, whose arguments have no base_filters) trains."""
     from koala.runs import Run
