@@ -4,7 +4,6 @@ drives when it runs, so `koala --help` and bad arguments answer without loading 
 from __future__ import annotations
 
 import argparse
-import glob
 import logging
 import os
 import sys
@@ -52,52 +51,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unreadable(path: Path) -> str | None:
-    """Why an input named on the command line cannot be read, or None when it can."""
-    if path.is_symlink() and not path.exists():
-        try:
-            path.resolve(strict=True)
-        except RuntimeError:
-            return "symbolic link loop"
-        except OSError:
-            return f"broken symbolic link (to {os.readlink(path)})"
-    if path.is_dir():
-        return None if os.access(path, os.R_OK | os.X_OK) else "folder not readable (permission denied)"
-    if not path.is_file():
-        return "not a regular file (a FIFO, socket or device)"
-    return None if os.access(path, os.R_OK) else "not readable (permission denied)"
-
-
-def _expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
-    """(source, output path relative to OUT_DIR) pairs; folders (photos and films) keep their
-    sub-folder layout.
-
-    Returns the pairs and the error lines for inputs that cannot be read or match no file.
-    """
-    from koala.images import list_folder
-    from koala.outputs import INPUT_EXTENSIONS, output_name
-
-    pairs, errors = [], []
-    for item in inputs:
-        path = Path(item)
-        if os.path.lexists(path):
-            if reason := _unreadable(path):
-                errors.append(f"{item}: {reason}")
-            elif path.is_dir():
-                pairs += [(f, Path(output_name(Path(f).relative_to(path).as_posix())))
-                          for f in list_folder(path, INPUT_EXTENSIONS)]
-            else:
-                pairs.append((item, Path(output_name(path.name))))
-        elif matches := sorted(glob.glob(item, recursive=True)):
-            files = [f for f in matches if not _unreadable(Path(f)) and Path(f).is_file()]
-            if not files:
-                errors.append(f"{item}: matches no readable file ({len(matches)} folder(s) or unreadable entries)")
-            pairs += [(f, Path(output_name(Path(f).name))) for f in files]
-        else:
-            errors.append(f"{item}: no such file, folder or matching glob")
-    return pairs, errors
-
-
 def _output_dir(out: str) -> Path:
     """The output folder, created if needed; refuses a file name or a folder it cannot write to
     before any photo is colorized."""
@@ -123,13 +76,14 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     from koala.data.hints import HintError, NoHintInputsError
     from koala.images import ImageError, write_atomic
     from koala.inference import Colorizer, as_pixels
+    from koala.inputs import expand_inputs
     from koala.outputs import KEEP, WRITE, claim
     from koala.video import is_video
     from koala.video.colorize import check_options, colorize_video
 
     check_options(args.temporal, args.crf, ("--temporal", "--crf"))  # before any model is loaded
     hints = _read_hints_option(args.hints, args.inputs)
-    pairs, errors = _expand_inputs(args.inputs)
+    pairs, errors = expand_inputs(args.inputs)
     for line in errors:
         print(f"koala colorize: {line}", file=sys.stderr)
     if hints is not None and len(pairs) > 1:
@@ -573,9 +527,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show TensorFlow's start-up and log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_models_parser(sub)
+    _add_train_parser(sub)
+    _add_colorize_parser(sub)
+    _add_suggest_parser(sub)
+    _add_export_parser(sub)
+    _add_serve_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_compare_parser(sub)
+    _add_batch_parser(sub)
+    return parser
+
+
+def _add_models_parser(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "models", "list the registered architectures, their sizes and presets")
     p.set_defaults(func=_cmd_models)
 
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "train", "train a model from a config file or preset into a run folder (resumes or extends it)")
     p.add_argument("--config", help="YAML config file (may name a preset to start from)")
     p.add_argument("--preset", help="start from this preset: {train_presets} (default: default)")
@@ -585,6 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     p.set_defaults(func=_cmd_train)
 
+
+def _add_colorize_parser(sub: argparse._SubParsersAction) -> None:
     from koala import video  # constants only: no PyAV or TensorFlow import here
 
     kept = ", ".join(suffix.lstrip(".") for suffix in video.KEPT_CONTAINERS)
@@ -606,6 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_colorize)
 
+
+def _add_suggest_parser(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "suggest", "suggest colours at a point of a photo, most likely first, as JSON",
                  description="Suggest colours at a point of a photo (models with a colour distribution head): "
                              'prints [{"color": "#rrggbb", "probability": p}, ...], most likely first, '
@@ -618,8 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_hint_options(p)
     p.set_defaults(func=_cmd_suggest)
 
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     from koala import serving  # constants only: no Flask or TensorFlow import here
-    from koala.images import MAX_PIXELS
 
     p = _command(sub, "export", "export a model for TF Serving (SavedModel) or ONNX runtimes")
     p.add_argument("--model", default="default", help=MODEL_HELP)
@@ -632,6 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature baked in, for models that predict colour distributions")
     p.set_defaults(func=_cmd_export)
+
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    from koala import serving  # constants only: no Flask or TensorFlow import here
+    from koala.images import MAX_PIXELS
 
     p = _command(sub, "serve", "serve a web page and API that colorize photos")
     p.add_argument("--model", default="default", help=MODEL_HELP)
@@ -649,6 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest photo in pixels, else 413 (default and most: koala's limit, {MAX_PIXELS:,})")
     p.set_defaults(func=_cmd_serve)
 
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     from koala.evaluation import SUGGEST_HIT_DISTANCE, SUGGEST_MIN_CHROMA  # constants only
 
     p = _command(sub, "evaluate", "score a model against the grayscale baseline on held-out photos",
@@ -697,6 +678,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "compare", "train or load several models and compare them on the same photos")
     p.add_argument("--config", help="compare config (YAML); see koala.evaluation.compare")
     p.add_argument("--preset", help="start from this compare preset: {compare_presets}")
@@ -704,9 +687,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. eval.limit=50")
     p.add_argument("--overwrite", action="store_true", help="retrain models whose finished runs are in the folder")
     p.set_defaults(func=_cmd_compare)
-
-    _add_batch_parser(sub)
-    return parser
 
 
 def _import_tensorflow(verbose: bool) -> None:

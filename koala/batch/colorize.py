@@ -60,12 +60,12 @@ from koala.data.global_hints import GlobalHintError, NoGlobalHintInputsError, re
 from koala.data.hints import HINT_COLUMNS, HintError, NoHintInputsError, hints_from_json
 from koala.images import ImageError
 from koala.inference import Colorizer, as_pixels
-from koala.outputs import INPUT_EXTENSIONS, KEEP, WRITE, claim, output_name
+from koala.inputs import GLOB_CHARS, output_for
+from koala.outputs import KEEP, WRITE, claim
 from koala.runs import model_metadata, resolve_model
 from koala.video import DEFAULT_CRF, DEFAULT_TEMPORAL, is_video
 from koala.video.colorize import VideoError, check_options, colorize_video
 
-GLOB_CHARS = "*?["
 FILMS = "films"  # Decode's output for films, which are colorized one element each
 
 
@@ -92,17 +92,6 @@ def plan_inputs(inputs: Sequence[str]) -> list[Input]:
         else:
             planned.append(Input(item, path))
     return planned
-
-
-def output_for(path: str, folder: str | None) -> str | None:
-    """The output's path relative to OUT (:func:`koala.outputs.output_name` of the input's path
-    relative to its folder, else of its name); None for anything in a folder that is neither
-    photo nor film."""
-    relative = (posixpath.basename(path.replace(os.sep, "/")) if folder is None
-                else path[len(folder):].lstrip("/" + os.sep).replace(os.sep, "/"))
-    if folder is not None and posixpath.splitext(relative)[1].lower() not in INPUT_EXTENSIONS:
-        return None
-    return output_name(relative)
 
 
 class ExpandInput(beam.DoFn):
