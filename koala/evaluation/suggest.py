@@ -53,7 +53,7 @@ def suggest_report(colorizer: Colorizer, data: str, k: int, size: int | None = N
     ``{"data", "size", "images", "points", "k", "seed", "suggest_hit", "automatic_hit", "sources":
     {name: {"points", "suggest_hit", "automatic_hit"}}, "skipped"}``."""
     if not colorizer.suggests:
-        raise ValueError(f"--suggest: this model ({colorizer.name}) has no colour distribution head; "
+        raise ValueError(f"suggestions: this model ({colorizer.name}) has no colour distribution head; "
                          "use a model trained with distribution: true")
     paths, source = scored_photos(data, limit, None)
     hits: dict[str, list[tuple[bool, bool]]] = {}
