@@ -40,9 +40,11 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default.keras"
+GUIDED_MODEL = WEIGHTS_DIR / "guided.keras"
 # The default takes colour hints, so "hints" (the separate hint model until it became the default)
-# names the same file.
-BUNDLED = {"default": DEFAULT_MODEL, "hints": DEFAULT_MODEL}
+# names the same file. "guided" also takes a reference photo or a palette and suggests colours
+# (a global-hint input and a colour distribution head; koala/weights/GUIDED.md).
+BUNDLED = {"default": DEFAULT_MODEL, "hints": DEFAULT_MODEL, "guided": GUIDED_MODEL}
 BEST_CHECKPOINT = "best.keras"
 RUN_METADATA = "koala.json"
 BACKUP_STATE = "training_metadata.json"  # what Keras' BackupAndRestore writes in backup/

@@ -160,3 +160,20 @@ def test_train_only_naming_no_layer_is_refused():
                                                      "train.train_only=[nothing_]"])
     with pytest.raises(ValueError, match=r"config.train.train_only: no layer of cunet starts with \['nothing_'\]"):
         compile_model(cfg, [])
+
+
+def test_the_bundled_guided_model_follows_a_reference_and_suggests_colours():
+    from koala.inference import Colorizer
+
+    guided = Colorizer.load("guided")
+    assert guided.takes_global_hints and guided.takes_hints and guided.suggests
+    photo = (np.linspace(0.2, 0.8, 96 * 128).reshape(96, 128) * 255).astype(np.uint8)
+    blue = np.zeros((32, 32, 3), np.uint8)
+    blue[...] = (40, 80, 200)
+    b_auto = rgb2lab(guided.colorize(photo))[..., 2].mean()
+    b_blue = rgb2lab(guided.colorize(photo, reference=blue))[..., 2].mean()
+    assert b_blue < b_auto - 10, (b_auto, b_blue)
+    suggestions = guided.suggest(photo, x=64, y=48, k=8)
+    assert 1 <= len(suggestions) <= 8
+    probabilities = [s["probability"] for s in suggestions]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0 + 1e-6
