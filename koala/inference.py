@@ -151,26 +151,26 @@ class Colorizer:
         """Whether the network predicts a colour distribution that ``temperature`` decodes."""
         return bool(self.metadata) and get_spec(self.metadata["model"]).decode is not None
 
-    @property
-    def takes_hints(self) -> bool:
-        """Whether the network has hint inputs (:mod:`koala.data.hints`) beside L. A network built
+    def _input_names(self) -> set[str]:
+        """The network's named inputs (none beside L for one that takes L alone). A network built
         by subclassing rather than as a graph of layers (ResUNet34) has no symbolic inputs until
         called, and takes L alone."""
         try:
             inputs = self.network.input
         except AttributeError:
-            return False
-        return isinstance(inputs, dict) and HINTS_INPUT_NAME in inputs
+            return set()
+        return set(inputs) if isinstance(inputs, dict) else set()
+
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the network has hint inputs (:mod:`koala.data.hints`) beside L."""
+        return HINTS_INPUT_NAME in self._input_names()
 
     @property
     def takes_global_hints(self) -> bool:
         """Whether the network has a global-hint input (:mod:`koala.data.global_hints`: a
         reference photo's or a palette's colours)."""
-        try:
-            inputs = self.network.input
-        except AttributeError:
-            return False
-        return isinstance(inputs, dict) and GLOBAL_HINTS_INPUT_NAME in inputs
+        return GLOBAL_HINTS_INPUT_NAME in self._input_names()
 
     @property
     def suggests(self) -> bool:
