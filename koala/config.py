@@ -59,7 +59,7 @@ class TrainConfig:
     data_tools.ab_prior) to rebalance that cross-entropy by ("": unweighted).
     train_only: layer-name prefixes; when given, only the layers whose names start with one of them
     train (the rest are frozen), e.g. a new head on a trained network at a learning rate that
-    would upset the rest (Caffe's lr_mult 0); default [] trains every layer."""
+    would upset the rest (Caffe's lr_mult 0); default null trains every layer."""
 
     epochs: int = 30
     steps_per_epoch: int | None = None
@@ -79,7 +79,7 @@ class TrainConfig:
     cpu_budget: float | None = None
     distribution_weight: float = 0.01
     distribution_prior: str = ""
-    train_only: list = field(default_factory=list)
+    train_only: list | None = None
 
 
 @dataclass

@@ -258,7 +258,7 @@ def test_temperature_is_refused_for_a_model_without_a_distribution(constant_ab_r
                  "--temperature", "0.5"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "temperature: cunet predicts ab directly and has no temperature" in lines[0]
-    assert not list((tmp_path / "out").iterdir())
+    assert not list(tmp_path.glob("out/*"))  # nothing written (the folder need not even be made)
     with pytest.raises(ValueError, match="predicts ab directly"):
         Colorizer.load(constant_ab_run).colorize(np.zeros((8, 8), np.uint8), temperature=0.5)
     assert main(["colorize", str(tmp_path / "g.png"), "-o", str(tmp_path / "out"), "--model", constant_ab_run,
