@@ -23,7 +23,7 @@ Example::
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -33,8 +33,9 @@ from koala.data.global_hints import GLOBAL_HINT_SIZE
 from koala.data.hints import HINT_COLUMNS, rasterise_hints
 from koala.models.cunet import network_inputs
 
-if TYPE_CHECKING:  # for annotations only: koala.inference imports this module
-    from koala.inference import Colorizer
+# koala.inference.Colorizer, one layer up: it calls these builders with itself, so this module
+# cannot import it (not even for annotations: tests/test_layers_imports.py counts those too).
+Colorizer = Any
 
 MAX_WORKING_SIDE_FACTOR = 4  # panoramas: the long side is capped at this many working sizes
 STRIPE_PIXELS = 1 << 19  # full-resolution pixels per step: ~50 MB of float32 temporaries at any size

@@ -18,9 +18,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("koala.config",),
     ("koala.runs",),
     ("koala.training",),
+    ("koala.graphs",),
     ("koala.inference",),
     ("koala.video",),
     ("koala.outputs",),
+    ("koala.inputs",),
     ("koala.evaluation", "koala.export", "koala.serving", "koala.batch"),
     ("koala.cli",),
 ]
