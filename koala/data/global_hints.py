@@ -79,11 +79,6 @@ def global_hint(distribution, given=True) -> tf.Tensor:
     return tf.concat([distribution * flag[..., None], flag[..., None]], axis=-1)
 
 
-def no_global_hints(batch) -> tf.Tensor:
-    """(batch, Q + 1) zeros: no global hint for any photo."""
-    return tf.zeros([batch, GLOBAL_HINT_SIZE])
-
-
 def simulate_global_hints(ab_norm: tf.Tensor, seed: tf.Tensor, given_p: float = GIVEN_P) -> tf.Tensor:
     """Training's global hints (B, Q + 1) for a batch of normalised ab (B, H, W, 2): each crop's
     own blurred distribution, given with probability ``given_p`` (stateless ``seed``, 2 ints)."""
