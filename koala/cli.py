@@ -75,8 +75,8 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from koala.data.hints import HintError, NoHintInputsError
-    from koala.images import ImageError, write_atomic
-    from koala.inference import Colorizer, as_pixels
+    from koala.images import ImageError, as_pixels, write_atomic
+    from koala.inference import Colorizer
     from koala.inputs import expand_inputs
     from koala.outputs import KEEP, WRITE, claim
     from koala.video import is_video

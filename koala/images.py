@@ -121,9 +121,30 @@ def _decoded_pixels(img: Image.Image, name: str) -> np.ndarray:
     return _to_pixels(img, name)
 
 
+def as_pixels(image: str | os.PathLike | bytes | Image.Image | np.ndarray) -> np.ndarray:
+    """Any accepted input as pixels for the colorizer: files, bytes and PIL images through
+    :func:`load_pixels`; arrays (H, W) or (H, W, 1|3|4) of uint8, uint16 or float in
+    [0, 1] keep their depth (a fourth channel is dropped). At most ``MAX_PIXELS`` pixels."""
+    if not isinstance(image, np.ndarray):
+        return load_pixels(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
+        raise ValueError(f"expected an image array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {image.shape}")
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        raise ValueError(f"too many pixels ({image.shape[1]}x{image.shape[0]}; limit {MAX_PIXELS:,})")
+    if np.issubdtype(image.dtype, np.integer) and image.dtype not in (np.uint8, np.uint16):
+        image = image.astype(np.float32) / float(np.iinfo(image.dtype).max)
+    elif image.dtype not in (np.uint8, np.uint16):
+        image = image.astype(np.float32)
+    return image[..., :3] if image.ndim == 3 and image.shape[-1] == 4 else image
+
+
 def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
-    """Pixels from :func:`load_pixels` as float32 RGB in [0, 1], shape (H, W, 3)."""
-    rgb = pixels.astype(np.float32) / float(np.iinfo(pixels.dtype).max)
+    """Pixels from :func:`load_pixels` or :func:`as_pixels` as float32 RGB in [0, 1], shape (H, W, 3)."""
+    if np.issubdtype(pixels.dtype, np.integer):
+        rgb = pixels.astype(np.float32) / float(np.iinfo(pixels.dtype).max)
+    else:
+        rgb = np.clip(pixels.astype(np.float32), 0.0, 1.0)
+    rgb = rgb[..., 0] if rgb.ndim == 3 and rgb.shape[-1] == 1 else rgb
     return np.repeat(rgb[..., None], 3, axis=-1) if rgb.ndim == 2 else rgb
 
 

@@ -59,7 +59,7 @@ from koala.graphs import (  # noqa: F401  (the colorize path's functions, import
     working_l,
     working_shape,
 )
-from koala.images import MAX_PIXELS, load_pixels
+from koala.images import as_pixels
 from koala.knobs import check_saturation, check_temperature
 from koala.models import get_spec
 from koala.models.layers import ab_of, with_policy
@@ -390,20 +390,3 @@ def merged_colours(probabilities: np.ndarray, bins: np.ndarray, lightness: float
             break
     ranked = sorted(found.items(), key=lambda item: -item[1])[:k]
     return [{"color": colour, "probability": round(p, 6)} for colour, p in ranked]
-
-
-def as_pixels(image: Photo) -> np.ndarray:
-    """Any accepted input as pixels for :func:`colorize_pixels`: files, bytes and PIL images through
-    :func:`koala.images.load_pixels`; arrays (H, W) or (H, W, 1|3|4) of uint8, uint16 or float in
-    [0, 1] keep their depth (a fourth channel is dropped). At most ``MAX_PIXELS`` pixels."""
-    if not isinstance(image, np.ndarray):
-        return load_pixels(image)
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
-        raise ValueError(f"expected an image array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {image.shape}")
-    if image.shape[0] * image.shape[1] > MAX_PIXELS:
-        raise ValueError(f"too many pixels ({image.shape[1]}x{image.shape[0]}; limit {MAX_PIXELS:,})")
-    if np.issubdtype(image.dtype, np.integer) and image.dtype not in (np.uint8, np.uint16):
-        image = image.astype(np.float32) / float(np.iinfo(image.dtype).max)
-    elif image.dtype not in (np.uint8, np.uint16):
-        image = image.astype(np.float32)
-    return image[..., :3] if image.ndim == 3 and image.shape[-1] == 4 else image

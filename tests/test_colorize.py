@@ -189,9 +189,9 @@ def test_many_photos_give_the_pngs_each_gives_alone(colorizer, monkeypatch):
 
 
 def test_arrays_over_the_pixel_limit_are_refused(monkeypatch, constant_ab_run):
-    from koala import inference
+    from koala import images
 
-    monkeypatch.setattr(inference, "MAX_PIXELS", 99)
+    monkeypatch.setattr(images, "MAX_PIXELS", 99)
     with pytest.raises(ValueError, match="too many pixels"):
         Colorizer.load(constant_ab_run).colorize(np.zeros((10, 10), np.uint8))
 

@@ -58,8 +58,8 @@ from koala.batch.common import (
 )
 from koala.data.global_hints import GlobalHintError, NoGlobalHintInputsError, reference_hint
 from koala.data.hints import HINT_COLUMNS, HintError, NoHintInputsError, hints_from_json
-from koala.images import ImageError
-from koala.inference import Colorizer, as_pixels
+from koala.images import ImageError, as_pixels
+from koala.inference import Colorizer
 from koala.inputs import GLOB_CHARS, output_for
 from koala.outputs import KEEP, WRITE, claim
 from koala.runs import model_metadata, resolve_model

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from koala.color import AB_NORM, ab_bins, nearest_bins, rgb_to_lab
-from koala.images import ImageError, load_pixels, resize_short_side, to_float_rgb, to_uint8
+from koala.images import ImageError, as_pixels, resize_short_side, to_float_rgb, to_uint8
 from koala.knobs import MAX_PALETTE
 
 GLOBAL_HINTS_INPUT_NAME = "global_hints"
@@ -164,29 +164,17 @@ def reference_hint(source, name: str | None = None) -> np.ndarray:
     if name is None:
         name = str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
     try:
-        pixels = _array_pixels(source) if isinstance(source, np.ndarray) else load_pixels(source)
+        pixels = as_pixels(source)
     except ImageError as e:
         raise GlobalHintError(f"reference {name}: {e.reason}") from None
-    rgb = pixels if pixels.dtype == np.float32 else to_float_rgb(pixels)
-    small = to_float_rgb(resize_short_side(to_uint8(rgb), REFERENCE_SIDE, upscale=False))
+    except ValueError as e:  # an array of another shape
+        raise GlobalHintError(f"reference {name}: {e}") from None
+    small = to_float_rgb(resize_short_side(to_uint8(to_float_rgb(pixels)), REFERENCE_SIDE, upscale=False))
     try:
         return global_hint(reference_distribution(small)).numpy()
     except GlobalHintError:
         raise GlobalHintError(f"reference {name}: the photo has no colour (it is grayscale), so it cannot "
                               "give any; give a colour photo") from None
-
-
-def _array_pixels(array: np.ndarray) -> np.ndarray:
-    """An array as a reference: uint8/uint16 as they are, other numbers as float32 RGB in [0, 1];
-    a fourth channel dropped. Refuses other shapes."""
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
-        raise GlobalHintError(f"reference: expected an image array (H, W), (H, W, 3) or (H, W, 4); got {array.shape}")
-    array = array[..., :3] if array.ndim == 3 else array
-    array = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
-    if array.dtype in (np.uint8, np.uint16):
-        return array
-    rgb = np.clip(np.asarray(array, np.float32), 0.0, 1.0)
-    return np.repeat(rgb[..., None], 3, axis=-1) if rgb.ndim == 2 else rgb
 
 
 def palette_hint(value) -> np.ndarray:

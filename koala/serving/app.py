@@ -47,8 +47,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from koala.data.global_hints import GlobalHintError
 from koala.data.hints import HintError, parse_hints
-from koala.images import MAX_PIXELS, ImageError
-from koala.inference import SUGGEST_K, Colorizer, as_pixels
+from koala.images import MAX_PIXELS, ImageError, as_pixels
+from koala.inference import SUGGEST_K, Colorizer
 from koala.knobs import MAX_PALETTE, SATURATION_RANGE, TEMPERATURE_RANGE, check_range
 from koala.models import get_spec
 from koala.serving import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_WORKERS, SLOT_PIXELS
