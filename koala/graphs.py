@@ -226,7 +226,7 @@ def colorize_graph(colorizer: Colorizer, dtype: tf.DType = tf.float32, out_dtype
                                  fn_output_signature=tf.string)
             return colorize_pixels(network, pixels, size, multiple, saturation, out_dtype, **extra)
 
-        colorizer._graphs[key] = tf.function(run, input_signature=signature)
+        colorizer._graphs[key] = tf.function(run, input_signature=signature, autograph=False)
     return colorizer._graphs[key]
 
 
@@ -247,7 +247,7 @@ def working_graph(colorizer: Colorizer, dtype: tf.DType = tf.uint8) -> Callable[
             extra = {"global_hints": global_hints[0]} if global_hints else {}
             return l_small, tf.cast(network(l_small, **extra), tf.float32)
 
-        colorizer._graphs[key] = tf.function(run, input_signature=signature)
+        colorizer._graphs[key] = tf.function(run, input_signature=signature, autograph=False)
     graph = colorizer._graphs[key]
     if not colorizer.takes_global_hints:
         return graph
@@ -264,6 +264,7 @@ def join_graph(colorizer: Colorizer, dtype: tf.DType = tf.uint8, out_dtype: tf.D
             lambda pixels, ab_small, saturation: join_ab(pixels, ab_small, saturation, out_dtype),
             input_signature=[tf.TensorSpec([None, None, None, None], dtype),
                              tf.TensorSpec([None, None, None, 2], tf.float32), tf.TensorSpec([], tf.float32)],
+            autograph=False,
         )
     return colorizer._graphs[key]
 
@@ -287,5 +288,5 @@ def distribution_graph(colorizer: Colorizer) -> Callable[..., tf.Tensor]:
         colorizer._graphs[key] = tf.function(run, input_signature=[
             tf.TensorSpec([1, None, None, None], tf.float32),
             tf.TensorSpec([1, None, len(HINT_COLUMNS)], tf.float32),
-            tf.TensorSpec([1, GLOBAL_HINT_SIZE], tf.float32)])
+            tf.TensorSpec([1, GLOBAL_HINT_SIZE], tf.float32)], autograph=False)
     return colorizer._graphs[key]
