@@ -252,7 +252,9 @@ def bench_scan(path: str) -> dict:
     seconds = time.perf_counter() - start
     with Image.open(path) as img:
         pixels = img.width * img.height
-    return {"megapixels": pixels / 1e6, "size": f"{img.width}x{img.height}", "exit": code, "seconds": seconds,
+    import koala
+
+    return {"koala": os.path.dirname(koala.__file__), "megapixels": pixels / 1e6, "size": f"{img.width}x{img.height}", "exit": code, "seconds": seconds,
             "peak_rss_mb": peak_rss_mb(), "rss_before_mb": before}
 
 
