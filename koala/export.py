@@ -45,6 +45,7 @@ import tensorflow as tf
 from koala.images import MAX_PIXELS, make_readable
 from koala.data.global_hints import GLOBAL_HINT_SIZE
 from koala.data.hints import HINT_COLUMNS
+from koala.graphs import PNG_COMPRESSION
 from koala.inference import Colorizer, colorize_pixels, predict_ab
 from koala.serving import (
     AB_OUTPUT,
@@ -142,7 +143,7 @@ def colorize_png_bytes(network, data: tf.Tensor, size: int, multiple: int, satur
         table = None if hints is None else hints[None]
         wide = None if global_hints is None else global_hints[None]
         return tf.io.encode_png(colorize_pixels(network, pixels[None], size, multiple, saturation, hints=table,
-                                                global_hints=wide)[0])
+                                                global_hints=wide)[0], compression=PNG_COMPRESSION)
 
     with tf.control_dependencies([limit]):
         return tf.cond(sixteen_bit_png,
