@@ -12,7 +12,9 @@ with grain). Each speed run is its own process, which only colorizes (``colorize
 short warm-up film of the same size has traced the graphs), so its peak resident memory
 (``ru_maxrss``: TensorFlow, PyAV and the model included) is the colorizing's; 1080p runs at two
 lengths to show that memory does not grow with the film. Flicker and warping error are measured
-on the decoded outputs (koala.evaluation.films; the warping error needs
+on the decoded outputs (koala.evaluation.films; on the weaving shots also with each frame moved
+back by the weave the benchmark gave it, so that edges moving under the weave do not count as
+flicker; the warping error needs
 ``opencv-python-headless``, in koala's test extra). The machine's load average is recorded beside
 the numbers: on shared cores frames/s vary.
 """
