@@ -30,7 +30,7 @@ class DataConfig:
     source_balance: 0 (default) samples every training photo equally often; up to 1 evens out the
     sources (first-level sub-folders): a source of n photos is drawn in proportion to n^(1 - balance).
     groups: kinds of photo ({"people": [source names], ...}; default none): with source_balance,
-    kinds are evened out first, then the sources within each."""
+    every kind is drawn equally often, then the sources within each by source_balance."""
 
     train: str | list = ""
     val: str | list = ""

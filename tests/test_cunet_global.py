@@ -124,8 +124,10 @@ def test_kinds_are_evened_out_before_sources():
     weights = grouped_weights(sources, counts, {"people": ["faces", "stanford40"], "scenes": ["houses"]}, 1.0)
     # balance 1: three kinds (people, scenes, roads as its own) equally, sources equally within each.
     np.testing.assert_allclose(weights, [1 / 6, 1 / 6, 1 / 3, 1 / 3])
-    weights = grouped_weights(sources, counts, {"people": ["faces", "stanford40"]}, 0.0)
-    np.testing.assert_allclose(weights, [300 / 900, 100 / 900, 400 / 900, 100 / 900])
+    # balance 0: still every kind equally (roads' 400 photos do not outweigh the 100 houses), the
+    # sources within a kind by their photos.
+    weights = grouped_weights(sources, counts, {"people": ["faces", "stanford40"], "scenes": ["houses"]}, 0.0)
+    np.testing.assert_allclose(weights, [1 / 4, 1 / 12, 1 / 3, 1 / 3])
 
 
 def test_a_kind_naming_an_unknown_source_is_one_line():
