@@ -6,7 +6,8 @@ overall, per group and per source, so models swept at different saturations can 
 
 Reads ``koala evaluate --sweep`` reports (several models each, or one). The dB at a ratio is
 interpolated linearly between the two swept points around it; outside the swept range it is blank
-(never extrapolated). A model named in several reports is taken from the first.
+(never extrapolated), and a row blank for every model is left out. A model named in several
+reports is taken from the first.
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ def main() -> None:
     for part in parts:
         for ratio in ratios:
             cells = [gain_at(models[n][part], ratio) if part in models[n] else None for n in names]
+            if all(c is None for c in cells):
+                continue
             print(f"| {part} | {ratio:g} | " + " | ".join("" if c is None else f"{c:+.2f}" for c in cells) + " |")
 
 
