@@ -16,6 +16,8 @@ import json
 
 import numpy as np
 
+from koala.evaluation import frontier
+
 
 def gain_at(points: list[tuple[float, float]], ratio: float) -> float | None:
     """dB over gray at colourfulness ``ratio`` from (ratio, dB) points, or None outside them."""
@@ -27,16 +29,18 @@ def gain_at(points: list[tuple[float, float]], ratio: float) -> float | None:
 
 
 def curves(report: dict) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """model -> part ("all", "group NAME", source) -> [(colourfulness ratio, dB over gray)]."""
+    """curve (a model, or a model at one temperature: :func:`koala.evaluation.frontier.curves`) ->
+    part ("all", "group NAME", source) -> [(colourfulness ratio, dB over gray)]."""
     gray = report["gray_baseline"]
     out: dict[str, dict[str, list]] = {}
-    for point in report["sweep"]:
-        parts = {"all": (point, gray)}
-        parts.update({f"group {k}": (v, gray["groups"][k]) for k, v in point.get("groups", {}).items()})
-        parts.update({k: (v, gray["sources"][k]) for k, v in point.get("sources", {}).items()})
-        model = out.setdefault(point["model"], {})
-        for name, (scores, base) in parts.items():
-            model.setdefault(name, []).append((scores["colourfulness_ratio"], scores["psnr"] - base["psnr"]))
+    for name, points in frontier.curves(report).items():
+        model = out.setdefault(name, {})
+        for point in points:
+            parts = {"all": (point, gray)}
+            parts.update({f"group {k}": (v, gray["groups"][k]) for k, v in point.get("groups", {}).items()})
+            parts.update({k: (v, gray["sources"][k]) for k, v in point.get("sources", {}).items()})
+            for part, (scores, base) in parts.items():
+                model.setdefault(part, []).append((scores["colourfulness_ratio"], scores["psnr"] - base["psnr"]))
     return out
 
 
