@@ -57,6 +57,8 @@ class TrainConfig:
     distribution_weight: weight of a colour distribution head's cross-entropy beside the ab loss
     (models with one: cunet with distribution: true); distribution_prior: an ab prior (.npy of
     data_tools.ab_prior) to rebalance that cross-entropy by ("": unweighted).
+    keep_every: also keep every Nth epoch's model as checkpoints/epoch_NNN.keras in the run folder
+    (0: only best.keras), so that a run can be chosen on the colour frontier rather than on val_loss.
     train_only: layer-name prefixes; when given, only the layers whose names start with one of them
     train (the rest are frozen), e.g. a new head on a trained network at a learning rate that
     would upset the rest (Caffe's lr_mult 0); default null trains every layer."""
@@ -80,6 +82,7 @@ class TrainConfig:
     distribution_weight: float = 0.01
     distribution_prior: str = ""
     train_only: list | None = None
+    keep_every: int = 0
 
 
 @dataclass
@@ -156,7 +159,7 @@ _NESTED = {(Config, "data"): DataConfig, (Config, "train"): TrainConfig, (DataCo
 # TensorFlow error (or a hang: steps_per_epoch 0 never ends an epoch) minutes into a run.
 POSITIVE = {"image_size", "batch_size", "max_train_images", "max_val_images", "epochs", "steps_per_epoch",
             "learning_rate", "sample_images", "cpu_budget"}
-NON_NEGATIVE = {"early_stopping_patience", "reduce_lr_patience", "min_learning_rate", "seed", "distribution_weight",
+NON_NEGATIVE = {"early_stopping_patience", "keep_every", "reduce_lr_patience", "min_learning_rate", "seed", "distribution_weight",
                 "rotation", "zoom", "shear", "shift"}
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # train.precision (koala.training.setup)
 STRATEGIES = ("default", "mirrored", "multiworker")  # train.strategy (koala.training.setup.get_strategy)

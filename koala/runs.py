@@ -9,6 +9,7 @@
     best.keras     the epoch of lowest val_loss over the whole run
     history.csv    one row per epoch (Keras' CSVLogger)
     samples/       a gray | predicted | truth grid per epoch
+    checkpoints/   epoch_NNN.keras, every Nth epoch's model when ``train.keep_every`` is N
     backup/        Keras' BackupAndRestore state while training; gone once the run finished
 
 Everything else asks :class:`Run` for these paths. :func:`resolve_model` turns what a user types
@@ -71,6 +72,7 @@ class Run:
         self.history_file = self.path / "history.csv"
         self.backup = self.path / "backup"
         self.samples = self.path / "samples"
+        self.checkpoints = self.path / "checkpoints"
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -89,6 +91,10 @@ class Run:
         """Epochs the backup holds as finished (0 without one), from BackupAndRestore's record."""
         state = self.backup / BACKUP_STATE
         return json.loads(state.read_text())["epoch"] if state.is_file() else 0
+
+    def checkpoint(self, epoch: int) -> Path:
+        """Where ``train.keep_every`` keeps the model of ``epoch`` (counted from 1)."""
+        return self.checkpoints / f"epoch_{epoch:03d}.keras"
 
     def read_metadata(self) -> dict:
         """koala.json (empty when there is none yet)."""
@@ -139,10 +145,12 @@ def resolve_model(spec: str | os.PathLike) -> Path:
 
 
 def model_metadata(model_path: str | os.PathLike) -> dict:
-    """The metadata of a model file: its run's koala.json, or ``<stem>.json`` beside a bundled
-    model; empty when there is none (inference then falls back to the registry's defaults)."""
+    """The metadata of a model file: its run's koala.json (also for a kept epoch in the run's
+    checkpoints/), or ``<stem>.json`` beside a bundled model; empty when there is none (inference
+    then falls back to the registry's defaults)."""
     model_path = Path(model_path)
-    for candidate in (Run(model_path.parent).metadata_file, model_path.with_suffix(".json")):
+    run = model_path.parent.parent if model_path.parent.name == "checkpoints" else model_path.parent
+    for candidate in (Run(run).metadata_file, model_path.with_suffix(".json")):
         if candidate.is_file():
             return json.loads(candidate.read_text())
     return {}

@@ -12,7 +12,7 @@ import pytest
 
 from koala import config as config_lib
 from koala.losses import get_loss
-from koala.runs import FinishedRunError, Run
+from koala.runs import FinishedRunError, Run, model_metadata
 from koala.training import build_datasets, resolve_jit, resolve_precision, train
 
 
@@ -57,8 +57,9 @@ def opposite_photos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def toy_run(toy_photos, tmp_path_factory) -> Path:
-    """A tiny CU-Net trained on toy_photos."""
-    return train(tiny_config(toy_photos, tmp_path_factory.mktemp("runs"), epochs=6, steps_per_epoch=12))
+    """A tiny CU-Net trained on toy_photos, keeping every third epoch."""
+    return train(tiny_config(toy_photos, tmp_path_factory.mktemp("runs"), epochs=6, steps_per_epoch=12,
+                             keep_every=3))
 
 
 @pytest.mark.slow
@@ -71,6 +72,11 @@ def test_training_learns_and_saves_the_best_checkpoint(toy_run, toy_photos, tmp_
     model = keras.saving.load_model(Run(run).best, compile=False)
     assert model.name == "cunet" and (Run(run).samples / "epoch_006.png").is_file()
     assert not Run(run).backup.exists() and Run(run).finished  # the backup is removed once training finished
+    kept = sorted(path.name for path in Run(run).checkpoints.iterdir())
+    assert kept == ["epoch_003.keras", "epoch_006.keras"]  # train.keep_every=3, beside best.keras
+    third = keras.saving.load_model(Run(run).checkpoint(3), compile=False)
+    assert not np.allclose(third.get_weights()[0], keras.saving.load_model(Run(run).checkpoint(6), compile=False).get_weights()[0])
+    assert model_metadata(Run(run).checkpoint(3))["image_size"] == 32  # a kept epoch finds its run's metadata
     with pytest.raises(FileExistsError, match="finished run") as refused:
         train(tiny_config(toy_photos, run.parent))
     message = str(refused.value)  # one line that names every way on, in config terms: no CLI flags

@@ -12,7 +12,7 @@ import numpy as np
 
 from koala.color import l_ab_to_rgb
 from koala.images import write_atomic, write_figure
-from koala.runs import Run
+from koala.runs import Run, save_model_atomic
 
 
 class BestCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -37,6 +37,22 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
         if self.best is not None and self.best != before:
             os.replace(self.filepath, self.run.best)
             self.run.update_metadata(best_epoch=epoch + 1, best_val_loss=float(self.best))
+
+
+class EpochCheckpoints(keras.callbacks.Callback):
+    """Every ``every``-th epoch's model in the run's checkpoints/ (``train.keep_every``), beside the
+    best one: the epoch of lowest val_loss is not always the best colour, and a long run is chosen
+    by scoring these on the frontier. Written atomically; a re-run epoch replaces its file."""
+
+    def __init__(self, run: Run, every: int):
+        super().__init__()
+        self.run = run
+        self.every = every
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if (epoch + 1) % self.every == 0:
+            self.run.checkpoints.mkdir(parents=True, exist_ok=True)
+            save_model_atomic(self.model, self.run.checkpoint(epoch + 1), overwrite=True)
 
 
 class EpochHistory(keras.callbacks.CSVLogger):

@@ -21,7 +21,7 @@ from koala.losses import get_loss
 from koala.models import get_model, get_spec
 from koala.models.layers import ab_of, transfer_weights
 from koala.runs import FinishedRunError, Run, resolve_model
-from koala.training.callbacks import BestCheckpoint, EpochHistory, RunClock, SampleGrid
+from koala.training.callbacks import BestCheckpoint, EpochCheckpoints, EpochHistory, RunClock, SampleGrid
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,11 @@ def make_callbacks(cfg: config_lib.Config, run: Run, val, extend_from: int = 0) 
     spec = get_spec(cfg.model)
     inputs, ab_batch = next(iter(val.unbatch().batch(t.sample_images)))
     to_ab = (lambda out: spec.decode(out, None)) if spec.decode else ab_of
+    kept = [EpochCheckpoints(run, t.keep_every)] if t.keep_every else []
     return [
         keras.callbacks.TerminateOnNaN(),
         BestCheckpoint(run),
+        *kept,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience,
                                       restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor,
