@@ -1,9 +1,10 @@
-"""koala.models.layers: the fused batch normalisation matches Keras' own."""
+"""koala.models.layers: the fused batch normalisation matches Keras' own; weights averaged over epochs."""
 import keras
 import numpy as np
 import pytest
 
-from koala.models.layers import FusedBatchNormalization
+from koala.models import get_model
+from koala.models.layers import FusedBatchNormalization, average_weights
 
 
 def pair(momentum: float = 0.9):
@@ -47,3 +48,16 @@ def test_round_trip_through_a_keras_file(tmp_path):
     x = np.random.rand(2, 8, 8, 2).astype(np.float32)
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
     assert not np.allclose(model.get_layer("bn").moving_mean.numpy(), 0)  # training moved the statistics
+
+
+def test_epochs_are_averaged_weight_by_weight(tmp_path):
+    models = [get_model("cunet", base_filters=4, batch_norm=False, hints=True) for _ in range(3)]
+    averaged = average_weights(models)
+    assert type(averaged) is type(models[0]) and averaged is not models[0]
+    for got, *each in zip(averaged.get_weights(), *(m.get_weights() for m in models)):
+        np.testing.assert_allclose(got, np.mean(each, axis=0), atol=1e-6)
+    assert not np.allclose(averaged.get_weights()[0], models[0].get_weights()[0])  # a new point, not the first
+    averaged.save(tmp_path / "average.keras")  # a model like any other: it loads as its architecture
+    assert type(keras.saving.load_model(tmp_path / "average.keras", compile=False)) is type(models[0])
+    with pytest.raises(ValueError, match="differ in shape"):
+        average_weights([models[0], get_model("cunet", base_filters=8, batch_norm=False, hints=True)])

@@ -46,6 +46,19 @@ def transfer_weights(source: keras.Model, target: keras.Model) -> list[str]:
     return untouched
 
 
+def average_weights(models: list[keras.Model]) -> keras.Model:
+    """A new model of the first's architecture whose every weight is the mean of the ``models``'
+    (stochastic weight averaging, Izmailov et al. 2018: epochs of one run at a constant learning
+    rate, averaged, sit nearer the middle of the basin than any one of them). A ValueError when the
+    models differ in their weights' shapes."""
+    shapes = [[tuple(w.shape) for w in model.weights] for model in models]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise ValueError(f"cannot average {', '.join(m.name for m in models)}: their weights differ in shape")
+    averaged = type(models[0]).from_config(models[0].get_config())
+    averaged.set_weights([sum(ws) / len(ws) for ws in zip(*(model.get_weights() for model in models))])
+    return averaged
+
+
 def _shapes(layer: layers.Layer) -> list[tuple]:
     return [tuple(w.shape) for w in layer.weights]
 
