@@ -175,6 +175,36 @@ def test_stripes_give_the_colours_of_the_whole_picture(monkeypatch):
         assert np.abs(batched[1].astype(int) - colorizer.colorize(smooth_colour_image(8, 97, 61))).max() <= 1
 
 
+def test_fused_per_pixel_work_gives_the_colours_op_by_op(monkeypatch):
+    """A film's graphs do the per-pixel work in kernels compiled by XLA over padded stripes: the
+    same L and colours as op by op, within one level, whatever the stripes (padded, or a row too
+    wide to fit one, which goes op by op) and the pixels (RGB, gray, 16-bit)."""
+    import keras
+    import tensorflow as tf
+
+    from koala import graphs
+    from koala.models import get_model
+
+    keras.utils.set_random_seed(1)
+    colorizer = Colorizer(get_model("cunet", base_filters=4), 32, 8, saturation=1.3, metadata={"model": "cunet"})
+    rgb = np.stack([smooth_colour_image(8, 97, 61), smooth_colour_image(9, 97, 61)])
+    ab = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 16, 10, 2)).astype(np.float32))
+    for stripe_pixels in (1 << 19, 2 * 61 * 10, 5):  # one stripe; 10 rows, the last padded; a row does not fit
+        monkeypatch.setattr(graphs, "STRIPE_PIXELS", stripe_pixels)
+        for pixels in (rgb, rgb[..., :1], rgb.astype(np.uint16) * 257 + 100):
+            colorizer._graphs.clear()
+            pixels = tf.constant(pixels)
+            op_by_op = tf.function(lambda p: graphs.working_l(p, 32, 8), autograph=False)(pixels)
+            np.testing.assert_allclose(colorizer.working_graph(pixels.dtype)(pixels)[0], op_by_op, atol=1e-6)
+            for out_dtype in (tf.uint8, tf.float32):
+                want = tf.function(lambda p, a: graphs.join_ab(p, a, 1.3, out_dtype), autograph=False)(pixels, ab).numpy()
+                fused = colorizer.join_graph(pixels.dtype, out_dtype)(pixels, ab, tf.constant(1.3)).numpy()
+                if out_dtype == tf.uint8:
+                    assert np.abs(fused.astype(int) - want).max() <= 1 and (fused != want).mean() < 1e-3
+                else:
+                    np.testing.assert_allclose(fused, want, atol=1e-5)
+
+
 def test_many_photos_give_the_pngs_each_gives_alone(colorizer, monkeypatch):
     """koala batch colorize's path: photos of one size share graph calls, and each still gets the
     bytes koala colorize writes for it."""
