@@ -84,8 +84,21 @@ def unit_rgb(pixels: tf.Tensor) -> tf.Tensor:
 
 def pixel_l(pixels: tf.Tensor) -> tf.Tensor:
     """Pixels (..., C; see :func:`unit_rgb`) -> normalised L (..., 1): the per-pixel work of
-    :func:`working_l`."""
+    :func:`working_l`. Gray integer pixels (C = 1) look their L up in a table of every level's
+    (:func:`_gray_l`): the same numbers, 6x faster than converting each pixel (a 24 MP scan's L is
+    taken twice, 0.35 s each time on 2 cores)."""
+    if pixels.dtype.is_integer and pixels.shape[-1] in (None, 1):
+        return tf.cond(tf.equal(tf.shape(pixels)[-1], 1), lambda: _gray_l(pixels), lambda: rgb_to_l(unit_rgb(pixels)))
     return rgb_to_l(unit_rgb(pixels))
+
+
+def _gray_l(pixels: tf.Tensor) -> tf.Tensor:
+    """Gray integer pixels (..., 1) -> their normalised L (..., 1), each level converted once. The
+    table's size is a run-time value (channels, 1 here, times levels): a constant table would be
+    folded by Grappler with other kernels, 1e-7 away from each pixel's own conversion, enough to
+    move two pixels in 10^5 by one level."""
+    levels = tf.range(tf.shape(pixels)[-1] * (pixels.dtype.max + 1))
+    return tf.gather(rgb_to_l(unit_rgb(tf.cast(levels, pixels.dtype)[:, None])), tf.cast(pixels[..., 0], tf.int32))
 
 
 def pixel_join(pixels: tf.Tensor, ab: tf.Tensor, saturation: tf.Tensor | float, out_dtype: tf.DType) -> tf.Tensor:
@@ -246,9 +259,8 @@ def colorize_graph(colorizer: Colorizer, dtype: tf.DType = tf.float32, out_dtype
     """:func:`colorize_pixels` as one graph for photos of any one size (N, H, W, C), with
     saturation as an input, then, for a model with hint inputs, the hint tables (N x K x 6:
     traced once for any number of hints) and, for one with a global-hint input, the global
-    hints (N x 310), for pixels of ``dtype`` (default: float RGB in and out; ``out_dtype``
-    tf.string: each photo's PNG bytes, shape (N,), encoded in the graph as the SavedModel does): run
-    eagerly, op by op, it is about 4x slower on small photos."""
+    hints (N x 310), for pixels of ``dtype`` (default: float RGB in and out): run eagerly, op by
+    op, it is about 4x slower on small photos."""
     key = (id(colorizer.network), colorizer.temperature, colorizer.image_size, colorizer.multiple, dtype, out_dtype)
     if key not in colorizer._graphs:
         network, size, multiple = colorizer.network_fn(), colorizer.image_size, colorizer.multiple
@@ -262,12 +274,7 @@ def colorize_graph(colorizer: Colorizer, dtype: tf.DType = tf.float32, out_dtype
             names.append("global_hints")
 
         def run(pixels: tf.Tensor, saturation: tf.Tensor, *side: tf.Tensor) -> tf.Tensor:
-            extra = dict(zip(names, side))
-            if out_dtype == tf.string:  # each photo's PNG, encoded from uint8 as the SavedModel does
-                rgb = colorize_pixels(network, pixels, size, multiple, saturation, **extra)
-                return tf.map_fn(lambda image: tf.io.encode_png(image, compression=PNG_COMPRESSION), rgb,
-                                 fn_output_signature=tf.string)
-            return colorize_pixels(network, pixels, size, multiple, saturation, out_dtype, **extra)
+            return colorize_pixels(network, pixels, size, multiple, saturation, out_dtype, **dict(zip(names, side)))
 
         colorizer._graphs[key] = tf.function(run, input_signature=signature, autograph=False)
     return colorizer._graphs[key]

@@ -8,9 +8,12 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import tempfile
 import warnings
+import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -268,6 +271,85 @@ def resize_short_side(rgb_uint8: np.ndarray, side: int, upscale: bool = True) ->
         return rgb_uint8
     size = (max(side, round(img.width * scale)), max(side, round(img.height * scale)))
     return np.asarray(img.resize(size, Image.BILINEAR, reducing_gap=2.0 if scale < 1 else None))
+
+
+# PNG written by :func:`encode_png`: its deflate stream cut into pieces of about this many bytes of
+# filtered rows, compressed by every core at once (zlib lets go of the GIL) and joined into one
+# stream, as pigz does. One core's zlib took 1.2 of a grainy 24 MP scan's 4.5 s.
+PNG_PIECE_BYTES = 1 << 22
+PNG_WINDOW = 1 << 15  # deflate's window: each piece is primed with this much of the stream before it
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
+_PNG_UP = 2  # PNG's "Up" filter: each byte minus the one above it
+
+
+def png_rows(pixels: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of uint8 pixels (H, W, C) as PNG's filtered stream, flat: each row led by its
+    filter type and Up-filtered (minus the row above, mod 256; the first row of the picture as
+    it is). Up alone, vectorised, makes a colorized scan's PNG 0.3-4% smaller than libpng's
+    adaptive choice per row (measured on smooth and grainy scans) and costs one subtraction."""
+    row_bytes = pixels.shape[1] * pixels.shape[2]
+    rows = pixels[start:stop].reshape(stop - start, row_bytes)
+    above = pixels[start - 1].reshape(1, row_bytes) if start else np.zeros((1, row_bytes), np.uint8)
+    filtered = np.empty((stop - start, row_bytes + 1), np.uint8)
+    filtered[:, 0] = _PNG_UP
+    np.subtract(rows[:1], above, out=filtered[:1, 1:])
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    return filtered.reshape(-1)
+
+
+def adler32_combine(first: int, second: int, second_length: int) -> int:
+    """The Adler-32 of two byte strings joined, from each one's and the second's length (zlib's
+    adler32_combine, which Python's zlib does not expose)."""
+    base = 65521
+    remainder = second_length % base
+    low = first & 0xFFFF
+    high = (remainder * low + (first >> 16) + (second >> 16) + base - remainder) % base
+    low = (low + (second & 0xFFFF) + base - 1) % base
+    return (high << 16) | low
+
+
+def _png_chunk(kind: bytes, data: bytes) -> list[bytes]:
+    """A PNG chunk as its parts (length and type, data, CRC), so that big data is not copied."""
+    return [struct.pack(">I", len(data)) + kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))]
+
+
+def _deflated_piece(pixels: np.ndarray, start: int, stop: int, last: bool, level: int) -> tuple[list[bytes], int, int]:
+    """Rows [start, stop) deflated as one piece of the PNG's zlib stream (raw deflate, primed with
+    the window of rows before them, ended byte-aligned by a sync flush, or as the stream's end
+    when ``last``) -> (its IDAT chunk's parts, its Adler-32, its length before compression)."""
+    data = png_rows(pixels, start, stop)
+    row_bytes = len(data) // (stop - start)
+    before = png_rows(pixels, max(start - (PNG_WINDOW + row_bytes - 1) // row_bytes, 0), start)[-PNG_WINDOW:]
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=before.tobytes())  # -15: raw deflate, no header
+    deflated = compressor.compress(data) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return _png_chunk(b"IDAT", deflated), zlib.adler32(data), len(data)
+
+
+def encode_png(pixels: np.ndarray, level: int) -> bytes:
+    """uint8 pixels (H, W) or (H, W, C) with C 1 to 4 (gray, gray+alpha, RGB, RGBA) -> a lossless
+    PNG at zlib ``level``, any reader's PNG (one zlib stream in IDAT chunks), deflated by every
+    core at once (:data:`PNG_PIECE_BYTES`): on 2 cores a grainy 24 MP scan's 1.2 s of zlib take
+    about half. TensorFlow's and PIL's encoders deflate on one core (and PIL first copies RGB to
+    4 bytes a pixel)."""
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] not in _PNG_COLOUR_TYPES):
+        raise ValueError(f"encode_png: expected uint8 pixels (H, W) or (H, W, 1-4); got {pixels.dtype} {pixels.shape}")
+    pixels = np.ascontiguousarray(pixels if pixels.ndim == 3 else pixels[..., None])
+    height, width, channels = pixels.shape
+    rows = max(1, PNG_PIECE_BYTES // (width * channels + 1))
+    starts = range(0, height, rows)
+    workers = min(len(starts), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        pieces = list(pool.map(lambda start: _deflated_piece(pixels, start, min(start + rows, height),
+                                                             start + rows >= height, level), starts))
+    checksum = 1  # the Adler-32 of nothing
+    for _, adler, length in pieces:
+        checksum = adler32_combine(checksum, adler, length)
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    parts = [b"\x89PNG\r\n\x1a\n", *_png_chunk(b"IHDR", header), *_png_chunk(b"IDAT", zlib.compress(b"", level)[:2])]
+    for chunk, _, _ in pieces:
+        parts += chunk
+    parts += _png_chunk(b"IDAT", struct.pack(">I", checksum)) + _png_chunk(b"IEND", b"")
+    return b"".join(parts)
 
 
 # Modes of what koala writes, given explicitly (never read from the process umask, which is

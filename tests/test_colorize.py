@@ -205,6 +205,34 @@ def test_fused_per_pixel_work_gives_the_colours_op_by_op(monkeypatch):
                     np.testing.assert_allclose(fused, want, atol=1e-5)
 
 
+def test_gray_l_by_table_is_each_pixels_own_conversion():
+    """Gray integer pixels take their L from a table of every level's: in a traced graph (as the
+    colorize path runs) exactly what converting each pixel gives, for 8 and 16 bits."""
+    import tensorflow as tf
+
+    from koala import graphs
+    from koala.color import rgb_to_l
+
+    rng = np.random.default_rng(0)
+    for dtype, levels in ((np.uint8, 256), (np.uint16, 65536)):
+        gray = tf.constant(rng.integers(0, levels, (2, 300, 250, 1)).astype(dtype))
+        spec = [tf.TensorSpec([None] * 4, tf.as_dtype(dtype))]
+        by_table = tf.function(graphs.pixel_l, input_signature=spec, autograph=False)(gray)
+        own = tf.function(lambda p: rgb_to_l(graphs.unit_rgb(p)), input_signature=spec, autograph=False)(gray)
+        assert np.array_equal(by_table.numpy(), own.numpy())
+        rgb = tf.constant(np.repeat(gray.numpy(), 3, axis=-1))  # not gray to the table: converted pixel by pixel
+        np.testing.assert_array_equal(tf.function(graphs.pixel_l, autograph=False)(rgb), own)
+
+
+def test_png_holds_exactly_the_colorized_pixels(colorizer):
+    """colorize_png's PNG (deflated on every core) decodes to colorize's pixels, gray or colour."""
+    import io
+
+    for photo in (smooth_colour_image(5, 120, 90), smooth_colour_image(6, 64, 80).mean(axis=-1).astype(np.uint8)):
+        with Image.open(io.BytesIO(colorizer.colorize_png(photo))) as img:
+            assert np.array_equal(np.asarray(img), colorizer.colorize(photo))
+
+
 def test_many_photos_give_the_pngs_each_gives_alone(colorizer, monkeypatch):
     """koala batch colorize's path: photos of one size share graph calls, and each still gets the
     bytes koala colorize writes for it."""

@@ -1,3 +1,4 @@
+import io
 import struct
 import zlib
 
@@ -5,7 +6,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from koala.images import ImageError, list_images, load_rgb, resize_short_side, to_uint8, write_atomic
+from koala import images
+from koala.images import (
+    ImageError,
+    adler32_combine,
+    encode_png,
+    list_images,
+    load_rgb,
+    resize_short_side,
+    to_uint8,
+    write_atomic,
+)
 from tests.conftest import smooth_colour_image
 
 
@@ -131,3 +142,57 @@ def test_write_figure_writes_the_format_its_suffix_names(tmp_path, name, magic):
     fig.add_subplot().imshow([[0.0, 1.0], [1.0, 0.0]])
     write_figure(fig, tmp_path / name)
     assert (tmp_path / name).read_bytes()[:len(magic)] == magic
+
+
+def idat_stream(png: bytes) -> bytes:
+    """The zlib stream of a PNG: its IDAT chunks' data joined, each chunk's CRC checked."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    stream, at = b"", 8
+    while at < len(png):
+        length, kind = struct.unpack(">I4s", png[at : at + 8])
+        data = png[at + 8 : at + 8 + length]
+        assert struct.unpack(">I", png[at + 8 + length : at + 12 + length])[0] == zlib.crc32(kind + data)
+        stream += data if kind == b"IDAT" else b""
+        at += 12 + length
+    return stream
+
+
+@pytest.mark.parametrize("piece_bytes", [1 << 22, 100, 7])  # one piece; a few rows each; a row each
+@pytest.mark.parametrize("shape", [(1, 1), (37, 23), (9, 41, 1), (12, 5, 2), (40, 33, 3), (17, 3, 4), (1, 400, 3)])
+def test_png_deflated_in_pieces_is_one_valid_lossless_png(shape, piece_bytes, monkeypatch):
+    """encode_png deflates its rows in pieces on every core and joins them into one zlib stream:
+    PIL and zlib itself (which checks the joined Adler-32) read back exactly the pixels."""
+    monkeypatch.setattr(images, "PNG_PIECE_BYTES", piece_bytes)
+    pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    png = encode_png(pixels, 1)
+    with Image.open(io.BytesIO(png)) as img:
+        assert img.size == (shape[1], shape[0])
+        assert np.array_equal(np.asarray(img).reshape(shape), pixels)
+    rows = pixels.reshape(shape[0], -1).astype(np.int16)
+    up = np.diff(rows, axis=0, prepend=0) % 256  # PNG's Up filter, by hand
+    raw = np.concatenate([np.full((shape[0], 1), 2), up], axis=1).astype(np.uint8).tobytes()
+    assert zlib.decompress(idat_stream(png)) == raw
+
+
+def test_png_of_a_colorized_scan_opens_in_other_readers(tmp_path):
+    """OpenCV (libpng) reads the pieced PNG as PIL does."""
+    cv2 = pytest.importorskip("cv2")
+    pixels = smooth_colour_image(4, 300, 200)
+    pixels[::3] = 255 - pixels[::3]  # grain-like rows
+    path = tmp_path / "out.png"
+    write_atomic(path, encode_png(pixels, 1))
+    assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1], pixels)
+
+
+def test_adler32_of_joined_pieces():
+    data = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+    for cut in (0, 1, 5552, 65521, 65522, 199_999, 200_000):
+        first, second = data[:cut], data[cut:]
+        assert adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second)) == zlib.adler32(data)
+
+
+@pytest.mark.parametrize("pixels", [np.zeros((4, 4), np.uint16), np.zeros((4, 4, 5), np.uint8),
+                                    np.zeros((2, 4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.float32)])
+def test_png_of_what_it_cannot_write_is_refused(pixels):
+    with pytest.raises(ValueError, match=r"^encode_png: expected uint8 pixels"):
+        encode_png(pixels, 1)
