@@ -179,7 +179,8 @@ def test_a_cut_carries_no_colour_from_the_old_shot(tmp_path):
 
 def test_the_average_by_hand():
     """temporal.smooth against the formula: weight exp(-1 / (S fps)) where nothing moved, none
-    where L changed by MOTION_L or more, a fresh start when most of the picture changed."""
+    where L changed by MOTION_L or more, all of it up to GRAIN_L and in proportion between, a fresh start
+    when most of the picture changed."""
     assert temporal.past_weight(0, 24) == 0
     assert math.isclose(temporal.past_weight(0.5, 24) ** 12, math.exp(-1))  # the time constant is S seconds
     with pytest.raises(ValueError, match="^temporal -1: must be 0"):  # the CLI names its --temporal (below)
@@ -194,6 +195,10 @@ def test_the_average_by_hand():
     moved[:, :2] = 0.5  # a quarter of the picture changed: no cut, the average lets go there only
     out = temporal.smooth(first, moved, ab1, 0.8).ab
     assert np.allclose(out[:, 5:], 0.4) and np.allclose(out[:, :1], 0.0)
+    for change, kept in ((temporal.GRAIN_L, 1.0), ((temporal.GRAIN_L + temporal.MOTION_L) / 2, 0.5)):
+        moved[:, :2] = change  # grain's change lets nothing go; halfway to MOTION_L, half the weight
+        out = temporal.smooth(first, moved, ab1, 0.8).ab
+        np.testing.assert_allclose(out[:, :1], 0.8 * kept * 0.5, rtol=1e-4)
     cut = l0.copy()
     cut[:, :4] = 0.5  # half the picture changed: a new shot
     assert np.array_equal(temporal.smooth(first, cut, ab1, 0.8).ab, ab1)
