@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 
 import av
@@ -167,19 +168,34 @@ def colorize_frames(colorizer: Colorizer, batches: Iterable[tuple[object, np.nda
     """(tag, uint8 RGB (N, H, W, 3)) batches of consecutive frames -> (tag, colorized uint8 RGB);
     ``weight`` is :func:`~koala.video.temporal.past_weight` (0: each frame on its own);
     ``global_hint``: one (310,) for every frame (:meth:`~koala.inference.Colorizer.global_hint`;
-    default none)."""
+    default none).
+
+    Each batch's network runs in a thread while the batch before it is smoothed, joined and
+    encoded: those steps leave a core idle in places (the smoothing and parts of the encoder are
+    one thread), which the network fills. One batch more is in memory."""
     working, join = colorizer.working_graph(tf.uint8), colorizer.join_graph(tf.uint8, tf.uint8)
     hint = (global_hint,) if global_hint is not None else ()
     saturation = tf.constant(colorizer.saturation, tf.float32)
     previous: Previous | None = None
-    for tag, pixels in batches:
-        pixels = tf.convert_to_tensor(pixels)
-        l_small, ab_small = (t.numpy() for t in working(pixels, *hint))
+
+    def finish(tag: object, pixels: tf.Tensor, network: Future) -> tuple[object, np.ndarray]:
+        nonlocal previous
         smoothed = []
-        for l, ab in zip(l_small, ab_small):
+        for l, ab in zip(*(t.numpy() for t in network.result())):
             previous = smooth(previous, l, ab, weight)
             smoothed.append(previous.ab)
-        yield tag, join(pixels, tf.convert_to_tensor(np.stack(smoothed)), saturation).numpy()
+        return tag, join(pixels, tf.convert_to_tensor(np.stack(smoothed)), saturation).numpy()
+
+    pending = None
+    with ThreadPoolExecutor(1) as pool:
+        for tag, pixels in batches:
+            pixels = tf.convert_to_tensor(pixels)
+            network = pool.submit(working, pixels, *hint)
+            if pending:
+                yield finish(*pending)
+            pending = tag, pixels, network
+        if pending:
+            yield finish(*pending)
 
 
 def add_audio_streams(output: av.container.OutputContainer, film: av.container.InputContainer, name: str
