@@ -47,6 +47,7 @@ GUIDED_MODEL = WEIGHTS_DIR / "guided.keras"
 # (a global-hint input and a colour distribution head; koala/weights/GUIDED.md).
 BUNDLED = {"default": DEFAULT_MODEL, "hints": DEFAULT_MODEL, "guided": GUIDED_MODEL}
 BEST_CHECKPOINT = "best.keras"
+KEPT_EPOCHS = "checkpoints"  # the run's folder of every Nth epoch's model (train.keep_every)
 RUN_METADATA = "koala.json"
 BACKUP_STATE = "training_metadata.json"  # what Keras' BackupAndRestore writes in backup/
 LEGACY_MODEL_SUFFIXES = (".h5", ".hdf5")  # Keras 2's HDF5 models, which load_model still reads
@@ -72,7 +73,7 @@ class Run:
         self.history_file = self.path / "history.csv"
         self.backup = self.path / "backup"
         self.samples = self.path / "samples"
-        self.checkpoints = self.path / "checkpoints"
+        self.checkpoints = self.path / KEPT_EPOCHS
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -149,7 +150,7 @@ def model_metadata(model_path: str | os.PathLike) -> dict:
     checkpoints/), or ``<stem>.json`` beside a bundled model; empty when there is none (inference
     then falls back to the registry's defaults)."""
     model_path = Path(model_path)
-    run = model_path.parent.parent if model_path.parent.name == "checkpoints" else model_path.parent
+    run = model_path.parent.parent if model_path.parent.name == KEPT_EPOCHS else model_path.parent
     for candidate in (Run(run).metadata_file, model_path.with_suffix(".json")):
         if candidate.is_file():
             return json.loads(candidate.read_text())

@@ -16,13 +16,24 @@ from koala.models.layers import average_weights
 from koala.runs import Run, save_model_atomic
 
 
+def epoch_list(text: str) -> list[int]:
+    """'16,18,20' -> [16, 18, 20] (argparse's type: anything else is a one-line usage error)."""
+    try:
+        epochs = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 16,18,20; got {text!r}") from None
+    if not epochs or epochs[0] < 1:
+        raise argparse.ArgumentTypeError(f"epochs are counted from 1; got {text!r}")
+    return epochs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="the run folder")
-    parser.add_argument("--epochs", required=True, help="comma-separated epochs kept in its checkpoints/")
+    parser.add_argument("--epochs", required=True, type=epoch_list, help="comma-separated epochs kept in its checkpoints/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing average")
     args = parser.parse_args()
-    run, epochs = Run(args.run), [int(e) for e in args.epochs.split(",")]
+    run, epochs = Run(args.run), args.epochs
     missing = [str(run.checkpoint(e)) for e in epochs if not run.checkpoint(e).is_file()]
     if missing:
         sys.exit(f"{missing[0]}: not there (epochs are kept every train.keep_every in {run.checkpoints})")

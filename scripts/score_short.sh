@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
-# Issue 31, part 4: the frontier probe (photos-v1/val with its general group; scenes-v2/val by source)
-# of each equal-CPU short run as it finishes, beside the training of the next one. WRAP runs each
-# evaluation under a command (e.g. a CPU lock).
+# Issue 31, part 4: the frontier probe (scripts/probe.sh: photos-v1/val with its general group;
+# scenes-v2/val by source) of each equal-CPU short run as it finishes, beside the training of the
+# next one. WRAP runs each evaluation under a command (e.g. a CPU lock).
 #   nice scripts/score_short.sh short-24 short-32 short-128 > logs/score-short.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=../shared/datasets out=reports/issue31/short
+source scripts/probe.sh
+out=reports/issue31/short
 mkdir -p $out
 for name in "$@"; do
     until [ -f runs/$name/koala.json ] && ! pgrep -f "configs/$name.yaml" > /dev/null; do sleep 30; done
-    ${WRAP:-} .venv/bin/koala evaluate --model $name=runs/$name --data $data/photos-v1/val \
-        --group general=bsds500,imagenet_sample1000,urban100 --sweep 1,1.2,1.4,1.6,1.8 --out $out/$name-photos.json
-    ${WRAP:-} .venv/bin/koala evaluate --model $name=runs/$name --data $data/scenes-v2/val \
-        --sweep 1,1.2,1.4,1.6,1.8 --out $out/$name-scenes2.json
+    frontier_probe "$name=runs/$name" "$out/$name"
 done

@@ -13,12 +13,10 @@
 #   nice scripts/train_dist.sh > logs/dist-2.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
-koala() { .venv/bin/koala "$@"; }
-# A step whose run finished (its folder without a backup) is skipped; a stopped one resumes.
-step() { [ -f "runs/$1/koala.json" ] && [ ! -d "runs/$1/backup" ] || koala train --config "${@:2}"; }
+source scripts/stage.sh  # stage RUN CONFIG: skipped once finished, resumed when stopped
 if [ ! -f runs/dist-2/koala.json ]; then
-    step dist-1a configs/dist-1a.yaml
-    step dist-1 configs/dist-1.yaml --set train.epochs=16
-    step short-32 reports/issue31/configs/short-32.yaml
+    stage dist-1a configs/dist-1a.yaml
+    stage dist-1 configs/dist-1.yaml --set train.epochs=16
+    stage short-32 reports/issue31/configs/short-32.yaml
 fi
-koala train --config configs/dist-2.yaml
+.venv/bin/koala train --config configs/dist-2.yaml
