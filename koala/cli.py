@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import NoReturn
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
-MODEL_HELP = ("'default' (it takes colour hints; 'hints' names it too), 'guided' (also takes --reference or "
-              "--palette and suggests colours), a run folder or a .keras file")
+MODEL_HELP = ("'default' (it takes colour hints, --reference or --palette and suggests colours; 'hints' and "
+              "'guided' name it too), a run folder or a .keras file")
 SATURATION_HELP = ("scale the predicted colours (default: the model's own); hinted colours come out as given "
                    "at any saturation")
 REFERENCE_HELP = ("colour like this colour photo (models with a global-hint input): its colours, blurred, "

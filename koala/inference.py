@@ -331,7 +331,7 @@ class Colorizer:
         """:meth:`suggest` at several points (x, y) of one photo, the network run once."""
         if not self.suggests:
             raise ValueError(f"suggest: this model ({self.name}) has no colour distribution head; "
-                             "use a model trained with distribution: true")
+                             "use the bundled default or a model trained with distribution: true")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"suggest: k must be a whole number of 1 or more; got {k!r}")
         pixels = as_pixels(image)

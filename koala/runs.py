@@ -41,11 +41,10 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default.keras"
-GUIDED_MODEL = WEIGHTS_DIR / "guided.keras"
-# The default takes colour hints, so "hints" (the separate hint model until it became the default)
-# names the same file. "guided" also takes a reference photo or a palette and suggests colours
-# (a global-hint input and a colour distribution head; koala/weights/GUIDED.md).
-BUNDLED = {"default": DEFAULT_MODEL, "hints": DEFAULT_MODEL, "guided": GUIDED_MODEL}
+# The default takes colour hints, a reference photo or a palette and suggests colours, so "hints"
+# and "guided" (the separate models for those until issues 17 and 31 made them the default) name
+# the same file.
+BUNDLED = {"default": DEFAULT_MODEL, "hints": DEFAULT_MODEL, "guided": DEFAULT_MODEL}
 BEST_CHECKPOINT = "best.keras"
 KEPT_EPOCHS = "checkpoints"  # the run's folder of every Nth epoch's model (train.keep_every)
 RUN_METADATA = "koala.json"

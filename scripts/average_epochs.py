@@ -3,17 +3,21 @@
 
     python scripts/average_epochs.py runs/dist-2 --epochs 12,14,16,18,20
     # -> runs/dist-2/checkpoints/average_012-020.keras, beside the epochs (it finds the run's metadata)
+    python scripts/average_epochs.py runs/dist-2 --epochs 16,18,20,22 --as-run runs/dist-2-a16-22
+    # -> a finished run folder whose best.keras is the average, for tune_colour.py and package_model.py
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from pathlib import Path
 
 import keras
 
 import koala.models  # noqa: F401  registers the architectures' classes, which load_model looks up
 from koala.models.layers import average_weights
-from koala.runs import Run, save_model_atomic
+from koala.runs import BEST_CHECKPOINT, Run, save_model_atomic
 
 
 def epoch_list(text: str) -> list[int]:
@@ -27,21 +31,42 @@ def epoch_list(text: str) -> list[int]:
     return epochs
 
 
+def averaged_metadata(meta: dict, run: Run, epochs: list[int]) -> dict:
+    """The run's metadata for its average: the architecture and training totals stay; the best
+    epoch's record does not describe the average, which names its epochs instead."""
+    kept = {k: v for k, v in meta.items() if k not in ("best_epoch", "best_val_loss", "saturation", "colour_setting")}
+    return {**kept, "averaged_epochs": epochs, "averaged_from": run.path.name}
+
+
+def write_run(run: Run, epochs: list[int], model: keras.Model, target: Path) -> None:
+    """A finished run folder at ``target`` whose best checkpoint is ``model`` (the average)."""
+    out = Run(target)
+    out.path.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run.config_file, out.config_file)
+    out.write_metadata(averaged_metadata(run.read_metadata(), run, epochs))
+    save_model_atomic(model, out.best, overwrite=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="the run folder")
     parser.add_argument("--epochs", required=True, type=epoch_list, help="comma-separated epochs kept in its checkpoints/")
+    parser.add_argument("--as-run", type=Path, metavar="DIR",
+                        help="write it as a run folder's best.keras instead (with the run's config and metadata)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing average")
     args = parser.parse_args()
     run, epochs = Run(args.run), args.epochs
     missing = [str(run.checkpoint(e)) for e in epochs if not run.checkpoint(e).is_file()]
     if missing:
         sys.exit(f"{missing[0]}: not there (epochs are kept every train.keep_every in {run.checkpoints})")
-    out = run.checkpoints / f"average_{min(epochs):03d}-{max(epochs):03d}.keras"
+    out = args.as_run / BEST_CHECKPOINT if args.as_run else run.checkpoints / f"average_{min(epochs):03d}-{max(epochs):03d}.keras"
     if out.exists() and not args.overwrite:
         sys.exit(f"{out}: exists (give --overwrite to replace it)")
     models = [keras.saving.load_model(run.checkpoint(e), compile=False) for e in epochs]
-    save_model_atomic(average_weights(models), out, overwrite=args.overwrite)
+    if args.as_run:
+        write_run(run, epochs, average_weights(models), args.as_run)
+    else:
+        save_model_atomic(average_weights(models), out, overwrite=args.overwrite)
     print(f"{out}: the mean of epochs {', '.join(map(str, epochs))}")
     return 0
 

@@ -24,8 +24,9 @@
 #      per source so that --group finds them) and with hints: the wider one won, and the long
 #      run continues it (configs/hints-4.yaml);
 #   7. its best, tuned on training photos (scripts/tune_colour.py, the default's rule at 160 px), is
-#      packaged as the bundled default (it dominates the old default's frontier) and scored on
-#      photos-v1/val, scenes-v1/val and with hints.
+#      packaged as the bundled default (it dominated the old default's frontier) and scored on
+#      photos-v1/val, scenes-v1/val and with hints: the default from issue 17 to issue 31, which
+#      scripts/train_dist.sh goes on from.
 #   A session that stops keeps a long run with scripts/save_state.sh RUN (committed under
 #   training-state/); this script restores it and resumes.
 set -euo pipefail
@@ -52,10 +53,11 @@ resume hints-4 configs/hints-4.yaml
     --sizes 160 --saturations 1.2,1.3,1.4,1.5,1.6 \
     --margin 0.7 --group "$GENERAL" --group-margin 0.3 --source-floor 0.3
 .venv/bin/python scripts/package_model.py runs/hints-4 --name default --overwrite
-.venv/bin/koala evaluate --model default --data "$PHOTOS/val" --out koala/weights/default-val.json
+# Its scores, under the names they have kept since issue 31 replaced it (scripts/train_dist.sh):
+.venv/bin/koala evaluate --model default --data "$PHOTOS/val" --out reports/frontier/default-before-31-val.json
 .venv/bin/koala evaluate --model default --data "$PHOTOS/val" --group "$GENERAL" \
-    --sweep 1,1.3,1.4,1.6 --out reports/frontier/default.json
+    --sweep 1,1.3,1.4,1.6 --out reports/frontier/default-before-31.json
 .venv/bin/koala evaluate --model default --data "$SCENES/val" --sweep 1,1.3,1.4,1.6 \
-    --out reports/frontier/default-scenes.json
+    --out reports/frontier/default-scenes-before-31.json
 .venv/bin/koala evaluate --model default --data reports/hints-model/val-120.txt \
-    --hints 0,1,2,5,10,20,50 --out reports/hints-model/curve.json
+    --hints 0,1,2,5,10,20,50 --out reports/hints-model/curve-before-31.json

@@ -164,10 +164,12 @@ def test_train_only_naming_no_layer_is_refused():
         compile_model(cfg, [])
 
 
-def test_the_bundled_guided_model_follows_a_reference_and_suggests_colours():
+def test_the_bundled_default_follows_a_reference_and_suggests_colours():
+    from koala import runs
     from koala.inference import Colorizer
 
-    guided = Colorizer.load("guided")
+    assert runs.resolve_model("guided") == runs.resolve_model("default")  # guided's name since issue 31
+    guided = Colorizer.load("default")
     assert guided.takes_global_hints and guided.takes_hints and guided.suggests
     photo = (np.linspace(0.2, 0.8, 96 * 128).reshape(96, 128) * 255).astype(np.uint8)
     blue = np.zeros((32, 32, 3), np.uint8)

@@ -168,6 +168,24 @@ def test_old_sweep_files_still_tabulate_and_plot(constant_ab_run, two_sources):
     assert len(frontier_figure(old).axes) == len(frontier_figure(report).axes)
 
 
+def test_sweeps_run_apart_merge_into_one_report_under_new_labels(constant_ab_run, distribution_run, two_sources):
+    """An old model's sweep beside a new one's, without scoring the old one again; sweeps of other
+    photos, or two curves under one label, are refused."""
+    from koala.evaluation.frontier import curves, merge_reports
+
+    models = {"c": Colorizer.load(constant_ab_run), "d": Colorizer.load(distribution_run)}
+    old = sweep_report(models, str(two_sources), [0.5, 1.0], None, progress=False)
+    new = sweep_report({"c": models["c"]}, str(two_sources), [0.8], None, progress=False)
+    merged = merge_reports([(new, {}), (old, {"c": "before"})])  # d is left out
+    assert {k: [p["value"] for p in v] for k, v in curves(merged).items()} == {"c": [0.8], "before": [0.5, 1.0]}
+    assert merged["gray_baseline"] == new["gray_baseline"] and old["sweep"][0]["model"] == "c"  # inputs untouched
+    with pytest.raises(ValueError, match=r"^two curves would be labelled 'c': rename one$"):
+        merge_reports([(new, {}), (old, {})])
+    fewer = sweep_report({"c": models["c"]}, str(two_sources), [1.0], None, limit=2, progress=False)
+    with pytest.raises(ValueError, match=r"^cannot merge sweeps of different photos: .* \(2\) and .* \(6\)$"):
+        merge_reports([(new, {}), (fewer, {"c": "few"})])
+
+
 def test_a_group_naming_a_missing_source_is_refused_in_one_line(constant_ab_run, two_sources, tmp_path, capsys):
     out = tmp_path / "f.json"
     code = main(["evaluate", "--model", constant_ab_run, "--data", str(two_sources), "--sweep", "1",

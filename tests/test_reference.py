@@ -139,8 +139,8 @@ def test_cli_refuses_a_reference_for_a_model_without_global_hints_and_a_point_ou
                  "--reference", str(tmp_path / "ref.png")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == [f"koala colorize: reference/palette: this model (cunet, {tiny_hint_model}) has no "
-                                 "global-hint input, so it takes no reference or palette; use a model trained with "
-                                 "global_hints: true"]
+                                 "global-hint input, so it takes no reference or palette; use the bundled default or a "
+                                 "model trained with global_hints: true"]
     assert not out.exists()
     code = main(["suggest", str(tmp_path / "scan.png"), "--at", "10,40", "--model", str(toy_global_model)])
     assert code == 2 and capsys.readouterr().err.strip().splitlines() == [

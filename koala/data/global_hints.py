@@ -151,7 +151,7 @@ class NoGlobalHintInputsError(GlobalHintError):
 
     def __init__(self, model: str):
         self.reason = (f"this model ({model}) has no global-hint input, so it takes no reference or palette; "
-                       "use a model trained with global_hints: true")
+                       "use the bundled default or a model trained with global_hints: true")
         super().__init__(f"reference/palette: {self.reason}")
 
 

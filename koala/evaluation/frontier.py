@@ -149,6 +149,30 @@ def with_current_keys(report: dict) -> dict:
     return {**out, "gray_baseline": renamed(out["gray_baseline"]), "sweep": [renamed(p) for p in out["sweep"]]}
 
 
+def merge_reports(reports: list[tuple[dict, dict[str, str]]]) -> dict:
+    """Sweeps of the same photos, run at different times, as one report to tabulate and plot
+    together: each (report, {model: label}) gives its points of those models under those labels
+    (an empty mapping: every model as it is named). A ValueError when the photos or their gray
+    baselines differ, or two curves would share a label."""
+    first = with_current_keys(reports[0][0])
+    sweep, labels = [], set()
+    for report, rename in reports:
+        report = with_current_keys(report)
+        if (report["data"], report["images"], report.get("size")) != (first["data"], first["images"], first.get("size")):
+            raise ValueError(f"cannot merge sweeps of different photos: {report['data']} ({report['images']}) "
+                             f"and {first['data']} ({first['images']})")
+        if abs(report["gray_baseline"]["psnr"] - first["gray_baseline"]["psnr"]) > 1e-3:  # float noise across runs
+            raise ValueError(f"cannot merge sweeps of {report['data']}: their gray baselines differ")
+        points = [{**p, "model": rename.get(p["model"], p["model"])} for p in report["sweep"]
+                  if not rename or p["model"] in rename]
+        clash = labels & {p["model"] for p in points}
+        if clash:
+            raise ValueError(f"two curves would be labelled {sorted(clash)[0]!r}: rename one")
+        labels |= {p["model"] for p in points}
+        sweep += points
+    return {**first, "sweep": sweep}
+
+
 def choose(report: dict, margin: float, group_margin: float, source_floor: float) -> dict | None:
     """The shipped colour setting's rule: of a :func:`sweep_report`'s points, the most colourful
     (highest colourfulness ratio) whose PSNR is at least ``margin`` dB above gray overall, at

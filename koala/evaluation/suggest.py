@@ -54,7 +54,7 @@ def suggest_report(colorizer: Colorizer, data: str, k: int, size: int | None = N
     {name: {"points", "suggest_hit", "automatic_hit"}}, "skipped"}``."""
     if not colorizer.suggests:
         raise ValueError(f"suggestions: this model ({colorizer.name}) has no colour distribution head; "
-                         "use a model trained with distribution: true")
+                         "use the bundled default or a model trained with distribution: true")
     paths, source = scored_photos(data, limit, None)
     hits: dict[str, list[tuple[bool, bool]]] = {}
     skipped, images = [], 0

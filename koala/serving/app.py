@@ -262,7 +262,7 @@ def add_colorize(app: Flask, colorizer: Colorizer, pool: WorkerPool, info: dict)
         data = upload_bytes()
         hints = request_hints()
         if len(hints) and not colorizer.takes_hints:
-            raise ApiError(400, f"hints: {model_name} takes no hints (serve a model with hint inputs, such as the bundled 'hints')")
+            raise ApiError(400, f"hints: {model_name} takes no hints (serve a model with hint inputs, such as the bundled default)")
         options = {"saturation": parse_float(request.args, "saturation", SATURATION_RANGE)}
         temperature = parse_float(request.args, "temperature", TEMPERATURE_RANGE)
         if temperature is not None and not has_temperature:
@@ -287,8 +287,8 @@ def add_suggest(app: Flask, colorizer: Colorizer, pool: WorkerPool, info: dict) 
         data = upload_bytes()
         hints = request_hints()
         if not colorizer.suggests:
-            raise ApiError(400, f"suggest: {model_name} has no colour distribution head (serve a model trained "
-                                "with distribution: true)")
+            raise ApiError(400, f"suggest: {model_name} has no colour distribution head (serve the bundled default or "
+                                "a model trained with distribution: true)")
         x, y = (parse_number(request.args, name) for name in ("x", "y"))
         k = parse_number(request.args, "k", SUGGEST_K)
         if k != int(k) or k < 1:
