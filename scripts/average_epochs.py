@@ -5,6 +5,7 @@
     # -> runs/dist-2/checkpoints/average_012-020.keras, beside the epochs (it finds the run's metadata)
     python scripts/average_epochs.py runs/dist-2 --epochs 16,18,20,22 --as-run runs/dist-2-a16-22
     # -> a finished run folder whose best.keras is the average, for tune_colour.py and package_model.py
+    #    (from checkpoints/average_016-022.keras when the epochs are gone, as in a restored run)
 """
 from __future__ import annotations
 
@@ -56,17 +57,21 @@ def main() -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing average")
     args = parser.parse_args()
     run, epochs = Run(args.run), args.epochs
+    kept = run.checkpoints / f"average_{min(epochs):03d}-{max(epochs):03d}.keras"
     missing = [str(run.checkpoint(e)) for e in epochs if not run.checkpoint(e).is_file()]
-    if missing:
+    if missing and not (args.as_run and kept.is_file()):  # a restored run keeps its average, not its epochs
         sys.exit(f"{missing[0]}: not there (epochs are kept every train.keep_every in {run.checkpoints})")
-    out = args.as_run / BEST_CHECKPOINT if args.as_run else run.checkpoints / f"average_{min(epochs):03d}-{max(epochs):03d}.keras"
+    out = args.as_run / BEST_CHECKPOINT if args.as_run else kept
     if out.exists() and not args.overwrite:
         sys.exit(f"{out}: exists (give --overwrite to replace it)")
-    models = [keras.saving.load_model(run.checkpoint(e), compile=False) for e in epochs]
-    if args.as_run:
-        write_run(run, epochs, average_weights(models), args.as_run)
+    if missing:
+        average = keras.saving.load_model(kept, compile=False)
     else:
-        save_model_atomic(average_weights(models), out, overwrite=args.overwrite)
+        average = average_weights([keras.saving.load_model(run.checkpoint(e), compile=False) for e in epochs])
+    if args.as_run:
+        write_run(run, epochs, average, args.as_run)
+    else:
+        save_model_atomic(average, out, overwrite=args.overwrite)
     print(f"{out}: the mean of epochs {', '.join(map(str, epochs))}")
     return 0
 

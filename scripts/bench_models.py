@@ -2,7 +2,7 @@
 CPU milliseconds of ``Colorizer.colorize`` (working-size L, the network, the join at full size) on
 a photo of the given megapixels, so a new default can be held to "at most 1.3x today's".
 
-    python scripts/bench_models.py default guided runs/short-32 --megapixels 1
+    python scripts/bench_models.py old-default.keras default runs/short-32 --megapixels 1
 
 The photo is one of the bundled samples resized to the size (3:2), so the network sees a real
 picture. Numbers depend on what else the machine runs; CPU-ms hardly do.

@@ -1,7 +1,7 @@
 """How far one colour hint leaks across a strong edge, per model: a number and a picture.
 
     koala-shared nice -n 10 .venv/bin/python scripts/hint_leak.py \\
-        --model default=default --model guided=guided \\
+        --model before=old-default.keras --model new=default \\
         --data ../shared/datasets/scenes-v2/val/houses --data ../shared/datasets/photos-v1/val/urban100 \\
         --data ../shared/datasets/scenes-v2/val/wonders7 --out reports/issue31/hint-leak
 

@@ -3,8 +3,12 @@
     python scripts/model_card_grid.py --data ../shared/datasets/photos-v1/val \\
         --model old=old-default.keras --model new=default --out koala/weights/grid.jpg
 
-The photos are the same every time: ``--per-source`` NAME=COUNT takes the first COUNT photos (by
-name) of each named source, so two model cards can be compared photo by photo.
+The photos are the same every time: the first photos (by name) of each source in ``PER_SOURCE``, so
+two model cards can be compared photo by photo. ``--samples`` instead takes every photo of a flat
+folder of grayscale photos (the bundled samples), whose columns are input | each model:
+
+    python scripts/model_card_grid.py --samples --data koala/samples \\
+        --model before=old-default.keras --model now=default --out reports/default-model/samples.jpg
 """
 from __future__ import annotations
 
@@ -31,15 +35,17 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", action="append", required=True, metavar="LABEL=MODEL")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--samples", action="store_true", help="every photo of --data, which are grayscale")
     args = parser.parse_args()
     models = {label: Colorizer.load(model) for label, model in map(parse_labelled, args.model)}
-    paths = pick(args.data, PER_SOURCE)
-    titles = ["truth", "gray input", *models]
+    paths = sorted(list_images(args.data)) if args.samples else pick(args.data, PER_SOURCE)
+    titles = ["input", *models] if args.samples else ["truth", "gray input", *models]
 
     def row(path: str) -> tuple[str, list]:
         true = load_rgb(path)
+        given = [gray_baseline(true)] if args.samples else [true, gray_baseline(true)]
         return (f"{Path(path).parent.name}\n{Path(path).stem[:18]}",
-                [true, gray_baseline(true), *(c.colorize_float(true) for c in models.values())])
+                [*given, *(c.colorize_float(true) for c in models.values())])
 
     draw_image_grid((row(path) for path in paths), titles, args.out, cell=(2.3, 1.9), title_size=10, dpi=90)
     print(f"wrote {args.out}: {len(paths)} photos x {len(titles)} columns")

@@ -47,3 +47,4 @@ VAL120=reports/hints-model/val-120.txt
 .venv/bin/koala evaluate --model default --data $VAL120 --hints 0,1,2,5,10,20,50 --out reports/hints-model/curve.json
 .venv/bin/koala evaluate --model default --data $VAL120 --reference self,other --out reports/default-model/reference.json
 .venv/bin/koala evaluate --model default --data $VAL120 --suggest 8 --out reports/default-model/suggest.json
+.venv/bin/python scripts/hints_grid.py --data "$PHOTOS/val" --model default --out reports/hints-model/grid.jpg
