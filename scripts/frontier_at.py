@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -53,7 +55,11 @@ def main() -> None:
     ratios = [float(r) for r in args.ratios.split(",")]
     models: dict[str, dict] = {}
     for path in args.reports:
-        for name, parts in curves(json.load(open(path))).items():
+        try:
+            report = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            sys.exit(f"frontier_at: {path}: {e.strerror if isinstance(e, OSError) else f'not JSON ({e})'}")
+        for name, parts in curves(report).items():
             models.setdefault(name, parts)
     names = list(models)
     parts = args.parts.split(",") if args.parts else list(dict.fromkeys(p for m in models.values() for p in m))
