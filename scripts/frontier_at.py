@@ -12,9 +12,7 @@ reports is taken from the first.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -56,9 +54,9 @@ def main() -> None:
     models: dict[str, dict] = {}
     for path in args.reports:
         try:
-            report = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:
-            sys.exit(f"frontier_at: {path}: {e.strerror if isinstance(e, OSError) else f'not JSON ({e})'}")
+            report = frontier.read_report(path)
+        except ValueError as e:
+            sys.exit(f"frontier_at: {e}")
         for name, parts in curves(report).items():
             models.setdefault(name, parts)
     names = list(models)

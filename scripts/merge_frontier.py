@@ -11,11 +11,10 @@ take only those models under those labels. Writes the JSON and its plot (same st
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from koala.evaluation.evaluate import write_report
-from koala.evaluation.frontier import merge_reports, plot_frontier
+from koala.evaluation.frontier import merge_reports, plot_frontier, read_report
 
 
 def parse_input(item: str) -> tuple[str, dict[str, str]]:
@@ -35,9 +34,9 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     try:
-        reports = [(json.load(open(path)), rename) for path, rename in args.reports]
+        reports = [(read_report(path), rename) for path, rename in args.reports]
         write_report(merge_reports(reports), args.out, plot_frontier)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # OSError: --out cannot be written
         sys.exit(f"merge_frontier: {e}")
     print(f"{args.out}: {len(reports)} reports merged")
     return 0

@@ -186,6 +186,19 @@ def test_sweeps_run_apart_merge_into_one_report_under_new_labels(constant_ab_run
         merge_reports([(new, {}), (fewer, {"c": "few"})])
 
 
+def test_a_sweep_report_reads_back_and_a_bad_one_is_named(constant_ab_run, two_sources, tmp_path):
+    from koala.evaluation.frontier import read_report
+
+    report = sweep_report({"c": Colorizer.load(constant_ab_run)}, str(two_sources), [1.0], None, progress=False)
+    (tmp_path / "old.json").write_text(json.dumps(report).replace('"gray_baseline"', '"gray"'))
+    assert read_report(tmp_path / "old.json") == json.loads(json.dumps(report))  # under the current keys
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match=r"bad\.json: not JSON \("):
+        read_report(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match=r"gone\.json: No such file or directory$"):
+        read_report(tmp_path / "gone.json")
+
+
 def test_a_group_naming_a_missing_source_is_refused_in_one_line(constant_ab_run, two_sources, tmp_path, capsys):
     out = tmp_path / "f.json"
     code = main(["evaluate", "--model", constant_ab_run, "--data", str(two_sources), "--sweep", "1",

@@ -15,6 +15,7 @@ The network runs once per photo and temperature; each saturation only rescales i
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -147,6 +148,17 @@ def with_current_keys(report: dict) -> dict:
 
     out = {("gray_baseline" if k == "gray" else k): v for k, v in report.items()}
     return {**out, "gray_baseline": renamed(out["gray_baseline"]), "sweep": [renamed(p) for p in out["sweep"]]}
+
+
+def read_report(path: str | Path) -> dict:
+    """A sweep report from its JSON file, under the current keys (:func:`with_current_keys`); a
+    ValueError naming the file when it cannot be read or is not JSON."""
+    try:
+        return with_current_keys(json.loads(Path(path).read_text()))
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
 
 
 def merge_reports(reports: list[tuple[dict, dict[str, str]]]) -> dict:
